@@ -1,0 +1,28 @@
+"""jaxrl: JAX-functional, accelerator-first reinforcement learning.
+
+Every algorithm is a pure, jit-compiled, vmappable function::
+
+    import jax, jaxrl
+    cfg = jaxrl.PPOConfig(env="CartPole-v1")
+    state, metrics = jaxrl.train(cfg, jax.random.key(0))
+    returns = jaxrl.evaluate(cfg, state, jax.random.key(1), num_episodes=32)
+"""
+
+from jaxrl import envs, losses
+from jaxrl.algos.base import stack_configs
+from jaxrl.algos.ppo import Config as PPOConfig
+from jaxrl.api import make_policy, make_value_fn, train
+from jaxrl.evaluation import evaluate
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "PPOConfig",
+    "envs",
+    "evaluate",
+    "losses",
+    "make_policy",
+    "make_value_fn",
+    "stack_configs",
+    "train",
+]

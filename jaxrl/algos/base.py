@@ -1,0 +1,178 @@
+"""What every algorithm module provides, the registry, and the generic ``train``.
+
+An algorithm module defines, in this order: ``Config`` (frozen ``flax.struct.dataclass``; fields that
+set shapes are static, ``pytree_node=False``; tunable scalars are leaves so ``jax.vmap`` sweeps them),
+``State`` (explicit pytree), ``init(cfg, key)``, ``update`` (one gradient step), ``train_step(cfg, state)``
+(collect + update, one iteration), ``num_iterations(cfg)``, and registers an :class:`Algorithm`.
+
+``train(cfg, key)`` is then the same for everyone: ``lax.scan`` of ``train_step`` over
+``num_iterations(cfg)`` steps, starting from ``init(cfg, key)``. The runtime driver runs the same
+``train_step`` in chunks (``jaxrl.run``), which gives the same result as one ``train`` call.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+
+@dataclasses.dataclass(frozen=True)
+class Algorithm:
+    """The functions of one algorithm, looked up by config type (``algorithm_for(cfg)``)."""
+
+    name: str
+    config: type
+    init: Callable[[Any, jax.Array], Any]
+    train_step: Callable[[Any, Any], tuple[Any, Any]]
+    num_iterations: Callable[[Any], int]
+    #: ``make_policy(cfg, state, deterministic=True) -> act(obs, key) -> action``
+    make_policy: Callable[..., Callable]
+    #: host-side checks, run before anything is traced; raise ``ValueError`` with what to change.
+    validate: Callable[[Any], None]
+    description: str = ""
+    #: ``make_value_fn(cfg, state) -> value(obs) -> V(obs)``, for algorithms with a critic.
+    make_value_fn: Callable[..., Callable] | None = None
+    #: env steps consumed by one ``train_step`` (for progress and steps/s), if meaningful.
+    steps_per_iteration: Callable[[Any], int] | None = None
+
+
+_REGISTRY: dict[str, Algorithm] = {}
+
+
+def register(algo: Algorithm) -> Algorithm:
+    _REGISTRY[algo.name] = algo
+    return algo
+
+
+def algorithms() -> dict[str, Algorithm]:
+    """Every registered algorithm by CLI name."""
+    import jaxrl.algos  # noqa: F401  (imports register them)
+
+    return dict(_REGISTRY)
+
+
+def get(name: str) -> Algorithm:
+    algos = algorithms()
+    if name not in algos:
+        raise ValueError(f"Unknown algorithm {name!r}; choose one of: {', '.join(sorted(algos))}")
+    return algos[name]
+
+
+def algorithm_for(cfg: Any) -> Algorithm:
+    for algo in algorithms().values():
+        if isinstance(cfg, algo.config):
+            return algo
+    raise TypeError(f"{type(cfg).__name__} is not the Config of a registered jaxrl algorithm")
+
+
+# ---------------------------------------------------------------------------------------- keys
+def as_key(key: Any) -> jax.Array:
+    """Accept ``jax.random.key(k)``, ``jax.random.PRNGKey(k)`` or an int seed."""
+    if isinstance(key, int):
+        return jax.random.key(key)
+    return key
+
+
+# ------------------------------------------------------------------------------------- metrics
+def metrics_type(cls: type) -> type:
+    """Let a metrics NamedTuple be read by field name too: ``metrics["episode_return"]``."""
+    tuple_getitem = tuple.__getitem__
+
+    def __getitem__(self, k):  # noqa: N807
+        if isinstance(k, str):
+            try:
+                return getattr(self, k)
+            except AttributeError:
+                raise KeyError(k) from None
+        return tuple_getitem(self, k)
+
+    cls.__getitem__ = __getitem__
+    cls.keys = lambda self: self._fields
+    cls.items = lambda self: zip(self._fields, self, strict=True)
+    return cls
+
+
+# ------------------------------------------------------------------------------------ checking
+def is_concrete(x: Any) -> bool:
+    return not isinstance(x, jax.core.Tracer)
+
+
+def check_positive(cfg: Any, *names: str) -> None:
+    """Raise for non-positive (or non-finite) values of the named config fields, where concrete."""
+    for name in names:
+        v = getattr(cfg, name)
+        if v is None or not is_concrete(v) or jnp.ndim(v) > 0:
+            continue
+        if not (math.isfinite(float(v)) and float(v) > 0):
+            raise ValueError(f"{type(cfg).__name__}.{name} must be a positive number, got {v!r}")
+
+
+def check_range(cfg: Any, name: str, lo: float, hi: float) -> None:
+    v = getattr(cfg, name)
+    if v is None or not is_concrete(v) or jnp.ndim(v) > 0:
+        return
+    if not (lo <= float(v) <= hi):
+        raise ValueError(f"{type(cfg).__name__}.{name} must be in [{lo}, {hi}], got {v!r}")
+
+
+def check_divides(cfg: Any, total: int, parts: int, what: str) -> None:
+    if parts <= 0 or total % parts:
+        raise ValueError(f"{type(cfg).__name__}: {what} ({total}) must divide evenly into {parts}; {_fix(total, parts)}")
+
+
+def _fix(total: int, parts: int) -> str:
+    if parts <= 0:
+        return "use a positive number"
+    divisors = [d for d in range(1, total + 1) if total % d == 0]
+    near = sorted(divisors, key=lambda d: abs(d - parts))[:3]
+    return f"choose one of {sorted(near)} instead of {parts}"
+
+
+# ------------------------------------------------------------------------------ config stacking
+def stack_configs(cfgs: list[Any]) -> Any:
+    """Stack configs that differ only in tunable (leaf) fields, for ``jax.vmap(jaxrl.train)``.
+
+    Static fields (those that set shapes, the env, flags) must be equal across configs.
+    """
+    if not cfgs:
+        raise ValueError("stack_configs needs at least one config")
+    treedefs = [jax.tree_util.tree_structure(c) for c in cfgs]
+    for i, td in enumerate(treedefs[1:], start=1):
+        if td != treedefs[0]:
+            diff = _static_diff(cfgs[0], cfgs[i])
+            raise ValueError(
+                f"configs 0 and {i} differ in static (shape-setting) fields {diff}; only tunable scalar "
+                f"fields can be stacked and vmapped. Run them as separate jobs instead."
+            )
+    return jax.tree_util.tree_map(lambda *xs: jnp.stack([jnp.asarray(x) for x in xs]), *cfgs)
+
+
+def _static_diff(a: Any, b: Any) -> list[str]:
+    out = []
+    for f in dataclasses.fields(a):
+        if not f.metadata.get("pytree_node", True) and getattr(a, f.name) != getattr(b, f.name):
+            out.append(f.name)
+    return out
+
+
+# ---------------------------------------------------------------------------------------- train
+def train(cfg: Any, key: Any) -> tuple[Any, Any]:
+    """Train any algorithm: ``init`` then ``lax.scan`` of ``train_step``. Traceable end to end."""
+    algo = algorithm_for(cfg)
+    algo.validate(cfg)
+    state = algo.init(cfg, as_key(key))
+    return run_iterations(algo, cfg, state, algo.num_iterations(cfg))
+
+
+def run_iterations(algo: Algorithm, cfg: Any, state: Any, n: int) -> tuple[Any, Any]:
+    """``n`` iterations of ``algo.train_step`` as one ``lax.scan``; metrics stacked on axis 0."""
+
+    def body(s, _):
+        return algo.train_step(cfg, s)
+
+    return jax.lax.scan(body, state, None, length=n)

@@ -1,0 +1,319 @@
+"""PPO-clip (Schulman et al. 2017, arXiv:1707.06347) with GAE, discrete or Gaussian actions.
+
+Loss per minibatch: ``-min(rho A, clip(rho, 1-eps, 1+eps) A) + vf_coef * L_V - ent_coef * H``,
+with truncation-aware GAE (bootstraps from V(final obs) where an episode was cut by a time limit).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from jaxrl import batching, envs, normalization, optim, rollout
+from jaxrl.algos import base
+from jaxrl.losses import policy as policy_losses
+from jaxrl.losses import returns as returns_losses
+from jaxrl.networks.heads import ActorCritic, PolicyOutput
+
+
+# ---------------------------------------------------------------------------------------- CONFIG
+@struct.dataclass
+class Config:
+    """PPO settings; defaults are PureJaxRL's CartPole-v1 settings."""
+
+    env: Any = struct.field(pytree_node=False, default="CartPole-v1")  # name or gymnax Environment
+    env_params: Any = struct.field(pytree_node=False, default=None)  # gymnax EnvParams (None: defaults)
+    total_timesteps: int = struct.field(pytree_node=False, default=524_288)  # env steps in all
+    num_envs: int = struct.field(pytree_node=False, default=4)  # parallel environments
+    num_steps: int = struct.field(pytree_node=False, default=128)  # rollout length per update
+    num_epochs: int = struct.field(pytree_node=False, default=4)  # passes over each rollout
+    num_minibatches: int = struct.field(pytree_node=False, default=4)  # minibatches per pass
+    hidden: tuple[int, ...] = struct.field(pytree_node=False, default=(64, 64))  # MLP widths
+    activation: str = struct.field(pytree_node=False, default="tanh")
+    shared_network: bool = struct.field(pytree_node=False, default=False)  # one trunk, two heads
+    anneal_lr: bool = struct.field(pytree_node=False, default=True)  # linear decay to 0
+    normalize_obs: bool = struct.field(pytree_node=False, default=False)  # running mean/std
+    normalize_advantages: bool = struct.field(pytree_node=False, default=True)  # per minibatch
+    clip_value: bool = struct.field(pytree_node=False, default=True)  # PPO2 value clipping
+    learning_rate: float = 2.5e-4  # Adam step size (initial, if annealed)
+    gamma: float = 0.99  # discount
+    gae_lambda: float = 0.95  # GAE trace decay
+    clip_eps: float = 0.2  # ratio clip range (and value clip range)
+    ent_coef: float = 0.01  # entropy bonus weight
+    vf_coef: float = 0.5  # value loss weight
+    max_grad_norm: float = 0.5  # global-norm gradient clip
+
+    @property
+    def batch_size(self) -> int:
+        return self.num_envs * self.num_steps
+
+    @property
+    def num_updates(self) -> int:
+        return self.total_timesteps // self.batch_size
+
+    @property
+    def minibatch_size(self) -> int:
+        return self.batch_size // self.num_minibatches
+
+
+class State(NamedTuple):
+    params: Any  # network parameters
+    opt_state: Any  # optax state
+    env: rollout.EnvCarry  # env state + last time step
+    obs_stats: normalization.RunningStats  # running observation statistics (unused if off)
+    key: jax.Array  # PRNG key for the next iteration
+    iteration: jax.Array  # [] int32 updates done
+    last_return: jax.Array  # [] float32 mean return of the last finished episodes (NaN before any)
+
+
+@base.metrics_type
+class Metrics(NamedTuple):
+    episode_return: jax.Array  # mean return of episodes finished this iteration (carried forward)
+    env_steps: jax.Array  # env steps so far
+    total_loss: jax.Array
+    policy_loss: jax.Array
+    value_loss: jax.Array
+    entropy: jax.Array
+    approx_kl: jax.Array
+    clip_fraction: jax.Array
+
+
+class Batch(NamedTuple):
+    obs: jax.Array
+    action: jax.Array  # unclipped action (continuous) / int action (discrete)
+    log_prob: jax.Array
+    value: jax.Array
+    advantage: jax.Array
+    target: jax.Array
+    valid: jax.Array
+
+
+# ------------------------------------------------------------------------------------ BUILDING
+def make_env(cfg: Config, num_envs: int | None = None) -> envs.EpisodeStats:
+    return envs.EpisodeStats(envs.make(cfg.env, num_envs or cfg.num_envs, cfg.env_params))
+
+
+def make_network(cfg: Config, env: envs.Env) -> ActorCritic:
+    discrete = envs.is_discrete(env.action_space)
+    return ActorCritic(
+        action_dim=envs.num_actions(env.action_space),
+        discrete=discrete,
+        hidden=tuple(cfg.hidden),
+        activation=cfg.activation,
+        shared=cfg.shared_network,
+        obs_ndim=len(env.observation_space.shape),
+    )
+
+
+def validate(cfg: Config) -> None:
+    envs.check_name(cfg.env)
+    for name in ("total_timesteps", "num_envs", "num_steps", "num_epochs", "num_minibatches"):
+        if int(getattr(cfg, name)) <= 0:
+            raise ValueError(f"PPOConfig.{name} must be a positive integer, got {getattr(cfg, name)!r}")
+    if cfg.total_timesteps < cfg.batch_size:
+        raise ValueError(
+            f"PPOConfig.total_timesteps ({cfg.total_timesteps}) is smaller than one rollout "
+            f"(num_envs * num_steps = {cfg.batch_size}); raise total_timesteps or shrink the rollout"
+        )
+    base.check_divides(cfg, cfg.batch_size, cfg.num_minibatches, "num_envs * num_steps")
+    base.check_positive(cfg, "learning_rate", "clip_eps", "max_grad_norm")
+    base.check_range(cfg, "gamma", 0.0, 1.0)
+    base.check_range(cfg, "gae_lambda", 0.0, 1.0)
+
+
+def _prep(cfg: Config, stats: normalization.RunningStats, obs: jax.Array) -> jax.Array:
+    return normalization.normalize(stats, obs) if cfg.normalize_obs else obs
+
+
+def _log_prob_entropy(out: PolicyOutput, action: jax.Array, discrete: bool) -> tuple[jax.Array, jax.Array]:
+    if discrete:
+        return policy_losses.categorical_log_prob(out.logits, action), policy_losses.entropy(out.logits)
+    log_std = jnp.broadcast_to(out.log_std, out.logits.shape)
+    return policy_losses.gaussian_log_prob(out.logits, log_std, action), policy_losses.gaussian_entropy(log_std)
+
+
+def _sample(out: PolicyOutput, key: jax.Array, discrete: bool) -> jax.Array:
+    if discrete:
+        return jax.random.categorical(key, out.logits)
+    return out.logits + jnp.exp(out.log_std) * jax.random.normal(key, out.logits.shape)
+
+
+def _to_env_action(env: envs.Env, action: jax.Array) -> jax.Array:
+    """Continuous actions are sampled unbounded and clipped to the action box for the env only."""
+    space = env.action_space
+    if isinstance(space, envs.Box):
+        return jnp.clip(action, space.low, space.high)
+    return action
+
+
+def _optimizer(cfg: Config) -> optax.GradientTransformation:
+    per_update = cfg.num_epochs * cfg.num_minibatches
+    return optim.make_optimizer(
+        cfg.learning_rate,
+        cfg.max_grad_norm,
+        anneal_steps=cfg.num_updates * per_update if cfg.anneal_lr else None,
+        anneal_every=per_update,
+    )
+
+
+# ---------------------------------------------------------------------------------------- INIT
+def init(cfg: Config, key: jax.Array) -> State:
+    env = make_env(cfg)
+    net = make_network(cfg, env)
+    k_net, k_env, key = jax.random.split(key, 3)
+    carry = rollout.reset(env, k_env)
+    params = net.init(k_net, carry.timestep.obs)
+    return State(
+        params=params,
+        opt_state=_optimizer(cfg).init(params),
+        env=carry,
+        obs_stats=normalization.init(env.observation_space.shape),
+        key=key,
+        iteration=jnp.zeros((), jnp.int32),
+        last_return=jnp.full((), jnp.nan, jnp.float32),
+    )
+
+
+# ---------------------------------------------------------------------------------------- LOSS
+def loss(
+    params: Any, cfg: Config, net: nn.Module, discrete: bool, stats: normalization.RunningStats, mb: Batch
+) -> tuple[jax.Array, tuple[jax.Array, ...]]:
+    """PPO loss on one minibatch ``[N]`` (flat); returns ``(total, (pg, vf, entropy, kl, clipfrac))``."""
+    out = net.apply(params, _prep(cfg, stats, mb.obs))
+    log_prob, ent = _log_prob_entropy(out, mb.action, discrete)
+    log_ratio = log_prob - mb.log_prob
+    ratio = jnp.exp(log_ratio)
+    mask = mb.valid.astype(jnp.float32)
+    adv = mb.advantage
+    if cfg.normalize_advantages:
+        n = jnp.maximum(mask.sum(), 1.0)
+        mean = jnp.sum(adv * mask) / n
+        std = jnp.sqrt(jnp.sum(jnp.square(adv - mean) * mask) / n)
+        adv = (adv - mean) / (std + 1e-8)
+    pg = policy_losses.clipped_surrogate_loss(ratio, adv, cfg.clip_eps, mask_t=mask)
+    if cfg.clip_value:
+        vf = policy_losses.clipped_value_loss(out.value, mb.value, mb.target, cfg.clip_eps, mask_t=mask)
+    else:
+        vf = policy_losses._masked_mean(0.5 * jnp.square(out.value - mb.target), mask)
+    ent_mean = policy_losses._masked_mean(ent, mask)
+    total = pg + cfg.vf_coef * vf - cfg.ent_coef * ent_mean
+    kl = policy_losses._masked_mean((ratio - 1.0) - log_ratio, mask)
+    clipfrac = policy_losses._masked_mean((jnp.abs(ratio - 1.0) > cfg.clip_eps).astype(jnp.float32), mask)
+    return total, (pg, vf, ent_mean, kl, clipfrac)
+
+
+# -------------------------------------------------------------------------------------- UPDATE
+def update(
+    cfg: Config, net: nn.Module, discrete: bool, stats: normalization.RunningStats, carry: tuple, mb: Batch
+) -> tuple[tuple, jax.Array]:
+    """One gradient step on one minibatch. ``carry = (params, opt_state)``."""
+    params, opt_state = carry
+    grads, aux = jax.grad(loss, has_aux=True)(params, cfg, net, discrete, stats, mb)
+    updates, opt_state = _optimizer(cfg).update(grads, opt_state, params)
+    total = aux[0] + cfg.vf_coef * aux[1] - cfg.ent_coef * aux[2]
+    return (optax.apply_updates(params, updates), opt_state), jnp.stack((total,) + aux)
+
+
+# ---------------------------------------------------------------------------------- TRAIN STEP
+def train_step(cfg: Config, state: State) -> tuple[State, Metrics]:
+    """Collect ``num_envs x num_steps`` transitions, compute GAE, run the minibatch epochs."""
+    env = make_env(cfg)
+    net = make_network(cfg, env)
+    discrete = envs.is_discrete(env.action_space)
+    key, k_roll, k_upd = jax.random.split(state.key, 3)
+    stats = state.obs_stats
+
+    # ROLLOUT
+    def act(obs, k):
+        out = net.apply(state.params, _prep(cfg, stats, obs))
+        action = _sample(out, k, discrete)
+        log_prob, _ = _log_prob_entropy(out, action, discrete)
+        return _to_env_action(env, action), (action, log_prob, out.value)
+
+    env_carry, traj = rollout.rollout(env, act, state.env, k_roll, cfg.num_steps)
+    action, log_prob, value = traj.extras
+
+    # ADVANTAGES (truncation-aware: V of the true next state, traces cut at every episode end)
+    v_next = net.apply(state.params, _prep(cfg, stats, traj.next_obs)).value
+    gae = jax.vmap(returns_losses.truncated_gae, in_axes=(1, 1, 1, 1, 1, None), out_axes=1)
+    adv = gae(traj.reward, traj.discount(cfg.gamma), value, v_next, traj.trace_end, cfg.gae_lambda)
+    batch = rollout.flatten_time_batch(Batch(traj.obs, action, log_prob, value, adv, adv + value, traj.valid))
+
+    # UPDATE EPOCHS
+    upd = lambda c, mb: update(cfg, net, discrete, stats, c, mb)
+    (params, opt_state), losses = batching.minibatch_epochs(
+        k_upd,
+        (state.params, state.opt_state),
+        batch,
+        upd,
+        num_epochs=cfg.num_epochs,
+        num_minibatches=cfg.num_minibatches,
+    )
+    if cfg.normalize_obs:
+        stats = normalization.update(stats, batch.obs, batch.valid)
+
+    last_return = rollout.mean_episode_return(traj, state.last_return)
+    iteration = state.iteration + 1
+    lm = losses.mean(axis=(0, 1))
+    metrics = Metrics(
+        episode_return=last_return,
+        env_steps=iteration * cfg.batch_size,
+        total_loss=lm[0],
+        policy_loss=lm[1],
+        value_loss=lm[2],
+        entropy=lm[3],
+        approx_kl=lm[4],
+        clip_fraction=lm[5],
+    )
+    new_state = State(params, opt_state, env_carry, stats, key, iteration, last_return)
+    return new_state, metrics
+
+
+def num_iterations(cfg: Config) -> int:
+    return cfg.num_updates
+
+
+# -------------------------------------------------------------------------------------- ACTING
+def make_policy(cfg: Config, state: State, *, deterministic: bool = True):
+    """``act(obs, key) -> action`` for single or batched observations (greedy by default)."""
+    env = envs.make(cfg.env, 1, cfg.env_params)
+    net = make_network(cfg, env)
+    discrete = envs.is_discrete(env.action_space)
+
+    def act(obs: jax.Array, key: jax.Array) -> jax.Array:
+        out = net.apply(state.params, _prep(cfg, state.obs_stats, obs))
+        if deterministic:
+            action = jnp.argmax(out.logits, axis=-1) if discrete else out.logits
+        else:
+            action = _sample(out, key, discrete)
+        return _to_env_action(env, action)
+
+    return act
+
+
+def make_value_fn(cfg: Config, state: State):
+    """``value(obs) -> V(obs)`` for single or batched observations."""
+    env = envs.make(cfg.env, 1, cfg.env_params)
+    net = make_network(cfg, env)
+    return lambda obs: net.apply(state.params, _prep(cfg, state.obs_stats, obs)).value
+
+
+ALGORITHM = base.register(
+    base.Algorithm(
+        name="ppo",
+        config=Config,
+        init=init,
+        train_step=train_step,
+        num_iterations=num_iterations,
+        make_policy=make_policy,
+        make_value_fn=make_value_fn,
+        validate=validate,
+        description="PPO-clip with GAE; discrete (categorical) or continuous (Gaussian) actions",
+        steps_per_iteration=lambda cfg: cfg.batch_size,
+    )
+)

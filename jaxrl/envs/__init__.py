@@ -1,0 +1,19 @@
+"""Environments: one batched contract (:mod:`jaxrl.envs.base`) for every backend."""
+
+from jaxrl.envs.base import Box, Discrete, Env, TimeStep, is_discrete, num_actions
+from jaxrl.envs.registry import available_names, check_name, make
+from jaxrl.envs.wrappers import EpisodeStats, EpisodeStatsState
+
+__all__ = [
+    "Box",
+    "Discrete",
+    "Env",
+    "EpisodeStats",
+    "EpisodeStatsState",
+    "TimeStep",
+    "available_names",
+    "check_name",
+    "is_discrete",
+    "make",
+    "num_actions",
+]
