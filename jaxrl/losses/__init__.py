@@ -10,6 +10,7 @@ from jaxrl.losses.policy import (
     policy_gradient_loss,
     reinforce_loss,
 )
+from jaxrl.losses.preference import preference_accuracy, preference_loss
 from jaxrl.losses.returns import discounted_returns, gae, td_targets, truncated_gae
 from jaxrl.losses.value import double_q_learning, huber_loss, l2_loss, q_learning
 
@@ -26,6 +27,8 @@ __all__ = [
     "huber_loss",
     "l2_loss",
     "policy_gradient_loss",
+    "preference_accuracy",
+    "preference_loss",
     "q_learning",
     "reinforce_loss",
     "td_targets",
