@@ -7,6 +7,8 @@ from typing import Any
 
 import jax
 
+from jaxrl import parallel
+
 
 def minibatch_epochs(
     key: jax.Array,
@@ -34,6 +36,7 @@ def minibatch_epochs(
         else:
             shuffled = batch
         mbs = jax.tree_util.tree_map(lambda x: x.reshape((num_minibatches, -1) + x.shape[1:]), shuffled)
-        return jax.lax.scan(update, c, mbs)
+        # Data-parallel runs split each minibatch over devices (a no-op otherwise).
+        return jax.lax.scan(lambda c2, mb: update(c2, parallel.shard_batch(mb)), c, mbs)
 
     return jax.lax.scan(epoch, carry, jax.random.split(key, num_epochs))

@@ -8,6 +8,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from jaxrl import parallel
 from jaxrl.envs import base, wrappers
 
 
@@ -72,6 +73,8 @@ def rollout(env: base.Env, act: ActFn, carry: EnvCarry, key: jax.Array, num_step
         obs = c.timestep.obs
         action, extras = act(obs, k_act)
         env_state, ts = env.step(c.env_state, action, k_env)
+        # Split the env batch over devices when running data-parallel (a no-op otherwise).
+        env_state, ts = parallel.shard_batch((env_state, ts))
         ended = jnp.logical_and(ts.done, ts.valid)
         tr = Transition(
             obs=obs,
