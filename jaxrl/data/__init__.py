@@ -1,0 +1,1 @@
+"""Datasets for training from data rather than environments (preference pairs, ...)."""
