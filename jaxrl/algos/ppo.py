@@ -14,11 +14,10 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from jaxrl import batching, envs, normalization, optim, rollout
+from jaxrl import batching, envs, normalization, optim, policies, rollout
 from jaxrl.algos import base
 from jaxrl.losses import policy as policy_losses
-from jaxrl.losses import returns as returns_losses
-from jaxrl.networks.heads import ActorCritic, PolicyOutput
+from jaxrl.networks.heads import ActorCritic
 
 
 # ---------------------------------------------------------------------------------------- CONFIG
@@ -99,15 +98,7 @@ def make_env(cfg: Config, num_envs: int | None = None) -> envs.EpisodeStats:
 
 
 def make_network(cfg: Config, env: envs.Env) -> ActorCritic:
-    discrete = envs.is_discrete(env.action_space)
-    return ActorCritic(
-        action_dim=envs.num_actions(env.action_space),
-        discrete=discrete,
-        hidden=tuple(cfg.hidden),
-        activation=cfg.activation,
-        shared=cfg.shared_network,
-        obs_ndim=len(env.observation_space.shape),
-    )
+    return policies.actor_critic(env, cfg.hidden, cfg.activation, cfg.shared_network)
 
 
 def validate(cfg: Config) -> None:
@@ -128,27 +119,6 @@ def validate(cfg: Config) -> None:
 
 def _prep(cfg: Config, stats: normalization.RunningStats, obs: jax.Array) -> jax.Array:
     return normalization.normalize(stats, obs) if cfg.normalize_obs else obs
-
-
-def _log_prob_entropy(out: PolicyOutput, action: jax.Array, discrete: bool) -> tuple[jax.Array, jax.Array]:
-    if discrete:
-        return policy_losses.categorical_log_prob(out.logits, action), policy_losses.entropy(out.logits)
-    log_std = jnp.broadcast_to(out.log_std, out.logits.shape)
-    return policy_losses.gaussian_log_prob(out.logits, log_std, action), policy_losses.gaussian_entropy(log_std)
-
-
-def _sample(out: PolicyOutput, key: jax.Array, discrete: bool) -> jax.Array:
-    if discrete:
-        return jax.random.categorical(key, out.logits)
-    return out.logits + jnp.exp(out.log_std) * jax.random.normal(key, out.logits.shape)
-
-
-def _to_env_action(env: envs.Env, action: jax.Array) -> jax.Array:
-    """Continuous actions are sampled unbounded and clipped to the action box for the env only."""
-    space = env.action_space
-    if isinstance(space, envs.Box):
-        return jnp.clip(action, space.low, space.high)
-    return action
 
 
 def _optimizer(cfg: Config) -> optax.GradientTransformation:
@@ -185,16 +155,11 @@ def loss(
 ) -> tuple[jax.Array, tuple[jax.Array, ...]]:
     """PPO loss on one minibatch ``[N]`` (flat); returns ``(total, (pg, vf, entropy, kl, clipfrac))``."""
     out = net.apply(params, _prep(cfg, stats, mb.obs))
-    log_prob, ent = _log_prob_entropy(out, mb.action, discrete)
+    log_prob, ent = policies.log_prob_entropy(out, mb.action, discrete)
     log_ratio = log_prob - mb.log_prob
     ratio = jnp.exp(log_ratio)
     mask = mb.valid.astype(jnp.float32)
-    adv = mb.advantage
-    if cfg.normalize_advantages:
-        n = jnp.maximum(mask.sum(), 1.0)
-        mean = jnp.sum(adv * mask) / n
-        std = jnp.sqrt(jnp.sum(jnp.square(adv - mean) * mask) / n)
-        adv = (adv - mean) / (std + 1e-8)
+    adv = policies.standardize(mb.advantage, mask) if cfg.normalize_advantages else mb.advantage
     pg = policy_losses.clipped_surrogate_loss(ratio, adv, cfg.clip_eps, mask_t=mask)
     if cfg.clip_value:
         vf = policy_losses.clipped_value_loss(out.value, mb.value, mb.target, cfg.clip_eps, mask_t=mask)
@@ -231,17 +196,16 @@ def train_step(cfg: Config, state: State) -> tuple[State, Metrics]:
     # ROLLOUT
     def act(obs, k):
         out = net.apply(state.params, _prep(cfg, stats, obs))
-        action = _sample(out, k, discrete)
-        log_prob, _ = _log_prob_entropy(out, action, discrete)
-        return _to_env_action(env, action), (action, log_prob, out.value)
+        action = policies.sample(out, k, discrete)
+        log_prob, _ = policies.log_prob_entropy(out, action, discrete)
+        return policies.to_env_action(env, action), (action, log_prob, out.value)
 
     env_carry, traj = rollout.rollout(env, act, state.env, k_roll, cfg.num_steps)
     action, log_prob, value = traj.extras
 
     # ADVANTAGES (truncation-aware: V of the true next state, traces cut at every episode end)
     v_next = net.apply(state.params, _prep(cfg, stats, traj.next_obs)).value
-    gae = jax.vmap(returns_losses.truncated_gae, in_axes=(1, 1, 1, 1, 1, None), out_axes=1)
-    adv = gae(traj.reward, traj.discount(cfg.gamma), value, v_next, traj.trace_end, cfg.gae_lambda)
+    adv = policies.advantages(traj, value, v_next, cfg.gamma, cfg.gae_lambda)
     batch = rollout.flatten_time_batch(Batch(traj.obs, action, log_prob, value, adv, adv + value, traj.valid))
 
     # UPDATE EPOCHS
@@ -282,18 +246,8 @@ def num_iterations(cfg: Config) -> int:
 def make_policy(cfg: Config, state: State, *, deterministic: bool = True):
     """``act(obs, key) -> action`` for single or batched observations (greedy by default)."""
     env = envs.make(cfg.env, 1, cfg.env_params)
-    net = make_network(cfg, env)
-    discrete = envs.is_discrete(env.action_space)
-
-    def act(obs: jax.Array, key: jax.Array) -> jax.Array:
-        out = net.apply(state.params, _prep(cfg, state.obs_stats, obs))
-        if deterministic:
-            action = jnp.argmax(out.logits, axis=-1) if discrete else out.logits
-        else:
-            action = _sample(out, key, discrete)
-        return _to_env_action(env, action)
-
-    return act
+    prep = lambda obs: _prep(cfg, state.obs_stats, obs)
+    return policies.make_act(make_network(cfg, env), state.params, env, deterministic=deterministic, preprocess=prep)
 
 
 def make_value_fn(cfg: Config, state: State):
