@@ -10,13 +10,17 @@ Every algorithm is a pure, jit-compiled, vmappable function::
 
 from jaxrl import envs, losses
 from jaxrl.algos.base import stack_configs
+from jaxrl.algos.dqn import Config as DQNConfig
 from jaxrl.algos.ppo import Config as PPOConfig
+from jaxrl.algos.qlearning import Config as QLearningConfig
 from jaxrl.api import make_policy, make_value_fn, train
 from jaxrl.evaluation import evaluate
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "DQNConfig",
+    "QLearningConfig",
     "PPOConfig",
     "envs",
     "evaluate",

@@ -1,3 +1,5 @@
 """Algorithms. Importing this package registers every built-in algorithm."""
 
 from jaxrl.algos import ppo  # noqa: F401
+from jaxrl.algos import a2c, reinforce  # noqa: F401
+from jaxrl.algos import dqn, qlearning  # noqa: F401

@@ -1,0 +1,375 @@
+"""DQN (Mnih et al. 2015, "Human-level control through deep reinforcement learning", Nature 518),
+with the Double DQN (van Hasselt et al. 2016) and dueling-head (Wang et al. 2016) options.
+
+Per iteration: step ``num_envs`` environments epsilon-greedily (linear epsilon schedule), write the
+transitions to a replay memory held in the state (:mod:`jaxrl.replay`), then, once ``learning_starts``
+env steps are done, take gradient steps on uniformly sampled minibatches of the loss
+``huber|l2(r + gamma (1 - terminated) max_a' Q_target(s', a') - Q(s, a))``, with s' the TRUE next
+observation (a time-limit cut bootstraps), and refresh the target network every
+``target_update_period`` env steps (``tau < 1``: Polyak averaging instead of a copy).
+
+Schedule: one iteration is ``max(1, train_frequency // num_envs)`` steps of all environments and
+``max(1, num_envs // train_frequency)`` gradient steps, so there is one gradient step per
+``train_frequency`` env steps whichever is larger.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from jaxrl import envs, losses, optim, replay, rollout, schedules
+from jaxrl.algos import base
+from jaxrl.networks import q as qnet
+
+LOSSES = ("huber", "l2")
+NETWORKS = ("auto",) + qnet.TORSOS
+
+
+# ---------------------------------------------------------------------------------------- CONFIG
+@struct.dataclass
+class Config:
+    """DQN settings; defaults are CleanRL's ``dqn.py`` CartPole-v1 settings, with 10 environments."""
+
+    env: Any = struct.field(pytree_node=False, default="CartPole-v1")  # name or gymnax Environment
+    env_params: Any = struct.field(pytree_node=False, default=None)  # gymnax EnvParams (None: defaults)
+    total_timesteps: int = struct.field(pytree_node=False, default=500_000)  # env steps in all
+    num_envs: int = struct.field(pytree_node=False, default=10)  # parallel environments
+    buffer_size: int = struct.field(pytree_node=False, default=10_000)  # replay capacity (transitions)
+    batch_size: int = struct.field(pytree_node=False, default=128)  # transitions per gradient step
+    learning_starts: int = struct.field(pytree_node=False, default=10_000)  # env steps before learning
+    train_frequency: int = struct.field(pytree_node=False, default=10)  # env steps per gradient step
+    target_update_period: int = struct.field(pytree_node=False, default=500)  # env steps between target updates
+    double_dqn: bool = struct.field(pytree_node=False, default=False)  # online net picks a', target values it
+    dueling: bool = struct.field(pytree_node=False, default=False)  # Q = V + A - mean A head
+    loss: str = struct.field(pytree_node=False, default="l2")  # "l2" (0.5 td^2) or "huber" (delta 1)
+    network: str = struct.field(pytree_node=False, default="auto")  # auto | mlp | nature_cnn | minatar_cnn
+    hidden: tuple[int, ...] = struct.field(pytree_node=False, default=(120, 84))  # MLP widths
+    activation: str = struct.field(pytree_node=False, default="relu")  # MLP activation
+    # False: store each observation once and read s' from the same env's next row (half the memory,
+    # for images); transitions cut by a time limit then get weight 0 (their s' is not stored).
+    store_next_obs: bool = struct.field(pytree_node=False, default=True)
+    learning_rate: float = 2.5e-4  # Adam step size
+    gamma: float = 0.99  # discount
+    tau: float = 1.0  # target update: target <- tau * online + (1 - tau) * target (1: hard copy)
+    epsilon_start: float = 1.0  # exploration rate at step 0
+    epsilon_end: float = 0.05  # exploration rate after the ramp
+    exploration_fraction: float = 0.5  # fraction of total_timesteps over which epsilon falls linearly
+    max_grad_norm: float | None = 10.0  # global-norm gradient clip (None: no clipping)
+
+    @property
+    def vector_steps(self) -> int:
+        """Steps of all ``num_envs`` environments per iteration."""
+        return max(1, self.train_frequency // self.num_envs)
+
+    @property
+    def updates_per_iteration(self) -> int:
+        return max(1, self.num_envs // self.train_frequency)
+
+    @property
+    def env_steps_per_iteration(self) -> int:
+        return self.num_envs * self.vector_steps
+
+    @property
+    def num_updates(self) -> int:
+        """Iterations in the whole run."""
+        return self.total_timesteps // self.env_steps_per_iteration
+
+
+class State(NamedTuple):
+    params: Any  # online Q-network parameters
+    target_params: Any  # target ("offline") network parameters
+    opt_state: Any  # optax state
+    replay: replay.ReplayState  # replay memory
+    env: rollout.EnvCarry  # env state + last time step
+    key: jax.Array  # PRNG key for the next iteration
+    iteration: jax.Array  # [] int32 iterations done
+    last_return: jax.Array  # [] float32 mean return of the last finished episodes (NaN before any)
+
+
+@base.metrics_type
+class Metrics(NamedTuple):
+    episode_return: jax.Array  # mean return of episodes finished this iteration (carried forward)
+    env_steps: jax.Array  # env steps so far
+    loss: jax.Array  # mean TD loss of this iteration's gradient steps (0 before learning starts)
+    q_value: jax.Array  # mean Q(s, a) of the sampled transitions (0 before learning starts)
+    epsilon: jax.Array  # exploration rate used this iteration
+
+
+class Stored(NamedTuple):
+    """One transition as the replay memory holds it (``next_obs`` None if not stored)."""
+
+    obs: jax.Array
+    action: jax.Array
+    reward: jax.Array
+    terminated: jax.Array
+    truncated: jax.Array
+    next_obs: jax.Array | None
+
+
+class Batch(NamedTuple):
+    """A training minibatch, all leaves ``[N, ...]``."""
+
+    obs: jax.Array  # s_t
+    action: jax.Array  # int32 a_t
+    reward: jax.Array  # r_{t+1}
+    terminated: jax.Array  # bool: s_{t+1} terminal (no bootstrap)
+    next_obs: jax.Array  # true s_{t+1}
+    weight: jax.Array  # float32 1 for a real transition, 0 to ignore (invalid / unwritten / unusable)
+
+
+# ------------------------------------------------------------------------------------ BUILDING
+def make_env(cfg: Config, num_envs: int | None = None) -> envs.EpisodeStats:
+    return envs.EpisodeStats(envs.make(cfg.env, num_envs or cfg.num_envs, cfg.env_params))
+
+
+def make_network(cfg: Config, env: envs.Env) -> qnet.QNetwork:
+    obs_shape = tuple(env.observation_space.shape)
+    torso = qnet.pick_torso(obs_shape) if cfg.network == "auto" else cfg.network
+    return qnet.QNetwork(
+        num_actions=envs.num_actions(env.action_space),
+        torso=torso,
+        hidden=tuple(cfg.hidden),
+        activation=cfg.activation,
+        dueling=cfg.dueling,
+        obs_ndim=len(obs_shape),
+    )
+
+
+def make_buffer(cfg: Config, example_obs: jax.Array) -> replay.ReplayBuffer:
+    """The replay memory for observations shaped like ``example_obs`` (one observation, no batch axis)."""
+    f, b = jnp.float32, jnp.bool_
+    example = Stored(
+        obs=jax.ShapeDtypeStruct(example_obs.shape, example_obs.dtype),
+        action=jax.ShapeDtypeStruct((), jnp.int32),
+        reward=jax.ShapeDtypeStruct((), f),
+        terminated=jax.ShapeDtypeStruct((), b),
+        truncated=jax.ShapeDtypeStruct((), b),
+        next_obs=jax.ShapeDtypeStruct(example_obs.shape, example_obs.dtype) if cfg.store_next_obs else None,
+    )
+    return replay.make_replay(cfg.buffer_size, example, num_envs=cfg.num_envs, successor=not cfg.store_next_obs)
+
+
+def validate(cfg: Config) -> None:
+    envs.check_name(cfg.env)
+    for name in ("total_timesteps", "num_envs", "buffer_size", "batch_size", "train_frequency", "target_update_period"):
+        if int(getattr(cfg, name)) <= 0:
+            raise ValueError(f"DQNConfig.{name} must be a positive integer, got {getattr(cfg, name)!r}")
+    if cfg.learning_starts < 0:
+        raise ValueError(f"DQNConfig.learning_starts must be >= 0, got {cfg.learning_starts}")
+    if cfg.train_frequency % cfg.num_envs and cfg.num_envs % cfg.train_frequency:
+        raise ValueError(
+            f"DQNConfig: train_frequency ({cfg.train_frequency}) and num_envs ({cfg.num_envs}) must divide "
+            f"one another (one gradient step per train_frequency env steps, all envs stepped together)"
+        )
+    if cfg.buffer_size % cfg.num_envs:
+        raise ValueError(
+            f"DQNConfig.buffer_size ({cfg.buffer_size}) must be a multiple of num_envs ({cfg.num_envs}); "
+            f"use {max(1, cfg.buffer_size // cfg.num_envs) * cfg.num_envs}"
+        )
+    if cfg.total_timesteps < cfg.env_steps_per_iteration:
+        raise ValueError(
+            f"DQNConfig.total_timesteps ({cfg.total_timesteps}) is smaller than one iteration "
+            f"({cfg.env_steps_per_iteration} env steps)"
+        )
+    if cfg.loss not in LOSSES:
+        raise ValueError(f"DQNConfig.loss must be one of {LOSSES}, got {cfg.loss!r}")
+    if cfg.network not in NETWORKS:
+        raise ValueError(f"DQNConfig.network must be one of {NETWORKS}, got {cfg.network!r}")
+    env = envs.make(cfg.env, 1, cfg.env_params)
+    if not isinstance(env.action_space, envs.Discrete):
+        raise ValueError(
+            f"DQN needs a discrete action space (it takes max_a Q(s, a)), but {envs.env_name(cfg.env)} "
+            f"has {env.action_space}; use PPOConfig (Gaussian policy) for continuous actions"
+        )
+    shape = tuple(env.observation_space.shape)
+    if cfg.network in ("nature_cnn", "minatar_cnn") and len(shape) != 3:
+        raise ValueError(f"DQNConfig.network={cfg.network!r} needs H x W x C image observations, got shape {shape}")
+    if cfg.network == "nature_cnn" and min(shape[:2]) < 36:
+        raise ValueError(f"the Nature CNN needs images of at least 36x36 (84x84 as in the paper), got {shape}")
+    base.check_positive(cfg, "learning_rate", "max_grad_norm")
+    base.check_range(cfg, "gamma", 0.0, 1.0)
+    base.check_range(cfg, "tau", 0.0, 1.0)
+    for name in ("epsilon_start", "epsilon_end", "exploration_fraction"):
+        base.check_range(cfg, name, 0.0, 1.0)
+
+
+def _optimizer(cfg: Config) -> optax.GradientTransformation:
+    # Adam eps 1e-8: optax's and PyTorch's default, as CleanRL's DQN runs use.
+    return optim.make_optimizer(cfg.learning_rate, cfg.max_grad_norm, eps=1e-8)
+
+
+def epsilon(cfg: Config, env_steps: jax.Array) -> jax.Array:
+    """The behaviour policy's exploration rate after ``env_steps`` env steps."""
+    ramp = cfg.exploration_fraction * cfg.total_timesteps
+    return schedules.linear(cfg.epsilon_start, cfg.epsilon_end, ramp, env_steps)
+
+
+# ---------------------------------------------------------------------------------------- INIT
+def init(cfg: Config, key: jax.Array) -> State:
+    env = make_env(cfg)
+    net = make_network(cfg, env)
+    k_net, k_env, key = jax.random.split(key, 3)
+    carry = rollout.reset(env, k_env)
+    params = net.init(k_net, carry.timestep.obs)
+    return State(
+        params=params,
+        target_params=params,
+        opt_state=_optimizer(cfg).init(params),
+        replay=make_buffer(cfg, carry.timestep.obs[0]).init(),
+        env=carry,
+        key=key,
+        iteration=jnp.zeros((), jnp.int32),
+        last_return=jnp.full((), jnp.nan, jnp.float32),
+    )
+
+
+# ---------------------------------------------------------------------------------------- LOSS
+def td_errors(
+    params: Any, target_params: Any, net: nn.Module, batch: Batch, gamma: jax.Array | float, double: bool
+) -> tuple[jax.Array, jax.Array]:
+    """``[N]`` TD errors ``r + gamma (1 - terminated) Q_target(s', a*) - Q(s, a)`` with
+    ``a* = argmax Q_target(s', .)`` (DQN) or ``argmax Q(s', .)`` (Double DQN); also ``Q(s, a) [N]``."""
+    q_tm1 = net.apply(params, batch.obs)
+    q_t = net.apply(target_params, batch.next_obs)
+    discount = gamma * (1.0 - batch.terminated.astype(jnp.float32))
+    if double:
+        q_t_online = net.apply(params, batch.next_obs)
+        td = jax.vmap(losses.double_q_learning)(q_tm1, batch.action, batch.reward, discount, q_t, q_t_online)
+    else:
+        td = jax.vmap(losses.q_learning)(q_tm1, batch.action, batch.reward, discount, q_t)
+    q_taken = jnp.take_along_axis(q_tm1, batch.action[:, None], axis=-1)[:, 0]
+    return td, q_taken
+
+
+def loss(
+    params: Any, target_params: Any, cfg: Config, net: nn.Module, batch: Batch
+) -> tuple[jax.Array, jax.Array]:
+    """Weighted mean TD loss of one minibatch; returns ``(loss, mean Q(s, a))``."""
+    td, q_taken = td_errors(params, target_params, net, batch, cfg.gamma, cfg.double_dqn)
+    per = losses.huber_loss(td) if cfg.loss == "huber" else losses.l2_loss(td)
+    n = jnp.maximum(jnp.sum(batch.weight), 1.0)
+    return jnp.sum(per * batch.weight) / n, jax.lax.stop_gradient(jnp.sum(q_taken * batch.weight) / n)
+
+
+def to_batch(sample: replay.Sample) -> Batch:
+    """A replay :class:`~jaxrl.replay.Sample` as a training :class:`Batch`."""
+    item = sample.item
+    if item.next_obs is not None:
+        return Batch(item.obs, item.action, item.reward, item.terminated, item.next_obs, sample.weight)
+    # obs stored once: s' is the same env's next observation, right unless a time limit cut the
+    # episode on a same-step-reset backend (then it is the next episode's first obs): drop those.
+    weight = sample.weight * (1.0 - item.truncated.astype(jnp.float32))
+    return Batch(item.obs, item.action, item.reward, item.terminated, sample.next_item.obs, weight)
+
+
+# -------------------------------------------------------------------------------------- UPDATE
+def update(
+    cfg: Config, net: nn.Module, target_params: Any, carry: tuple[Any, Any], batch: Batch
+) -> tuple[tuple[Any, Any], jax.Array]:
+    """One gradient step. ``carry = (params, opt_state)``; returns it and ``[loss, mean Q]``."""
+    params, opt_state = carry
+    (value, q_mean), grads = jax.value_and_grad(loss, has_aux=True)(params, target_params, cfg, net, batch)
+    updates, opt_state = _optimizer(cfg).update(grads, opt_state, params)
+    return (optax.apply_updates(params, updates), opt_state), jnp.stack([value, q_mean])
+
+
+# ---------------------------------------------------------------------------------- TRAIN STEP
+def train_step(cfg: Config, state: State) -> tuple[State, Metrics]:
+    """Act, store, and (after the warm-up) learn and refresh the target network."""
+    env = make_env(cfg)
+    net = make_network(cfg, env)
+    buf = make_buffer(cfg, state.env.timestep.obs[0])
+    key, k_roll, k_upd = jax.random.split(state.key, 3)
+    steps_before = state.iteration * cfg.env_steps_per_iteration
+    steps_after = steps_before + cfg.env_steps_per_iteration
+    eps = epsilon(cfg, steps_before)
+
+    # ACT epsilon-greedily and STORE
+    act = lambda obs, k: (qnet.epsilon_greedy(k, net.apply(state.params, obs), eps), None)
+    env_carry, traj = rollout.rollout(env, act, state.env, k_roll, cfg.vector_steps)
+
+    def store(rs, t):
+        item = Stored(t.obs, t.action, t.reward, t.terminated, t.truncated, t.next_obs if cfg.store_next_obs else None)
+        return buf.add(rs, item, t.valid), None
+
+    replay_state, _ = jax.lax.scan(store, state.replay, traj)
+
+    # LEARN (gradient steps on uniform minibatches, once learning_starts env steps are done)
+    def learn(carry):
+        def one(c, k):
+            return update(cfg, net, state.target_params, c, to_batch(buf.sample(replay_state, k, cfg.batch_size)))
+
+        carry, stats = jax.lax.scan(one, carry, jax.random.split(k_upd, cfg.updates_per_iteration))
+        return carry, stats.mean(axis=0)
+
+    learning = steps_after > cfg.learning_starts
+    (params, opt_state), stats = jax.lax.cond(
+        learning, learn, lambda c: (c, jnp.zeros((2,), jnp.float32)), (state.params, state.opt_state)
+    )
+
+    # TARGET network: copied (or Polyak-averaged) every target_update_period env steps
+    refresh = jnp.logical_and(learning, schedules.crossed(steps_before, steps_after, cfg.target_update_period))
+    target_params = jax.tree_util.tree_map(
+        lambda new, old: jnp.where(refresh, new, old),
+        optax.incremental_update(params, state.target_params, cfg.tau),
+        state.target_params,
+    )
+
+    last_return = rollout.mean_episode_return(traj, state.last_return)
+    iteration = state.iteration + 1
+    metrics = Metrics(
+        episode_return=last_return,
+        env_steps=iteration * cfg.env_steps_per_iteration,
+        loss=stats[0],
+        q_value=stats[1],
+        epsilon=eps,
+    )
+    new_state = State(params, target_params, opt_state, replay_state, env_carry, key, iteration, last_return)
+    return new_state, metrics
+
+
+def num_iterations(cfg: Config) -> int:
+    return cfg.num_updates
+
+
+# -------------------------------------------------------------------------------------- ACTING
+def make_policy(cfg: Config, state: State, *, deterministic: bool = True):
+    """``act(obs, key) -> action`` for single or batched observations: greedy in Q
+    (``deterministic=False``: epsilon-greedy with ``epsilon_end``)."""
+    net = make_network(cfg, envs.make(cfg.env, 1, cfg.env_params))
+
+    def act(obs: jax.Array, key: jax.Array) -> jax.Array:
+        q = net.apply(state.params, obs)
+        if deterministic:
+            return jnp.argmax(q, axis=-1).astype(jnp.int32)
+        return qnet.epsilon_greedy(key, q, cfg.epsilon_end)
+
+    return act
+
+
+def make_value_fn(cfg: Config, state: State):
+    """``value(obs) -> max_a Q(obs, a)`` for single or batched observations."""
+    net = make_network(cfg, envs.make(cfg.env, 1, cfg.env_params))
+    return lambda obs: jnp.max(net.apply(state.params, obs), axis=-1)
+
+
+ALGORITHM = base.register(
+    base.Algorithm(
+        name="dqn",
+        config=Config,
+        init=init,
+        train_step=train_step,
+        num_iterations=num_iterations,
+        make_policy=make_policy,
+        make_value_fn=make_value_fn,
+        validate=validate,
+        description="DQN with replay memory and target network; Double DQN and dueling options",
+        steps_per_iteration=lambda cfg: cfg.env_steps_per_iteration,
+    )
+)

@@ -1,0 +1,71 @@
+"""Convolutional torsos for image observations ``[..., H, W, C]`` (channels last).
+
+``NatureCNN``: Mnih et al. 2015 ("Human-level control through deep RL", Nature 518), for 84x84x4
+stacked grey frames: conv 32 8x8/4 -> conv 64 4x4/2 -> conv 64 3x3/1 -> dense 512, ReLU throughout.
+uint8 frames are scaled by 1/255 inside the network, so replay memory keeps them as uint8.
+
+``MinAtarCNN``: Young & Tian 2019 (MinAtar, arXiv:1903.03176), for 10x10xC 0/1 planes:
+conv 16 3x3/1 -> dense 128, ReLU.
+
+Both return features ``[..., F]``; a head (``jaxrl.networks.q.QNetwork``) maps them to outputs.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def _as_float_image(x: jax.Array) -> jax.Array:
+    """uint8 pixels -> [0, 1] floats; float inputs pass unchanged."""
+    if x.dtype == jnp.uint8:
+        return x.astype(jnp.float32) / 255.0
+    return x.astype(jnp.float32)
+
+
+def _apply_batched(module_fn, x: jax.Array) -> jax.Array:
+    """Run a conv stack on ``[..., H, W, C]`` with any number of leading axes (none included)."""
+    lead = x.shape[:-3]
+    y = module_fn(x.reshape((int(np.prod(lead)),) + x.shape[-3:]) if lead else x[None])
+    return y.reshape(lead + y.shape[1:]) if lead else y[0]
+
+
+class NatureCNN(nn.Module):
+    """The DQN Nature torso: ``[..., 84, 84, 4]`` uint8 (or float) -> ``[..., 512]``."""
+
+    features: int = 512
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        init = nn.initializers.orthogonal(np.sqrt(2))
+
+        def net(h):
+            h = _as_float_image(h)
+            h = nn.relu(nn.Conv(32, (8, 8), strides=(4, 4), padding="VALID", kernel_init=init)(h))
+            h = nn.relu(nn.Conv(64, (4, 4), strides=(2, 2), padding="VALID", kernel_init=init)(h))
+            h = nn.relu(nn.Conv(64, (3, 3), strides=(1, 1), padding="VALID", kernel_init=init)(h))
+            h = h.reshape((h.shape[0], -1))
+            return nn.relu(nn.Dense(self.features, kernel_init=init)(h))
+
+        return _apply_batched(net, x)
+
+
+class MinAtarCNN(nn.Module):
+    """The MinAtar torso: ``[..., 10, 10, C]`` -> ``[..., 128]``."""
+
+    channels: int = 16
+    features: int = 128
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        init = nn.initializers.orthogonal(np.sqrt(2))
+
+        def net(h):
+            h = _as_float_image(h)
+            h = nn.relu(nn.Conv(self.channels, (3, 3), strides=(1, 1), padding="VALID", kernel_init=init)(h))
+            h = h.reshape((h.shape[0], -1))
+            return nn.relu(nn.Dense(self.features, kernel_init=init)(h))
+
+        return _apply_batched(net, x)
