@@ -28,7 +28,9 @@ def evaluate(
     """
     algo = base.algorithm_for(cfg)
     key = base.as_key(key)
-    env = envs.EpisodeStats(envs.make(cfg.env, num_episodes, cfg.env_params))
+    # evaluation=True: backends with training-only shaping (envpool Atari: episodic life, reward
+    # clipping) return full-episode raw scores; other backends ignore it.
+    env = envs.EpisodeStats(envs.make(cfg.env, num_episodes, cfg.env_params, evaluation=True))
     act = algo.make_policy(cfg, state, deterministic=deterministic)
     k_reset, k_run = jax.random.split(key)
     carry = rollout.reset(env, k_reset)
@@ -39,7 +41,7 @@ def evaluate(
         k_act, k_env = jax.random.split(k)
         action = act(env_carry.timestep.obs, k_act)
         env_state, ts = env.step(env_carry.env_state, action, k_env)
-        ended = jnp.logical_and(ts.done, ts.valid)
+        ended = env_state.episode_end
         first = jnp.logical_and(ended, ~finished)
         returns = jnp.where(first, env_state.returned_episode_return, returns)
         return (rollout.EnvCarry(env_state, ts), finished | ended, returns), None

@@ -24,7 +24,8 @@ class Transition(NamedTuple):
 
     ``obs`` is s_t (acted on), ``next_obs`` the true s_{t+1}; ``extras`` are what the policy returned
     alongside the action (log-probabilities, values, ...). ``episode_end`` marks steps where an
-    episode finished (done and valid) and ``episode_return``/``episode_length`` then hold its figures.
+    episode finished (done and valid; a whole game on envpool Atari, see ``EpisodeStats``) and
+    ``episode_return``/``episode_length`` then hold its figures.
     """
 
     obs: jax.Array
@@ -75,7 +76,6 @@ def rollout(env: base.Env, act: ActFn, carry: EnvCarry, key: jax.Array, num_step
         env_state, ts = env.step(c.env_state, action, k_env)
         # Split the env batch over devices when running data-parallel (a no-op otherwise).
         env_state, ts = parallel.shard_batch((env_state, ts))
-        ended = jnp.logical_and(ts.done, ts.valid)
         tr = Transition(
             obs=obs,
             action=action,
@@ -85,7 +85,7 @@ def rollout(env: base.Env, act: ActFn, carry: EnvCarry, key: jax.Array, num_step
             next_obs=ts.next_obs,
             valid=ts.valid,
             extras=extras,
-            episode_end=ended,
+            episode_end=env_state.episode_end,
             episode_return=env_state.returned_episode_return,
             episode_length=env_state.returned_episode_length,
         )
