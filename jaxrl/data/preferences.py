@@ -8,14 +8,22 @@ one JSON object per line with three non-empty strings::
 Other fields are ignored; blank lines are skipped. ``chosen`` is the answer a person (or a hidden rule)
 preferred to ``rejected`` for that ``prompt``. :func:`load_jsonl` reads and checks a file and raises a
 :class:`PreferenceDataError` naming the file and line for the first bad record, before any training.
+
+A reward model reads ``<bos> prompt answer <eos>`` (exactly what a policy writes after its prompt, with
+the end token), so the length check counts those two special tokens too. A tokenizer is anything with
+``encode(text, *, bos=False, eos=False) -> list[int]`` and ``pad_id`` (e.g. ``jaxrl.CharTokenizer``).
+
+:func:`synthetic_pairs` makes pairs for the built-in GRPO tasks from a hidden rule, so reward models can
+be trained and tested offline (see its docstring for the rules).
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any, NamedTuple
+import random
+from collections.abc import Iterable, Sequence
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
@@ -34,8 +42,14 @@ class PreferencePair(NamedTuple):
     rejected: str
 
 
+class Tokenizer(Protocol):
+    pad_id: int
+
+    def encode(self, text: str, *, bos: bool = False, eos: bool = False) -> list[int]: ...
+
+
 class PairTokens(NamedTuple):
-    """Tokenised pairs, right-padded: each sequence is ``prompt + answer`` (the model reads it whole).
+    """Tokenised pairs, right-padded: each row is ``<bos> prompt answer <eos>``, then ``<pad>``.
 
     chosen, rejected: [N, L] int32 token ids, padded with the pad id after ``*_len`` tokens.
     chosen_len, rejected_len: [N] int32 number of real tokens (the reward head reads token ``len-1``).
@@ -52,18 +66,24 @@ class PairTokens(NamedTuple):
 
 
 # ------------------------------------------------------------------------------------- VALIDATING
+def sequence_ids(tokenizer: Tokenizer, prompt: str, answer: str) -> list[int]:
+    """``<bos> prompt answer <eos>`` token ids (prompt and answer encoded separately, as a policy
+    writes them)."""
+    return tokenizer.encode(prompt, bos=True) + tokenizer.encode(answer, eos=True)
+
+
 def check_pair(
     record: Any,
     *,
     where: str = "record",
-    encode: Callable[[str], Sequence[int]] | None = None,
+    tokenizer: Tokenizer | None = None,
     max_len: int | None = None,
 ) -> PreferencePair:
     """Check one decoded record and return it as a :class:`PreferencePair`.
 
-    ``where`` names the record in error messages (e.g. ``"prefs.jsonl line 7"``). With ``encode`` (text ->
-    token ids) and ``max_len``, ``prompt + chosen`` and ``prompt + rejected`` must each fit ``max_len``
-    tokens; an ``encode`` that raises (e.g. a character outside the vocabulary) is reported the same way.
+    ``where`` names the record in error messages (e.g. ``"prefs.jsonl line 7"``). With a ``tokenizer``,
+    every text must encode (e.g. no character outside its alphabet), and with ``max_len`` too,
+    ``<bos> prompt chosen <eos>`` and ``<bos> prompt rejected <eos>`` must each fit ``max_len`` tokens.
     """
     if not isinstance(record, dict):
         raise PreferenceDataError(
@@ -87,16 +107,16 @@ def check_pair(
             f"{where}: 'chosen' and 'rejected' are the same text ({pair.chosen!r}); such a pair teaches "
             "nothing, remove it"
         )
-    if encode is not None:
+    if tokenizer is not None:
         for f in ("chosen", "rejected"):
             try:
-                n = len(encode(pair.prompt)) + len(encode(getattr(pair, f)))
+                n = len(sequence_ids(tokenizer, pair.prompt, getattr(pair, f)))
             except Exception as e:  # the tokenizer's own error, with the line added
-                raise PreferenceDataError(f"{where}: cannot tokenize field {f!r} or 'prompt': {e}") from e
+                raise PreferenceDataError(f"{where}: cannot tokenize 'prompt' or {f!r}: {e}") from e
             if max_len is not None and n > max_len:
                 raise PreferenceDataError(
-                    f"{where}: prompt + {f} is {n} tokens, longer than the model's max length {max_len}; "
-                    "shorten the text, drop the line, or raise the max length"
+                    f"{where}: <bos> prompt {f} <eos> is {n} tokens, longer than the model's max length "
+                    f"{max_len}; shorten the text, drop the line, or raise the max length"
                 )
     return pair
 
@@ -105,7 +125,7 @@ def parse_jsonl(
     lines: Iterable[str],
     *,
     source: str = "<jsonl>",
-    encode: Callable[[str], Sequence[int]] | None = None,
+    tokenizer: Tokenizer | None = None,
     max_len: int | None = None,
 ) -> list[PreferencePair]:
     """Parse and check JSONL text lines (see the module docstring); line numbers start at 1."""
@@ -118,7 +138,7 @@ def parse_jsonl(
             record = json.loads(line)
         except json.JSONDecodeError as e:
             raise PreferenceDataError(f"{where}: not valid JSON ({e.msg} at column {e.colno})") from None
-        pairs.append(check_pair(record, where=where, encode=encode, max_len=max_len))
+        pairs.append(check_pair(record, where=where, tokenizer=tokenizer, max_len=max_len))
     if not pairs:
         raise PreferenceDataError(f"{source}: no preference pairs found (the file is empty)")
     return pairs
@@ -127,7 +147,7 @@ def parse_jsonl(
 def load_jsonl(
     path: str | os.PathLike,
     *,
-    encode: Callable[[str], Sequence[int]] | None = None,
+    tokenizer: Tokenizer | None = None,
     max_len: int | None = None,
 ) -> list[PreferencePair]:
     """Read preference pairs from a JSONL file, checking every line before returning.
@@ -141,7 +161,7 @@ def load_jsonl(
     if not os.path.isfile(path):
         raise FileNotFoundError(f"preference file {path!r} does not exist")
     with open(path, encoding="utf-8") as f:
-        return parse_jsonl(f, source=path, encode=encode, max_len=max_len)
+        return parse_jsonl(f, source=path, tokenizer=tokenizer, max_len=max_len)
 
 
 def write_jsonl(pairs: Iterable[PreferencePair], path: str | os.PathLike) -> None:
@@ -153,29 +173,134 @@ def write_jsonl(pairs: Iterable[PreferencePair], path: str | os.PathLike) -> Non
 
 # ------------------------------------------------------------------------------------ TOKENISING
 def tokenize_pairs(
-    pairs: Sequence[PreferencePair],
-    encode: Callable[[str], Sequence[int]],
-    max_len: int,
-    pad_id: int,
+    pairs: Sequence[PreferencePair], tokenizer: Tokenizer, width: int | None = None
 ) -> PairTokens:
-    """Token ids of ``prompt + chosen`` and ``prompt + rejected``, right-padded to ``max_len``.
-
-    Prompt and answer are encoded separately and concatenated, so a tokenizer that adds nothing between
-    them sees exactly what a policy produces after the prompt. Raises if a sequence does not fit.
-    """
+    """``<bos> prompt answer <eos>`` ids of both answers of every pair, right-padded to ``width``
+    (default: the longest sequence). Raises if a sequence does not fit ``width``."""
+    seqs = [
+        (sequence_ids(tokenizer, p.prompt, p.chosen), sequence_ids(tokenizer, p.prompt, p.rejected))
+        for p in pairs
+    ]
+    longest = max((max(len(c), len(r)) for c, r in seqs), default=1)
+    width = longest if width is None else width
+    if longest > width:
+        raise PreferenceDataError(f"a pair encodes to {longest} tokens, longer than width {width}")
     n = len(pairs)
-    out = {f: np.full((n, max_len), pad_id, np.int32) for f in ("chosen", "rejected")}
-    lens = {f: np.zeros((n,), np.int32) for f in ("chosen", "rejected")}
-    for i, p in enumerate(pairs):
-        prompt = list(encode(p.prompt))
-        for f in ("chosen", "rejected"):
-            ids = prompt + list(encode(getattr(p, f)))
-            if len(ids) > max_len:
-                raise PreferenceDataError(
-                    f"pair {i}: prompt + {f} is {len(ids)} tokens, longer than max length {max_len}"
-                )
-            if not ids:
-                raise PreferenceDataError(f"pair {i}: prompt + {f} encodes to no tokens")
-            out[f][i, : len(ids)] = ids
-            lens[f][i] = len(ids)
-    return PairTokens(out["chosen"], out["rejected"], lens["chosen"], lens["rejected"])
+    ids = np.full((2, n, width), tokenizer.pad_id, np.int32)
+    lens = np.zeros((2, n), np.int32)
+    for i, pair_ids in enumerate(seqs):
+        for j, s in enumerate(pair_ids):
+            ids[j, i, : len(s)] = s
+            lens[j, i] = len(s)
+    return PairTokens(ids[0], ids[1], lens[0], lens[1])
+
+
+# ------------------------------------------------------------------------------------- SYNTHETIC
+# Hidden rules: how good an answer is for a problem (higher is better; None: not comparable).
+MALFORMED = -1e9  # score of an answer that is not a canonical number (ranked below every number)
+
+
+def numeric_score(answer: int | float, text: str) -> float:
+    """Arithmetic rule: ``-|value - answer|`` for a canonical decimal (``"42"``, not ``"042"``),
+    else :data:`MALFORMED`. So the correct answer beats every wrong one, a closer wrong answer beats a
+    farther one, and any number beats text that is not one."""
+    if not text.isdigit() or (len(text) > 1 and text[0] == "0"):
+        return MALFORMED
+    return -abs(int(text) - answer)
+
+
+def _numeric_candidate(rng: random.Random, answer: int, alphabet: str, max_chars: int) -> str:
+    """One candidate answer for an arithmetic problem: correct (20%), near miss (25%), tens slip (10%),
+    one digit changed (15%), far off (20%), or malformed (10%: leading zero, operator character, too long)."""
+    s = str(answer)
+    u = rng.random()
+    if u < 0.2:
+        return s
+    if u < 0.45:
+        return str(abs(answer + rng.choice((-1, 1)) * rng.randint(1, 9)))
+    if u < 0.55:
+        return str(abs(answer + rng.choice((-1, 1)) * 10 * rng.randint(1, 3)))
+    if u < 0.7:
+        i = rng.randrange(len(s))
+        return s[:i] + str(rng.randrange(10)) + s[i + 1 :]
+    if u < 0.9:
+        return str(rng.randrange(10 ** max(len(s), 2)))
+    symbols = [c for c in alphabet if not c.isdigit()]
+    options = ["0" + s, s + "0" * max_chars]
+    if symbols:
+        options.append(s[: max(len(s) - 1, 1)] + rng.choice(symbols))
+    return rng.choice(options)[: max_chars + 1]
+
+
+def synthetic_pairs(
+    task: Any, num_pairs: int, *, seed: int = 0, heldout: bool = False
+) -> list[PreferencePair]:
+    """``num_pairs`` preference pairs for a GRPO task, labelled by a hidden rule.
+
+    Arithmetic tasks (a task whose problems have an ``int`` answer, e.g. the built-in ``"addition"``
+    and ``"multiplication"``): candidate answers are the correct result, near misses, digit slips, far
+    values and malformed text, ranked by :func:`numeric_score` (correct > closer > farther > malformed;
+    answers may be one character longer than the task's completion budget, which a policy would leave
+    unfinished). Any other task (``"pyfunc"``, user tasks with a ``solution``): candidates are the
+    solution and character edits of it, ranked by the task's own reward; pairs of equal reward are
+    skipped. Prompts come from the task's training problems, or its held-out problems with
+    ``heldout=True`` (to measure a reward model on prompts it never saw).
+    """
+    from jaxrl.algos.grpo import tasks as grpo_tasks  # the task API lives with GRPO
+
+    task = grpo_tasks.make_task(task)
+    if num_pairs <= 0:
+        raise ValueError(f"num_pairs must be positive, got {num_pairs}")
+    rng = np.random.default_rng(seed)
+    fast = random.Random(seed)  # per-candidate draws (numpy's per-call overhead is 10x Python's here)
+    max_chars = task.max_new_tokens - 1  # the answer text a finished completion can hold
+    held = task.heldout_problems()
+    out: list[PreferencePair] = []
+    for _round in range(20):
+        need = num_pairs - len(out)
+        if need <= 0:
+            break
+        n = 2 * need + 8  # draw extra: pairs of equal reward are dropped
+        problems = (
+            [held[i] for i in rng.integers(0, len(held), n)] if heldout else task.sample_problems(rng, n)
+        )
+        if all(isinstance(p.answer, int | np.integer) for p in problems):
+            cand = [
+                [_numeric_candidate(fast, int(p.answer), task.tokenizer.chars, max_chars) for _ in range(2)]
+                for p in problems
+            ]
+            scores = np.array(
+                [[numeric_score(p.answer, t) for t in c] for p, c in zip(problems, cand, strict=True)]
+            )
+        else:  # the task's own reward, one batch (a sandboxed verifier runs its programs in parallel)
+            cand = [
+                [_edited_solution(fast, p.solution, task.tokenizer.chars, max_chars) for _ in range(2)]
+                for p in problems
+            ]
+            flat_p = [p for p in problems for _ in range(2)]
+            flat_t = [t for c in cand for t in c]
+            scores = task.score(flat_p, flat_t, np.ones(len(flat_t), bool)).reshape(n, 2)
+        for p, (a, b), (sa, sb) in zip(problems, cand, scores, strict=True):
+            if sa != sb and a and b and len(out) < num_pairs:
+                out.append(PreferencePair(p.prompt, a, b) if sa > sb else PreferencePair(p.prompt, b, a))
+    if len(out) < num_pairs:
+        raise ValueError(f"task {task.name!r}: could not make {num_pairs} pairs with distinct rewards")
+    return out
+
+
+def _edited_solution(rng: random.Random, solution: str | None, alphabet: str, max_chars: int) -> str:
+    """The solution (40%) or it with 1-3 random character substitutions, deletions or insertions."""
+    if solution is None:
+        raise ValueError("synthetic pairs for a non-arithmetic task need Problem.solution")
+    if rng.random() < 0.4:
+        return solution
+    s = list(solution)
+    for _ in range(rng.randint(1, 3)):
+        op, i, c = rng.randrange(3), rng.randrange(max(len(s), 1)), rng.choice(alphabet)
+        if op == 0 and s:
+            s[i] = c
+        elif op == 1 and len(s) > 1:
+            del s[i]
+        else:
+            s.insert(i, c)
+    return "".join(s)[:max_chars]
