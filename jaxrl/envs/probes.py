@@ -80,6 +80,11 @@ class DelayedReward(_Probe):
         done = pos >= 2.0
         return jnp.minimum(pos, 1.0)[None], s, done.astype(jnp.float32), done, {}
 
+    @property
+    def default_params(self) -> ProbeParams:
+        # The episode lasts two steps; the base probes' 1-step time limit would truncate it after one.
+        return ProbeParams(max_steps_in_episode=2)
+
 
 class ActionReward(_Probe):
     """One step; obs +-1 at random; reward +1 for action 1 when obs is +1 and for action 0 when obs

@@ -21,9 +21,13 @@ def categorical_log_prob(logits: jax.Array, a: jax.Array) -> jax.Array:
 
 
 def entropy(logits: jax.Array) -> jax.Array:
-    """Entropy of a categorical distribution: logits [..., A] -> [...]."""
+    """Entropy of a categorical distribution: logits [..., A] -> [...].
+
+    Actions masked out with ``-inf`` logits contribute 0 (not ``0 * -inf = nan``), gradients included.
+    """
     logp = jax.nn.log_softmax(logits, axis=-1)
-    return -jnp.sum(jnp.exp(logp) * logp, axis=-1)
+    p = jnp.exp(logp)
+    return -jnp.sum(p * jnp.where(p > 0, logp, 0.0), axis=-1)
 
 
 def gaussian_log_prob(mean: jax.Array, log_std: jax.Array, a: jax.Array) -> jax.Array:
