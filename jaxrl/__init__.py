@@ -11,6 +11,8 @@ Every algorithm is a pure, jit-compiled, vmappable function::
 from jaxrl import envs, losses
 from jaxrl.algos.base import stack_configs
 from jaxrl.algos.dqn import Config as DQNConfig
+from jaxrl.algos.grpo import CharTokenizer, Problem, Task, register_reward_source, register_task
+from jaxrl.algos.grpo import Config as GRPOConfig
 from jaxrl.algos.ppo import Config as PPOConfig
 from jaxrl.algos.qlearning import Config as QLearningConfig
 from jaxrl.api import make_policy, make_value_fn, train
@@ -19,7 +21,13 @@ from jaxrl.evaluation import evaluate
 __version__ = "0.1.0"
 
 __all__ = [
+    "CharTokenizer",
     "DQNConfig",
+    "GRPOConfig",
+    "Problem",
+    "Task",
+    "register_reward_source",
+    "register_task",
     "QLearningConfig",
     "PPOConfig",
     "envs",

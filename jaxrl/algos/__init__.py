@@ -3,3 +3,4 @@
 from jaxrl.algos import ppo  # noqa: F401
 from jaxrl.algos import a2c, reinforce  # noqa: F401
 from jaxrl.algos import dqn, qlearning  # noqa: F401
+from jaxrl.algos import grpo  # noqa: F401

@@ -19,6 +19,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,6 +40,10 @@ class Algorithm:
     make_value_fn: Callable[..., Callable] | None = None
     #: env steps consumed by one ``train_step`` (for progress and steps/s), if meaningful.
     steps_per_iteration: Callable[[Any], int] | None = None
+    #: ``train_step`` runs host code between jitted calls (e.g. GRPO scoring answers with a Python
+    #: verifier) and cannot be traced: ``train``/``run_iterations`` then loop in Python instead of
+    #: ``lax.scan``, with the same result layout (metrics stacked on axis 0, as NumPy arrays).
+    host_loop: bool = False
 
 
 _REGISTRY: dict[str, Algorithm] = {}
@@ -162,7 +167,8 @@ def _static_diff(a: Any, b: Any) -> list[str]:
 
 # ---------------------------------------------------------------------------------------- train
 def train(cfg: Any, key: Any) -> tuple[Any, Any]:
-    """Train any algorithm: ``init`` then ``lax.scan`` of ``train_step``. Traceable end to end."""
+    """Train any algorithm: ``init`` then ``lax.scan`` of ``train_step``. Traceable end to end (except
+    ``host_loop`` algorithms, which loop in Python)."""
     algo = algorithm_for(cfg)
     algo.validate(cfg)
     state = algo.init(cfg, as_key(key))
@@ -171,6 +177,14 @@ def train(cfg: Any, key: Any) -> tuple[Any, Any]:
 
 def run_iterations(algo: Algorithm, cfg: Any, state: Any, n: int) -> tuple[Any, Any]:
     """``n`` iterations of ``algo.train_step`` as one ``lax.scan``; metrics stacked on axis 0."""
+    if algo.host_loop:
+        rows = []
+        for _ in range(n):
+            state, m = algo.train_step(cfg, state)
+            rows.append(m)
+        if not rows:
+            raise ValueError(f"{algo.name}: run_iterations needs n >= 1, got {n}")
+        return state, jax.tree_util.tree_map(lambda *xs: np.stack(xs), *rows)
 
     def body(s, _):
         return algo.train_step(cfg, s)

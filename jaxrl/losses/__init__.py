@@ -1,5 +1,6 @@
 """Pure, single-stream RL losses (rlax-style names; batch with ``jax.vmap``)."""
 
+from jaxrl.losses.grpo import GRPODiagnostics, group_advantages, grpo_loss, k3_kl
 from jaxrl.losses.policy import (
     categorical_log_prob,
     clipped_surrogate_loss,
@@ -24,6 +25,10 @@ __all__ = [
     "gae",
     "gaussian_entropy",
     "gaussian_log_prob",
+    "group_advantages",
+    "grpo_loss",
+    "GRPODiagnostics",
+    "k3_kl",
     "huber_loss",
     "l2_loss",
     "policy_gradient_loss",

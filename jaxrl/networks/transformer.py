@@ -57,7 +57,9 @@ class TransformerConfig:
     def __post_init__(self):
         for name in ("vocab_size", "max_len", "num_layers", "num_heads", "d_model"):
             if int(getattr(self, name)) <= 0:
-                raise ValueError(f"TransformerConfig.{name} must be a positive integer, got {getattr(self, name)!r}")
+                raise ValueError(
+                    f"TransformerConfig.{name} must be a positive integer, got {getattr(self, name)!r}"
+                )
         if self.d_model % self.num_heads:
             raise ValueError(
                 f"TransformerConfig.d_model ({self.d_model}) must be divisible by num_heads ({self.num_heads})"
@@ -306,7 +308,9 @@ def make_sampler(
     def _sample(params, prompts, prompt_len, key, temperature, top_p, prefill):
         b, p = prompts.shape
         length = p + max_new_tokens
-        buf = jnp.concatenate([prompts.astype(jnp.int32), jnp.full((b, max_new_tokens), pad_id, jnp.int32)], 1)
+        buf = jnp.concatenate(
+            [prompts.astype(jnp.int32), jnp.full((b, max_new_tokens), pad_id, jnp.int32)], 1
+        )
         end = prompt_len + max_new_tokens  # [B] first position after each row's budget
 
         if use_cache:
@@ -336,7 +340,9 @@ def make_sampler(
         steps = jnp.arange(prefill, length)
         keys = jax.random.split(key, length - prefill)
         alive0 = jnp.ones((b,), bool)
-        (buf, _, _, _), (logp, gen, ended) = jax.lax.scan(step, (buf, cache, first_logits, alive0), (steps, keys))
+        (buf, _, _, _), (logp, gen, ended) = jax.lax.scan(
+            step, (buf, cache, first_logits, alive0), (steps, keys)
+        )
         head = jnp.zeros((b, prefill), jnp.float32)
         return Samples(
             tokens=buf,

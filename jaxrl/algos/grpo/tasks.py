@@ -68,7 +68,9 @@ class Task:
 
     def __post_init__(self):
         if self.max_new_tokens <= 0:
-            raise ValueError(f"Task {self.name!r}: max_new_tokens must be positive, got {self.max_new_tokens}")
+            raise ValueError(
+                f"Task {self.name!r}: max_new_tokens must be positive, got {self.max_new_tokens}"
+            )
 
     def heldout_problems(self) -> list[Problem]:
         """The fixed held-out problems (same every call)."""
@@ -103,7 +105,9 @@ class Task:
             out.append(p)
         return out
 
-    def score(self, problems: Sequence[Problem], texts: Sequence[str], finished: Sequence[bool]) -> np.ndarray:
+    def score(
+        self, problems: Sequence[Problem], texts: Sequence[str], finished: Sequence[bool]
+    ) -> np.ndarray:
         """Rewards ``[N]`` of completions (``finished``: ended with <eos>)."""
         if self.batch_reward is not None:
             r = np.asarray(self.batch_reward(problems, texts), np.float32)

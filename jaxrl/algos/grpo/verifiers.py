@@ -105,7 +105,7 @@ class ExecResult(NamedTuple):
 
 
 # Runs in the child. Reads {"nonce", "source", "tests"} from stdin, installs the audit hook, runs the code.
-_RUNNER = r'''
+_RUNNER = r"""
 import json, os, sys
 _req = json.loads(sys.stdin.read())
 _nonce, _source, _tests = _req["nonce"], _req["source"], _req["tests"]
@@ -157,7 +157,7 @@ except BaseException as _e:
     print("%s: %s" % (type(_e).__name__, _e), file=sys.stderr)
 _out.write("\n" + _nonce + json.dumps({"status": _status, "values": _values}) + "\n")
 _out.flush()
-'''
+"""
 
 
 def _preexec(limits: SandboxLimits, drop_to: int | None) -> None:  # runs in the child before exec
@@ -198,7 +198,12 @@ def _sandbox_user() -> tuple[str, int | None]:
         nobody = pwd.getpwnam("nobody").pw_uid
     except (ImportError, KeyError):
         return sys.executable, None
-    candidates = (sys.executable, os.path.realpath(sys.executable), "/usr/bin/python3", "/usr/local/bin/python3")
+    candidates = (
+        sys.executable,
+        os.path.realpath(sys.executable),
+        "/usr/bin/python3",
+        "/usr/local/bin/python3",
+    )
     for exe in dict.fromkeys(candidates):
         try:
             r = subprocess.run(
@@ -294,7 +299,9 @@ def _kill_group(pid: int) -> None:
         pass
 
 
-def code_reward(source: str, tests: Sequence[tuple[str, Any]], *, limits: SandboxLimits = SandboxLimits()) -> float:
+def code_reward(
+    source: str, tests: Sequence[tuple[str, Any]], *, limits: SandboxLimits = SandboxLimits()
+) -> float:
     """Fraction of ``tests`` passed by ``source`` in the sandbox (0.0 if it fails to run)."""
     return run_python(source, tests, limits=limits).fraction
 
