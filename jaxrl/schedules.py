@@ -28,7 +28,9 @@ def linear(start: Scalar, end: Scalar, duration: Scalar, step: Scalar) -> jax.Ar
     step = jnp.asarray(step, jnp.float32)
     duration = jnp.asarray(duration, jnp.float32)
     frac = jnp.where(duration > 0, jnp.clip(step / jnp.maximum(duration, 1e-12), 0.0, 1.0), 1.0)
-    return jnp.asarray(start, jnp.float32) + frac * (jnp.asarray(end, jnp.float32) - jnp.asarray(start, jnp.float32))
+    return jnp.asarray(start, jnp.float32) + frac * (
+        jnp.asarray(end, jnp.float32) - jnp.asarray(start, jnp.float32)
+    )
 
 
 def crossed(before: Scalar, after: Scalar, period: Scalar) -> jax.Array:

@@ -25,6 +25,7 @@ from flax import struct
 
 from jaxrl import envs, losses, optim, replay, rollout, schedules
 from jaxrl.algos import base
+from jaxrl.envs import registry
 from jaxrl.networks import q as qnet
 
 LOSSES = ("huber", "l2")
@@ -44,7 +45,9 @@ class Config:
     batch_size: int = struct.field(pytree_node=False, default=128)  # transitions per gradient step
     learning_starts: int = struct.field(pytree_node=False, default=10_000)  # env steps before learning
     train_frequency: int = struct.field(pytree_node=False, default=10)  # env steps per gradient step
-    target_update_period: int = struct.field(pytree_node=False, default=500)  # env steps between target updates
+    target_update_period: int = struct.field(
+        pytree_node=False, default=500
+    )  # env steps between target updates
     double_dqn: bool = struct.field(pytree_node=False, default=False)  # online net picks a', target values it
     dueling: bool = struct.field(pytree_node=False, default=False)  # Q = V + A - mean A head
     loss: str = struct.field(pytree_node=False, default="l2")  # "l2" (0.5 td^2) or "huber" (delta 1)
@@ -152,12 +155,21 @@ def make_buffer(cfg: Config, example_obs: jax.Array) -> replay.ReplayBuffer:
         truncated=jax.ShapeDtypeStruct((), b),
         next_obs=jax.ShapeDtypeStruct(example_obs.shape, example_obs.dtype) if cfg.store_next_obs else None,
     )
-    return replay.make_replay(cfg.buffer_size, example, num_envs=cfg.num_envs, successor=not cfg.store_next_obs)
+    return replay.make_replay(
+        cfg.buffer_size, example, num_envs=cfg.num_envs, successor=not cfg.store_next_obs
+    )
 
 
 def validate(cfg: Config) -> None:
     envs.check_name(cfg.env)
-    for name in ("total_timesteps", "num_envs", "buffer_size", "batch_size", "train_frequency", "target_update_period"):
+    for name in (
+        "total_timesteps",
+        "num_envs",
+        "buffer_size",
+        "batch_size",
+        "train_frequency",
+        "target_update_period",
+    ):
         if int(getattr(cfg, name)) <= 0:
             raise ValueError(f"DQNConfig.{name} must be a positive integer, got {getattr(cfg, name)!r}")
     if cfg.learning_starts < 0:
@@ -184,14 +196,18 @@ def validate(cfg: Config) -> None:
     env = envs.make(cfg.env, 1, cfg.env_params)
     if not isinstance(env.action_space, envs.Discrete):
         raise ValueError(
-            f"DQN needs a discrete action space (it takes max_a Q(s, a)), but {envs.env_name(cfg.env)} "
+            f"DQN needs a discrete action space (it takes max_a Q(s, a)), but {registry.env_name(cfg.env)} "
             f"has {env.action_space}; use PPOConfig (Gaussian policy) for continuous actions"
         )
     shape = tuple(env.observation_space.shape)
     if cfg.network in ("nature_cnn", "minatar_cnn") and len(shape) != 3:
-        raise ValueError(f"DQNConfig.network={cfg.network!r} needs H x W x C image observations, got shape {shape}")
+        raise ValueError(
+            f"DQNConfig.network={cfg.network!r} needs H x W x C image observations, got shape {shape}"
+        )
     if cfg.network == "nature_cnn" and min(shape[:2]) < 36:
-        raise ValueError(f"the Nature CNN needs images of at least 36x36 (84x84 as in the paper), got {shape}")
+        raise ValueError(
+            f"the Nature CNN needs images of at least 36x36 (84x84 as in the paper), got {shape}"
+        )
     base.check_positive(cfg, "learning_rate", "max_grad_norm")
     base.check_range(cfg, "gamma", 0.0, 1.0)
     base.check_range(cfg, "tau", 0.0, 1.0)
@@ -295,7 +311,9 @@ def train_step(cfg: Config, state: State) -> tuple[State, Metrics]:
     env_carry, traj = rollout.rollout(env, act, state.env, k_roll, cfg.vector_steps)
 
     def store(rs, t):
-        item = Stored(t.obs, t.action, t.reward, t.terminated, t.truncated, t.next_obs if cfg.store_next_obs else None)
+        item = Stored(
+            t.obs, t.action, t.reward, t.terminated, t.truncated, t.next_obs if cfg.store_next_obs else None
+        )
         return buf.add(rs, item, t.valid), None
 
     replay_state, _ = jax.lax.scan(store, state.replay, traj)
@@ -303,7 +321,9 @@ def train_step(cfg: Config, state: State) -> tuple[State, Metrics]:
     # LEARN (gradient steps on uniform minibatches, once learning_starts env steps are done)
     def learn(carry):
         def one(c, k):
-            return update(cfg, net, state.target_params, c, to_batch(buf.sample(replay_state, k, cfg.batch_size)))
+            return update(
+                cfg, net, state.target_params, c, to_batch(buf.sample(replay_state, k, cfg.batch_size))
+            )
 
         carry, stats = jax.lax.scan(one, carry, jax.random.split(k_upd, cfg.updates_per_iteration))
         return carry, stats.mean(axis=0)
@@ -314,7 +334,9 @@ def train_step(cfg: Config, state: State) -> tuple[State, Metrics]:
     )
 
     # TARGET network: copied (or Polyak-averaged) every target_update_period env steps
-    refresh = jnp.logical_and(learning, schedules.crossed(steps_before, steps_after, cfg.target_update_period))
+    refresh = jnp.logical_and(
+        learning, schedules.crossed(steps_before, steps_after, cfg.target_update_period)
+    )
     target_params = jax.tree_util.tree_map(
         lambda new, old: jnp.where(refresh, new, old),
         optax.incremental_update(params, state.target_params, cfg.tau),

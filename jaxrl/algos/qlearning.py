@@ -20,6 +20,7 @@ from flax import struct
 
 from jaxrl import envs, losses, rollout, schedules
 from jaxrl.algos import base
+from jaxrl.envs import registry
 from jaxrl.networks import q as qnet
 
 
@@ -33,7 +34,8 @@ class Config:
     total_timesteps: int = struct.field(pytree_node=False, default=1_000_000)  # env steps in all
     num_envs: int = struct.field(pytree_node=False, default=64)  # parallel environments
     num_steps: int = struct.field(pytree_node=False, default=8)  # env steps per env per iteration
-    learning_rate: float = 0.05  # alpha, step size of each Q-table update
+    anneal_lr: bool = struct.field(pytree_node=False, default=True)  # alpha falls linearly to 0
+    learning_rate: float = 0.1  # alpha, step size of each Q-table update (initial, if annealed)
     gamma: float = 0.99  # discount
     epsilon_start: float = 1.0  # exploration rate at step 0
     epsilon_end: float = 0.1  # exploration rate after the ramp
@@ -82,7 +84,7 @@ def validate(cfg: Config) -> None:
             f"(num_envs * num_steps = {cfg.batch_size}); raise total_timesteps or shrink num_envs/num_steps"
         )
     env = envs.make(cfg.env, 1, cfg.env_params)
-    name = envs.env_name(cfg.env)
+    name = registry.env_name(cfg.env)
     if not isinstance(env.observation_space, envs.Discrete):
         raise ValueError(
             f"Tabular Q-learning needs a discrete observation space (a state index), but {name} has "
@@ -111,6 +113,13 @@ def epsilon(cfg: Config, env_steps: jax.Array) -> jax.Array:
     return schedules.linear(cfg.epsilon_start, cfg.epsilon_end, ramp, env_steps)
 
 
+def step_size(cfg: Config, env_steps: jax.Array) -> jax.Array:
+    """alpha after ``env_steps`` env steps: constant, or falling linearly to 0 over the run."""
+    if not cfg.anneal_lr:
+        return jnp.asarray(cfg.learning_rate, jnp.float32)
+    return schedules.linear(cfg.learning_rate, 0.0, cfg.total_timesteps, env_steps)
+
+
 # ---------------------------------------------------------------------------------------- INIT
 def init(cfg: Config, key: jax.Array) -> State:
     k_env, key = jax.random.split(key)
@@ -125,8 +134,13 @@ def init(cfg: Config, key: jax.Array) -> State:
 
 # -------------------------------------------------------------------------------------- UPDATE
 def td_errors(
-    q: jax.Array, obs: jax.Array, action: jax.Array, reward: jax.Array, terminated: jax.Array,
-    next_obs: jax.Array, gamma: jax.Array | float,
+    q: jax.Array,
+    obs: jax.Array,
+    action: jax.Array,
+    reward: jax.Array,
+    terminated: jax.Array,
+    next_obs: jax.Array,
+    gamma: jax.Array | float,
 ) -> jax.Array:
     """``[N]`` TD errors ``r + gamma (1 - terminated) max_a' Q[s', a'] - Q[s, a]`` of N transitions
     (``obs``/``next_obs``/``action`` int [N], ``reward`` [N], ``terminated`` [N] bool) on table ``q [S, A]``."""
@@ -135,8 +149,15 @@ def td_errors(
 
 
 def update(
-    q: jax.Array, obs: jax.Array, action: jax.Array, reward: jax.Array, terminated: jax.Array,
-    next_obs: jax.Array, valid: jax.Array, alpha: jax.Array | float, gamma: jax.Array | float,
+    q: jax.Array,
+    obs: jax.Array,
+    action: jax.Array,
+    reward: jax.Array,
+    terminated: jax.Array,
+    next_obs: jax.Array,
+    valid: jax.Array,
+    alpha: jax.Array | float,
+    gamma: jax.Array | float,
 ) -> tuple[jax.Array, jax.Array]:
     """One synchronous update from N transitions (all ``[N]``): each visited ``(s, a)`` moves by
     ``alpha * mean(TD errors of its valid transitions)``. Returns ``(new q, td [N])`` (td 0 where invalid)."""
@@ -162,8 +183,10 @@ def train_step(cfg: Config, state: State) -> tuple[State, Metrics]:
     env_carry, traj = rollout.rollout(env, act, state.env, k_roll, cfg.num_steps)
 
     # UPDATES, one per env step
+    alpha = step_size(cfg, steps_before)
+
     def body(q, t):
-        return update(q, t.obs, t.action, t.reward, t.terminated, t.next_obs, t.valid, cfg.learning_rate, cfg.gamma)
+        return update(q, t.obs, t.action, t.reward, t.terminated, t.next_obs, t.valid, alpha, cfg.gamma)
 
     q, td = jax.lax.scan(body, state.q, traj)
 

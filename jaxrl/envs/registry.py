@@ -13,6 +13,8 @@ from __future__ import annotations
 import difflib
 from typing import Any
 
+import jax
+
 from jaxrl.envs import base
 
 ENVPOOL_PREFIX = "envpool:"
@@ -21,7 +23,8 @@ PROBE_PREFIX = "probe:"
 
 
 def gymnax_names() -> list[str]:
-    import gymnax
+    with jax.ensure_compile_time_eval():  # see make()
+        import gymnax
 
     return list(gymnax.registered_envs)
 
@@ -59,6 +62,14 @@ def check_name(env: Any) -> None:
 
 def make(env: Any, num_envs: int, env_params: Any = None, **kwargs: Any) -> base.Env:
     """Build a batched :class:`~jaxrl.envs.base.Env` with ``num_envs`` copies of ``env``."""
+    # Eagerly, even when called inside a trace (algorithms build their env in train_step): gymnax
+    # modules build jnp constants at import time (FrozenLake's direction table) and constructors
+    # build jnp arrays; first imported under jit they would be tracers leaking into later traces.
+    with jax.ensure_compile_time_eval():
+        return _make(env, num_envs, env_params, **kwargs)
+
+
+def _make(env: Any, num_envs: int, env_params: Any = None, **kwargs: Any) -> base.Env:
     if num_envs < 1:
         raise ValueError(f"num_envs must be >= 1, got {num_envs}")
     if isinstance(env, str):

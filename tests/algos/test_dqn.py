@@ -1,0 +1,241 @@
+"""DQN: TD errors and loss by hand, probes (discount, truncation bootstrap, sign), uint8 images,
+short learning, transforms, config checks. The CleanRL CartPole run is marked slow."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from gymnax.environments import spaces
+
+import jaxrl
+from jaxrl import replay
+from jaxrl.algos import dqn
+from jaxrl.envs import probes
+
+
+class TableNet:
+    """A stand-in network: ``Q(s, .) = params[s]`` for integer observations."""
+
+    def apply(self, params, obs):
+        return params[obs]
+
+
+ONLINE = jnp.array([[1.0, 2.0], [3.0, 4.0], [0.0, 5.0]])
+TARGET = jnp.array([[0.0, 1.0], [2.0, 6.0], [7.0, 1.0]])
+BATCH = dqn.Batch(
+    obs=jnp.array([0, 1, 2]),
+    action=jnp.array([1, 0, 1], jnp.int32),
+    reward=jnp.array([1.0, 0.0, 2.0]),
+    terminated=jnp.array([False, False, True]),  # #2 was cut by a time limit: it still bootstraps
+    next_obs=jnp.array([1, 2, 0]),
+    weight=jnp.array([1.0, 1.0, 1.0]),
+)
+
+
+class TestTDErrors:
+    def test_dqn_hand_computed(self):
+        td, q = dqn.td_errors(ONLINE, TARGET, TableNet(), BATCH, 0.9, double=False)
+        # 1 + 0.9 * max(2, 6) - 2 = 4.4 ; 0 + 0.9 * max(7, 1) - 3 = 3.3 ; 2 + 0 (terminal) - 5 = -3
+        np.testing.assert_allclose(td, [4.4, 3.3, -3.0], rtol=1e-6)
+        np.testing.assert_allclose(q, [2.0, 3.0, 5.0])
+
+    def test_double_dqn_hand_computed(self):
+        td, _ = dqn.td_errors(ONLINE, TARGET, TableNet(), BATCH, 0.9, double=True)
+        # #1: online argmax Q(1) = [3, 4] -> 1, target values it 6: 1 + 5.4 - 2 = 4.4
+        # #2: online argmax Q(2) = [0, 5] -> 1, target values it 1: 0 + 0.9 - 3 = -2.1
+        np.testing.assert_allclose(td, [4.4, -2.1, -3.0], rtol=1e-6)
+
+    @pytest.mark.parametrize("kind, expected", [("l2", 7.5625), ("huber", 3.35)])
+    def test_weighted_loss_and_gradient(self, kind, expected):
+        cfg = jaxrl.DQNConfig(gamma=0.9, loss=kind)
+        batch = BATCH._replace(weight=jnp.array([1.0, 1.0, 0.0]))  # #3 ignored (invalid slot)
+        # l2: 0.5 * (4.4^2 + 3.3^2) / 2 = 7.5625 ; huber: ((4.4 - 0.5) + (3.3 - 0.5)) / 2 = 3.35
+        (value, q_mean), grads = jax.value_and_grad(dqn.loss, has_aux=True)(
+            ONLINE, TARGET, cfg, TableNet(), batch
+        )
+        np.testing.assert_allclose(value, expected, rtol=1e-6)
+        np.testing.assert_allclose(q_mean, 2.5)  # (2 + 3) / 2
+        # d/dQ(s,a): -td / 2 (l2) or -clip(td, -1, 1) / 2 (huber), only on the taken (s, a) of weighted rows
+        g = np.zeros((3, 2))
+        g[0, 1], g[1, 0] = (-2.2, -1.65) if kind == "l2" else (-0.5, -0.5)
+        np.testing.assert_allclose(grads, g, rtol=1e-6)
+
+    def test_successor_batch_drops_time_limit_cuts(self):
+        item = dqn.Stored(
+            jnp.array([0, 1]),
+            jnp.array([0, 1], jnp.int32),
+            jnp.ones(2),
+            jnp.array([False, False]),
+            jnp.array([False, True]),
+            None,
+        )
+        nxt = item._replace(obs=jnp.array([5, 6]))
+        b = dqn.to_batch(replay.Sample(item, nxt, jnp.array([1.0, 1.0])))
+        np.testing.assert_array_equal(b.next_obs, [5, 6])
+        np.testing.assert_array_equal(b.weight, [1.0, 0.0])  # a cut episode's s' is not the next row
+
+
+# ----------------------------------------------------------------------------------- configs
+class TestValidate:
+    @pytest.mark.parametrize(
+        "kw, match",
+        [
+            (dict(env="probe:ContinuousActionReward"), "discrete action space"),
+            (dict(train_frequency=3, num_envs=2), "divide one another"),
+            (dict(buffer_size=1005), "multiple of num_envs"),
+            (dict(loss="mse"), "loss must be one of"),
+            (dict(network="nature_cnn"), "image observations"),
+            (dict(env="CartPol-v1"), "Unknown environment"),
+            (dict(gamma=1.5), "gamma"),
+        ],
+    )
+    def test_clear_errors(self, kw, match):
+        with pytest.raises(ValueError, match=match):
+            jaxrl.train(jaxrl.DQNConfig(**kw), 0)
+
+    def test_schedule_properties(self):
+        cfg = jaxrl.DQNConfig()  # 10 envs, one gradient step per 10 env steps
+        assert (cfg.vector_steps, cfg.updates_per_iteration, cfg.num_updates) == (1, 1, 50_000)
+        cfg = jaxrl.DQNConfig(num_envs=1, train_frequency=4)  # CleanRL Atari: 4 env steps per update
+        assert (cfg.vector_steps, cfg.updates_per_iteration, cfg.env_steps_per_iteration) == (4, 1, 4)
+        cfg = jaxrl.DQNConfig(num_envs=8, train_frequency=2)
+        assert (cfg.vector_steps, cfg.updates_per_iteration) == (1, 4)
+
+
+# ------------------------------------------------------------------------------------ probes
+def probe_cfg(env, **kw):
+    base = dict(
+        env=env,
+        total_timesteps=4_000,
+        num_envs=4,
+        buffer_size=1_000,
+        batch_size=64,
+        learning_starts=200,
+        train_frequency=1,
+        target_update_period=20,
+        hidden=(32,),
+        learning_rate=3e-3,
+        gamma=0.9,
+        epsilon_start=1.0,
+        epsilon_end=1.0,
+    )
+    return jaxrl.DQNConfig(**{**base, **kw})
+
+
+def q_of(cfg, state, obs):
+    return dqn.make_network(cfg, dqn.make_env(cfg)).apply(state.params, jnp.asarray(obs, jnp.float32))
+
+
+class TestProbes:
+    def test_discount(self):
+        # DelayedReward: Q(obs 0) = gamma = 0.9, Q(obs 1) = 1
+        cfg = probe_cfg("probe:DelayedReward")
+        state, _ = jax.jit(jaxrl.train)(cfg, jax.random.key(0))
+        np.testing.assert_allclose(q_of(cfg, state, [[0.0], [1.0]])[:, 0], [0.9, 1.0], atol=0.05)
+
+    def test_bootstraps_through_truncation(self):
+        # EndlessTimeLimit: +1 forever, cut at 20 steps; Q = 1 / (1 - 0.9) = 10 only with the bootstrap
+        # (cuts read as terminal would give about 6)
+        cfg = probe_cfg("probe:EndlessTimeLimit", total_timesteps=8_000)
+        state, _ = jax.jit(jaxrl.train)(cfg, jax.random.key(0))
+        np.testing.assert_allclose(q_of(cfg, state, [[0.0]])[0, 0], 10.0, atol=0.5)
+
+    def test_sign_and_action_dependence(self):
+        # ActionReward: obs +1 pays for action 1, obs -1 for action 0; one step, so Q is the reward
+        cfg = probe_cfg("probe:ActionReward")
+        state, _ = jax.jit(jaxrl.train)(cfg, jax.random.key(0))
+        np.testing.assert_allclose(q_of(cfg, state, [[1.0], [-1.0]]), [[0.0, 1.0], [1.0, 0.0]], atol=0.05)
+        act = jaxrl.make_policy(cfg, state)
+        np.testing.assert_array_equal(act(jnp.array([[1.0], [-1.0]]), jax.random.key(0)), [1, 0])
+
+
+class ImageActionReward(probes.ActionReward):
+    """ActionReward seen through uint8 images [10, 10, 2]: all 255 for obs +1, all 0 for obs -1."""
+
+    def observation_space(self, params):
+        return spaces.Box(0, 255, (10, 10, 2), jnp.uint8)
+
+    def _img(self, obs):
+        return jnp.broadcast_to(jnp.where(obs[0] > 0, 255, 0).astype(jnp.uint8), (10, 10, 2))
+
+    def reset_env(self, key, params):
+        obs, s = super().reset_env(key, params)
+        return self._img(obs), s
+
+    def step_env(self, key, state, action, params):
+        obs, s, r, d, info = super().step_env(key, state, action, params)
+        return self._img(obs), s, r, d, info
+
+
+class TestImages:
+    def test_uint8_observations_cnn_and_obs_stored_once(self):
+        env = ImageActionReward()
+        cfg = probe_cfg(env, store_next_obs=False, total_timesteps=2_000, network="auto")
+        assert dqn.make_network(cfg, dqn.make_env(cfg)).torso == "minatar_cnn"
+        state, metrics = jax.jit(jaxrl.train)(cfg, jax.random.key(0))
+        assert state.replay.data.obs.dtype == jnp.uint8 and state.replay.data.next_obs is None
+        assert state.replay.data.obs.shape == (250, 4, 10, 10, 2)  # 1000 / 4 rows of 4 envs
+        assert bool(jnp.all(jnp.isfinite(metrics.loss)))
+        returns = jaxrl.evaluate(cfg, state, jax.random.key(1), num_episodes=64)
+        assert float(returns.mean()) == 1.0  # the greedy policy reads the image right
+
+
+# ------------------------------------------------------------------------- learning & transforms
+class TestLearning:
+    def test_cartpole_short(self):
+        cfg = jaxrl.DQNConfig(
+            total_timesteps=40_000,
+            num_envs=4,
+            train_frequency=4,
+            buffer_size=10_000,
+            batch_size=64,
+            learning_rate=1e-3,
+            learning_starts=1_000,
+            target_update_period=500,
+            exploration_fraction=0.2,
+            hidden=(64, 64),
+            loss="huber",
+        )
+        state, metrics = jax.jit(jaxrl.train)(cfg, jax.random.key(0))
+        final = jaxrl.evaluate(cfg, state, jax.random.key(1), num_episodes=16)
+        assert float(metrics.episode_return[-1]) > 100 or float(final.mean()) > 150, (
+            metrics.episode_return[-1],
+            final,
+        )
+
+
+class TestTransforms:
+    def test_vmap_over_seeds_and_configs_matches_separate_runs(self):
+        cfgs = [probe_cfg("probe:ActionReward", total_timesteps=800, learning_rate=lr) for lr in (3e-3, 1e-3)]
+        keys = jax.random.split(jax.random.key(3), 2)
+        run = jax.jit(jaxrl.train)
+        states, _ = jax.jit(jax.vmap(jaxrl.train))(jaxrl.stack_configs(cfgs), keys)
+        for i in range(2):
+            single, _ = run(cfgs[i], keys[i])
+            flat_v = jax.tree_util.tree_leaves(jax.tree_util.tree_map(lambda x, i=i: x[i], states.params))
+            flat_s = jax.tree_util.tree_leaves(single.params)
+            for a, b in zip(flat_v, flat_s, strict=True):
+                np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+        again, _ = run(cfgs[0], keys[0])
+        jax.tree_util.tree_map(np.testing.assert_array_equal, again.params, run(cfgs[0], keys[0])[0].params)
+
+    def test_state_shapes_and_metrics(self):
+        cfg = probe_cfg("probe:ActionReward", total_timesteps=400)
+        state, m = jax.jit(jaxrl.train)(cfg, jax.random.key(0))
+        assert state.replay.data.obs.shape == (250, 4, 1) and state.replay.data.next_obs.shape == (250, 4, 1)
+        assert int(state.replay.size) == 100  # 400 env steps / 4 envs
+        assert m.loss.shape == (100,) and int(m.env_steps[-1]) == 400
+        # no gradient step before learning_starts (200 env steps = 50 iterations)
+        assert float(jnp.abs(m.loss[:49]).sum()) == 0.0 and float(m.loss[-1]) > 0.0
+
+
+@pytest.mark.slow
+class TestCleanRLCartPole:
+    def test_eight_seeds_mean_final_greedy_return(self):
+        """CleanRL dqn.py settings (the DQNConfig defaults): 500k steps, 8 vmapped seeds."""
+        cfg = jaxrl.DQNConfig()
+        keys = jax.random.split(jax.random.key(0), 8)
+        states, _ = jax.jit(jax.vmap(jaxrl.train, in_axes=(None, 0)))(cfg, keys)
+        ev = jax.vmap(lambda s, k: jaxrl.evaluate(cfg, s, k, num_episodes=16), in_axes=(0, None))
+        returns = ev(states, jax.random.key(1))
+        assert float(returns.mean()) >= 475, returns.mean(axis=1)

@@ -1,0 +1,165 @@
+"""jaxrl.replay: layout, wrap-around, sampling only written/valid slots, successor reads, checks."""
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxrl import replay
+
+
+class T(NamedTuple):
+    obs: jax.Array
+    action: jax.Array
+    reward: jax.Array
+
+
+def example(obs_shape=(3,), obs_dtype=jnp.float32):
+    return T(jnp.zeros(obs_shape, obs_dtype), jnp.zeros((), jnp.int32), jnp.zeros((), jnp.float32))
+
+
+def jitted(buf):
+    """(add, sample) compiled once each (eager dispatch op by op is slow on a loaded CPU)."""
+    return jax.jit(buf.add), jax.jit(buf.sample, static_argnums=2)
+
+
+def row(value, num_envs=2, obs_shape=(3,), obs_dtype=jnp.float32):
+    """One add: env e of row ``value`` holds obs = 10 * value + e (every element), action = e."""
+    ids = 10 * value + jnp.arange(num_envs)
+    obs = jnp.broadcast_to(ids.reshape((num_envs,) + (1,) * len(obs_shape)), (num_envs,) + obs_shape)
+    return T(obs.astype(obs_dtype), jnp.arange(num_envs, dtype=jnp.int32), ids.astype(jnp.float32))
+
+
+class TestMake:
+    def test_shapes_dtypes_and_bytes(self):
+        buf = replay.make_replay(6, example((84, 84, 4), jnp.uint8), num_envs=2)
+        rs = buf.init()
+        assert buf.rows == 3
+        assert rs.data.obs.shape == (3, 2, 84, 84, 4) and rs.data.obs.dtype == jnp.uint8  # uint8 kept
+        assert rs.data.action.dtype == jnp.int32 and rs.valid.shape == (3, 2)
+        # 84*84*4 uint8 = 28224, int32 action 4, float32 reward 4, valid flag 1
+        assert buf.bytes_per_transition == 28224 + 4 + 4 + 1
+        assert buf.nbytes == 6 * (28224 + 9)
+
+    def test_accepts_shape_dtype_structs(self):
+        ex = T(
+            jax.ShapeDtypeStruct((2,), jnp.uint8),
+            jax.ShapeDtypeStruct((), jnp.int32),
+            jax.ShapeDtypeStruct((), jnp.float32),
+        )
+        assert replay.make_replay(4, ex, num_envs=2).bytes_per_transition == 2 + 4 + 4 + 1
+
+    @pytest.mark.parametrize("capacity, num_envs", [(5, 2), (1, 2), (0, 1)])
+    def test_capacity_must_hold_whole_rows(self, capacity, num_envs):
+        with pytest.raises(ValueError, match="multiple of num_envs"):
+            replay.make_replay(capacity, example(), num_envs=num_envs)
+
+    def test_successor_needs_two_rows(self):
+        with pytest.raises(ValueError, match="2 rows"):
+            replay.make_replay(2, example(), num_envs=2, successor=True)
+
+
+class TestAdd:
+    def test_wraps_around_overwriting_oldest(self):
+        buf = replay.make_replay(6, example(), num_envs=2)  # 3 rows
+        add, _ = jitted(buf)
+        rs = buf.init()
+        for v in range(5):  # rows 0..4 written into slots 0,1,2,0,1
+            rs = add(rs, row(v))
+        assert int(rs.position) == 2 and int(rs.size) == 3
+        np.testing.assert_array_equal(rs.data.reward[:, 0], [30.0, 40.0, 20.0])
+        np.testing.assert_array_equal(rs.data.reward[:, 1], [31.0, 41.0, 21.0])
+        assert bool(rs.valid.all())
+
+    def test_shape_and_dtype_errors_are_clear(self):
+        buf = replay.make_replay(6, example(), num_envs=2)
+        rs = buf.init()
+        with pytest.raises(ValueError, match="num_envs first"):
+            buf.add(rs, row(0, num_envs=3))
+        with pytest.raises(ValueError, match="dtype"):
+            buf.add(rs, row(0, obs_dtype=jnp.uint8))
+        with pytest.raises(ValueError, match="structure"):
+            buf.add(rs, (row(0).obs, row(0).action))
+        with pytest.raises(ValueError, match="valid"):
+            buf.add(rs, row(0), jnp.ones((3,), bool))
+
+    def test_jit_matches_eager(self):
+        buf = replay.make_replay(6, example(), num_envs=2)
+        eager, jitted = buf.init(), buf.init()
+        add = jax.jit(buf.add)
+        for v in range(4):
+            eager = buf.add(eager, row(v), jnp.array([True, v % 2 == 0]))
+            jitted = add(jitted, row(v), jnp.array([True, v % 2 == 0]))
+        jax.tree_util.tree_map(np.testing.assert_array_equal, eager, jitted)
+
+
+class TestSample:
+    def test_empty_buffer_gives_zero_weights(self):
+        buf = replay.make_replay(6, example(), num_envs=2)
+        s = jitted(buf)[1](buf.init(), jax.random.key(0), 32)
+        assert float(s.weight.sum()) == 0.0
+
+    def test_only_written_rows_are_sampled(self):
+        buf = replay.make_replay(20, example(), num_envs=2)  # 10 rows, 2 written
+        add, sample = jitted(buf)
+        s = sample(add(add(buf.init(), row(1)), row(2)), jax.random.key(0), 1000)
+        assert set(np.unique(np.asarray(s.item.reward))) == {10.0, 11.0, 20.0, 21.0}
+        assert float(s.weight.min()) == 1.0
+        # each sampled item is a whole transition (obs, action, reward from the same slot)
+        np.testing.assert_array_equal(s.item.obs[:, 0], s.item.reward)
+        np.testing.assert_array_equal(s.item.action, s.item.reward.astype(jnp.int32) % 10)
+
+    def test_after_wrap_samples_only_live_rows(self):
+        buf = replay.make_replay(6, example(), num_envs=2)
+        add, sample = jitted(buf)
+        rs = buf.init()
+        for v in range(5):
+            rs = add(rs, row(v))
+        vals = set(np.unique(np.asarray(sample(rs, jax.random.key(1), 1000).item.reward)))
+        assert vals == {20.0, 21.0, 30.0, 31.0, 40.0, 41.0}  # rows 0 and 1 were overwritten
+
+    def test_invalid_transitions_get_zero_weight(self):
+        buf = replay.make_replay(8, example(), num_envs=2)
+        add, sample = jitted(buf)
+        rs = buf.init()
+        for v in range(4):  # env 1 is invalid on rows 1 and 3
+            rs = add(rs, row(v), jnp.array([True, v % 2 == 0]))
+        s = sample(rs, jax.random.key(2), 2000)
+        invalid = np.isin(np.asarray(s.item.reward), [11.0, 31.0])
+        np.testing.assert_array_equal(np.asarray(s.weight) == 0.0, invalid)
+        assert invalid.any() and (~invalid).any()
+
+    def test_uniform_over_slots(self):
+        buf = replay.make_replay(8, example(), num_envs=2)
+        add, sample = jitted(buf)
+        rs = buf.init()
+        for v in range(4):
+            rs = add(rs, row(v))
+        r = np.asarray(sample(rs, jax.random.key(3), 16000).item.reward)
+        counts = np.array([np.sum(r == 10 * v + e) for v in range(4) for e in range(2)])
+        assert counts.min() > 1700 and counts.max() < 2300  # 2000 expected each; sd ~42
+
+    def test_successor_returns_next_row_of_same_env_and_skips_newest(self):
+        buf = replay.make_replay(6, example(), num_envs=2, successor=True)  # 3 rows
+        add, sample = jitted(buf)
+        rs = buf.init()
+        assert float(sample(add(rs, row(0)), jax.random.key(0), 8).weight.sum()) == 0.0  # no successor yet
+        for v in range(5):  # live rows 2, 3, 4; row 4 (newest) has no successor
+            rs = add(rs, row(v))
+        s = sample(rs, jax.random.key(4), 1000)
+        assert set(np.unique(np.asarray(s.item.reward))) == {20.0, 21.0, 30.0, 31.0}
+        np.testing.assert_array_equal(s.next_item.reward, s.item.reward + 10.0)
+
+    def test_jit_and_vmap_over_buffers(self):
+        buf = replay.make_replay(6, example(), num_envs=2)
+        states = jax.vmap(lambda _: buf.init())(jnp.arange(3))
+        batches = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), row(1), row(2), row(3))
+        states = jax.jit(jax.vmap(buf.add))(states, batches)
+        keys = jax.random.split(jax.random.key(5), 3)
+        s = jax.jit(jax.vmap(lambda st, k: buf.sample(st, k, 4)))(states, keys)
+        add, sample = jitted(buf)
+        for i in range(3):
+            single = sample(add(buf.init(), row(i + 1)), keys[i], 4)
+            np.testing.assert_array_equal(s.item.reward[i], single.item.reward)
