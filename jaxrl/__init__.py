@@ -17,6 +17,7 @@ from jaxrl.algos.ppo import Config as PPOConfig
 from jaxrl.algos.qlearning import Config as QLearningConfig
 from jaxrl.api import make_policy, make_value_fn, train
 from jaxrl.evaluation import evaluate
+from jaxrl.runtime import load_state, resume, run
 
 __version__ = "0.1.0"
 
@@ -34,7 +35,10 @@ __all__ = [
     "evaluate",
     "losses",
     "make_policy",
+    "load_state",
     "make_value_fn",
+    "resume",
+    "run",
     "stack_configs",
     "train",
 ]

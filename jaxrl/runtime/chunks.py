@@ -20,6 +20,7 @@ answers) get the same interface from :func:`make_host_chunk_fn`, a Python loop.
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -35,6 +36,24 @@ PARAMS_CHECK = "params"
 class ChunkOutput(NamedTuple):
     metrics: Any  # the algorithm's Metrics, every leaf [capacity, ...] (or [M, capacity, ...])
     nonfinite: jax.Array  # [capacity, C] bool (or [M, capacity, C])
+
+
+def _cached(fn: Callable) -> Callable:
+    """``functools.lru_cache`` keyed on every argument by name, so ``f(a, 4)`` and ``f(a, capacity=4)``
+    share one entry (and one compiled program)."""
+    sig = inspect.signature(fn)
+
+    @functools.lru_cache(maxsize=32)
+    def cached(items: tuple) -> Callable:
+        return fn(**dict(items))
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Callable:
+        bound = sig.bind(*args, **kwargs)
+        bound.apply_defaults()
+        return cached(tuple(bound.arguments.items()))
+
+    return wrapper
 
 
 def _params_of(state: Any) -> Any:
@@ -78,7 +97,7 @@ def _nonfinite_flags(metrics: Any, before: Any, after: Any) -> jax.Array:
     return jnp.stack(flags)
 
 
-@functools.lru_cache(maxsize=32)
+@_cached
 def make_chunk_fn(
     algo: base.Algorithm,
     capacity: int,
@@ -134,7 +153,7 @@ def make_host_chunk_fn(algo: base.Algorithm) -> Callable[[Any, Any, Any], tuple[
     return chunk
 
 
-@functools.lru_cache(maxsize=32)
+@_cached
 def make_init_fn(
     algo: base.Algorithm, *, population: bool = False, configs_batched: bool = False
 ) -> Callable:
@@ -151,7 +170,7 @@ def make_init_fn(
     return jax.jit(fn)
 
 
-@functools.lru_cache(maxsize=32)
+@_cached
 def make_eval_fn(num_episodes: int, *, population: bool = False, configs_batched: bool = False) -> Callable:
     """``evaluate(cfg, state, key) -> [num_episodes]`` greedy returns (``[M, num_episodes]``), jitted."""
     from jaxrl.evaluation import evaluate

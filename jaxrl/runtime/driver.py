@@ -24,6 +24,7 @@ Run directory (``out_dir``)::
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import datetime
 import json
@@ -472,7 +473,16 @@ def execute(
             run_name=os.path.basename(run_dir),
         )
 
-    # COMPILE: one program for every chunk length (n=0 runs no iteration)
+    # COMPILE: the evaluation program in a background thread (a copy of the state: the chunks donate
+    # theirs), while this thread compiles one chunk program for every chunk length (n=0 runs nothing)
+    eval_key = jax.random.fold_in(key, EVAL_STREAM)
+    eval_fn = eval_warm = None
+    if eval_episodes:
+        eval_fn = chunks.make_eval_fn(eval_episodes, population=population, configs_batched=plan.batched)
+        state_copy = jax.tree_util.tree_map(jnp.copy, state)
+        pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="jaxrl-eval-compile")
+        eval_warm = pool.submit(lambda: jax.block_until_ready(eval_fn(cfg_arg, state_copy, eval_key)))
+        pool.shutdown(wait=False)
     if algo.host_loop:
         chunk_fn = chunks.make_host_chunk_fn(algo)
         compile_time = 0.0
@@ -485,7 +495,6 @@ def execute(
         compile_time = time.perf_counter() - t0
         bar.message(f"Compiled in {compile_time:.1f} s")
 
-    eval_key = jax.random.fold_in(key, EVAL_STREAM)
     timers = {"train": 0.0, "eval": 0.0}
     it = start
     env_steps = np.zeros(len(plan.members))
@@ -493,8 +502,8 @@ def execute(
 
     def evaluate() -> np.ndarray:
         t = time.perf_counter()
-        fn = chunks.make_eval_fn(eval_episodes, population=population, configs_batched=plan.batched)
-        r = np.asarray(fn(cfg_arg, state, jax.random.fold_in(eval_key, it)))
+        eval_warm.result()  # compiled (re-raises its error, if any)
+        r = np.asarray(eval_fn(cfg_arg, state, jax.random.fold_in(eval_key, it)))
         r = r if population else r[None]
         if log is not None:
             log.write_eval(it, env_steps, r)

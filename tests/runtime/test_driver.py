@@ -1,0 +1,192 @@
+"""The chunked driver equals one ``jaxrl.train`` call; populations, NaN stop, Ctrl-C, host callbacks."""
+
+import json
+import os
+import signal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import CHUNK, ITERATIONS, leaves_equal, tiny_config
+from jax.flatten_util import ravel_pytree
+
+import jaxrl
+from jaxrl import runtime
+from jaxrl.algos import base
+from jaxrl.runtime import chunks, logs
+
+
+def test_chunked_equals_unchunked_and_metrics_stream_to_csv(tmp_path):
+    cfg = tiny_config()
+    key = jax.random.key(0)
+    ref_state, ref_metrics = jax.jit(jaxrl.train)(cfg, key)
+    res = runtime.run(
+        cfg, key, str(tmp_path / "run"), chunk_size=CHUNK, eval_episodes=0, progress=False, plot=False
+    )
+    assert res.iterations == ITERATIONS and res.status == "finished"
+    # Same key, same iterations: the parameters are bitwise identical (allclose would hide a key reuse).
+    assert leaves_equal(res.state.params, ref_state.params)
+    assert leaves_equal(res.state.opt_state, ref_state.opt_state)
+    # Every iteration's metrics reached metrics.csv, in order, equal to train's stacked metrics.
+    csv = logs.read_csv(str(tmp_path / "run" / "metrics.csv"))
+    np.testing.assert_array_equal(csv["iteration"], np.arange(1, ITERATIONS + 1))
+    np.testing.assert_array_equal(csv["env_steps"], np.asarray(ref_metrics.env_steps))
+    np.testing.assert_allclose(csv["total_loss"], np.asarray(ref_metrics.total_loss), rtol=1e-6)
+    np.testing.assert_allclose(csv["episode_return"], np.asarray(ref_metrics.episode_return), rtol=1e-6)
+    with open(tmp_path / "run" / "metrics.jsonl") as f:
+        rows = [json.loads(line) for line in f]
+    assert [r["iteration"] for r in rows] == list(range(1, ITERATIONS + 1))
+    assert rows[0]["episode_return"] is None  # NaN (no episode finished yet) is written as null
+    summary = json.load(open(tmp_path / "run" / "summary.json"))
+    assert summary["status"] == "finished" and summary["iterations"] == ITERATIONS
+
+
+def test_any_chunk_boundaries_give_the_same_state(reference_run):
+    """One compiled program serves every chunk length n <= capacity; boundaries do not matter."""
+    cfg = tiny_config()
+    algo = base.algorithm_for(cfg)
+    state = chunks.make_init_fn(algo)(cfg, jax.random.key(0))
+    fn = chunks.make_chunk_fn(algo, CHUNK)
+    seen = []
+    for n in (1, 4, 3, 0, 2, 4, 4, 4, 2):  # 24 in all, uneven
+        state, out = fn(cfg, state, jnp.int32(n))
+        seen.append(np.asarray(out.metrics.env_steps)[:n])
+        assert not np.asarray(out.nonfinite).any()
+    np.testing.assert_array_equal(np.concatenate(seen), 16 * np.arange(1, ITERATIONS + 1))
+    assert leaves_equal(state.params, reference_run.state.params)
+
+
+def test_sweep_and_seeds_population_equals_separate_runs(tmp_path):
+    cfg = tiny_config()
+    key = jax.random.key(3)
+    lrs = [2.5e-4, 1e-3]
+    res = runtime.run(
+        cfg,
+        key,
+        str(tmp_path / "pop"),
+        seeds=2,
+        sweep={"learning_rate": lrs},
+        chunk_size=CHUNK,
+        eval_episodes=0,
+        progress=False,
+        plot=False,
+    )
+    assert [(m["learning_rate"], m["seed"]) for m in res.members] == [(lr, s) for lr in lrs for s in (0, 1)]
+    seed_keys = jax.random.split(key, 2)
+    for i, m in enumerate(res.members):
+        single = runtime.run(
+            cfg.replace(learning_rate=m["learning_rate"]),
+            seed_keys[m["seed"]],
+            None,
+            chunk_size=CHUNK,
+            eval_episodes=0,
+            progress=False,
+        )
+        member = jax.tree_util.tree_map(lambda x, i=i: x[i], res.state.params)
+        np.testing.assert_allclose(
+            ravel_pytree(member)[0], ravel_pytree(single.state.params)[0], rtol=1e-5, atol=1e-6
+        )
+    # Per-member rows plus a mean/min/max summary over the 4 members.
+    csv = logs.read_csv(str(tmp_path / "pop" / "metrics.csv"))
+    assert len(csv["iteration"]) == 4 * ITERATIONS and set(csv["learning_rate"]) == set(lrs)
+    summ = logs.read_csv(str(tmp_path / "pop" / "summary.csv"))
+    last = csv["iteration"] == ITERATIONS
+    assert summ["total_loss_min"][-1] == pytest.approx(csv["total_loss"][last].min(), rel=1e-6)
+    assert summ["total_loss_max"][-1] == pytest.approx(csv["total_loss"][last].max(), rel=1e-6)
+    assert summ["total_loss_mean"][-1] == pytest.approx(csv["total_loss"][last].mean(), rel=1e-6)
+
+
+def test_absurd_learning_rate_stops_with_a_message_naming_metric_update_and_seed(tmp_path):
+    cfg = tiny_config(learning_rate=1e38)
+    out = tmp_path / "nan"
+    with pytest.raises(runtime.NonFiniteError) as err:
+        runtime.run(cfg, 0, str(out), chunk_size=CHUNK, eval_episodes=0, checkpoint_every=1, progress=False)
+    info, msg = err.value.info, str(err.value)
+    assert f"update {info['update']} of {ITERATIONS}" in msg and "seed 0" in msg
+    assert info["metric"] in msg and "learning_rate" in msg
+    # Metrics stop at the bad update (it is the last row, with its non-finite value on record).
+    csv = logs.read_csv(str(out / "metrics.csv"))
+    assert csv["iteration"][-1] == info["update"]
+    # Only checkpoints from before the bad chunk exist: the last good one is kept and named.
+    steps = sorted(int(s) for s in os.listdir(out / "checkpoints") if s.isdigit())
+    assert all(s < info["update"] for s in steps)
+    if steps:
+        assert f"checkpoints/{steps[-1]}" in msg
+    assert json.load(open(out / "summary.json"))["status"] == "nonfinite"
+
+
+def test_ctrl_c_checkpoints_then_resume_is_identical(tmp_path, reference_run):
+    out = str(tmp_path / "int")
+
+    def interrupt(info):
+        if info.iteration == 8:
+            os.kill(os.getpid(), signal.SIGINT)  # as a user's Ctrl-C: the handler sets a flag
+
+    with pytest.raises(KeyboardInterrupt):
+        runtime.run(
+            tiny_config(),
+            0,
+            out,
+            chunk_size=CHUNK,
+            eval_episodes=0,
+            checkpoint_every=100,
+            progress=False,
+            host_callback=interrupt,
+        )
+    assert sorted(os.listdir(os.path.join(out, "checkpoints"))) == ["8"]
+    assert json.load(open(os.path.join(out, "summary.json")))["status"] == "interrupted"
+    res = runtime.resume(out, progress=False, plot=False)
+    assert res.iterations == ITERATIONS
+    assert leaves_equal(res.state.params, reference_run.state.params)
+    csv = logs.read_csv(os.path.join(out, "metrics.csv"))
+    np.testing.assert_array_equal(csv["iteration"], np.arange(1, ITERATIONS + 1))  # no duplicated rows
+
+
+def test_host_callback_sees_every_chunk_and_can_replace_the_state():
+    calls = []
+
+    def cb(info):
+        calls.append((info.iteration, info.metrics["env_steps"].shape))
+        if info.iteration == ITERATIONS:
+            return info.state._replace(last_return=jnp.float32(-1.0))
+        return None
+
+    res = runtime.run(
+        tiny_config(), 0, None, chunk_size=CHUNK, eval_episodes=0, progress=False, host_callback=cb
+    )
+    assert calls == [(i, (1, CHUNK)) for i in range(CHUNK, ITERATIONS + 1, CHUNK)]
+    assert float(res.state.last_return) == -1.0
+
+
+def test_log_every_decimates_rows_and_keeps_the_last(tmp_path):
+    runtime.run(
+        tiny_config(),
+        0,
+        str(tmp_path / "r"),
+        chunk_size=CHUNK,
+        log_every=5,
+        eval_episodes=0,
+        checkpoint_every=0,
+        progress=False,
+        plot=False,
+    )
+    csv = logs.read_csv(str(tmp_path / "r" / "metrics.csv"))
+    np.testing.assert_array_equal(csv["iteration"], [5, 10, 15, 20, 24])
+    assert not os.path.exists(tmp_path / "r" / "checkpoints")
+
+
+def test_config_errors_fail_before_anything_is_compiled(tmp_path):
+    with pytest.raises(ValueError, match="divide evenly"):
+        runtime.run(tiny_config(num_minibatches=3), 0, str(tmp_path / "a"), progress=False)
+    assert not (tmp_path / "a").exists()  # nothing written either
+    with pytest.raises(ValueError, match="static"):
+        runtime.run(tiny_config(), 0, None, sweep={"num_envs": [2, 4]}, progress=False)
+    with pytest.raises(ValueError, match="seeds"):
+        runtime.run(tiny_config(), 0, None, seeds=0, progress=False)
+    with pytest.raises(ValueError, match="Unknown environment"):
+        runtime.run(tiny_config(env="CartPol-v1"), 0, None, progress=False)
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "config.json").write_text("{}")
+    with pytest.raises(FileExistsError, match="--resume"):
+        runtime.run(tiny_config(), 0, str(tmp_path / "b"), progress=False)
