@@ -44,6 +44,9 @@ class Algorithm:
     #: verifier) and cannot be traced: ``train``/``run_iterations`` then loop in Python instead of
     #: ``lax.scan``, with the same result layout (metrics stacked on axis 0, as NumPy arrays).
     host_loop: bool = False
+    #: ``report(cfg, state) -> str``: lines for the end of ``jaxrl train`` (e.g. GRPO's held-out
+    #: accuracy before and after training), for algorithms whose result is not an env return.
+    report: Callable[[Any, Any], str] | None = None
 
 
 _REGISTRY: dict[str, Algorithm] = {}

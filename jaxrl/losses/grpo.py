@@ -42,7 +42,9 @@ def group_advantages(rewards: jax.Array, *, scale: str = "group", eps: float = 1
             f"the group-mean baseline equals its reward and every advantage is 0; raise the group size"
         )
     rewards = rewards.astype(jnp.float32)
-    centred = rewards - jnp.mean(rewards, axis=-1, keepdims=True)
+    # a group of identical rewards gets exactly 0 (its float mean can differ from them by rounding)
+    same = jnp.all(rewards == rewards[..., :1], axis=-1, keepdims=True)
+    centred = jnp.where(same, 0.0, rewards - jnp.mean(rewards, axis=-1, keepdims=True))
     if scale == "group":
         return centred / (jnp.std(rewards, axis=-1, keepdims=True) + eps)
     if scale == "batch":

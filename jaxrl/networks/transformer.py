@@ -277,7 +277,9 @@ def make_sampler(
     greedy: bool = False,
     use_cache: bool | None = None,
 ) -> Callable[..., Samples]:
-    """Build ``sample(params, prompts[B, P], prompt_len[B], key, temperature=1.0, top_p=1.0) -> Samples``.
+    """Build ``sample(params, prompts[B, P], prompt_len[B], key, temperature=1.0, top_p=1.0, greedy=greedy)
+    -> Samples``, jitted (``temperature``, ``top_p`` and ``greedy`` are traced: one compiled program
+    serves sampling and greedy decoding).
 
     ``prompts`` are right-padded token ids (every prompt at least 1 token, e.g. a BOS); generation
     writes up to ``max_new_tokens`` after each prompt's own end, so ``P + max_new_tokens`` must be
@@ -288,6 +290,7 @@ def make_sampler(
     ``use_cache=None`` uses the KV cache when the policy has one; ``False`` recomputes the prefix every
     step (the reference the cached path is tested against). ``greedy`` takes the argmax.
     """
+    default_greedy = greedy
     if use_cache is None:
         use_cache = policy.has_cache
     if use_cache and not policy.has_cache:
@@ -295,17 +298,15 @@ def make_sampler(
     if max_new_tokens <= 0:
         raise ValueError(f"max_new_tokens must be positive, got {max_new_tokens}")
 
-    def pick(logits: jax.Array, key: jax.Array, temperature, top_p) -> tuple[jax.Array, jax.Array]:
+    def pick(logits: jax.Array, key: jax.Array, temperature, top_p, greedy) -> tuple[jax.Array, jax.Array]:
         logits = logits.astype(jnp.float32) / temperature
         logp_all = jax.nn.log_softmax(logits, axis=-1)
-        if greedy:
-            tok = jnp.argmax(logits, axis=-1)
-        else:
-            tok = jax.random.categorical(key, filter_logits(logits, top_k, top_p), axis=-1)
-        return tok.astype(jnp.int32), jnp.take_along_axis(logp_all, tok[:, None], axis=-1)[:, 0]
+        sampled = jax.random.categorical(key, filter_logits(logits, top_k, top_p), axis=-1)
+        tok = jnp.where(greedy, jnp.argmax(logits, axis=-1), sampled).astype(jnp.int32)
+        return tok, jnp.take_along_axis(logp_all, tok[:, None], axis=-1)[:, 0]
 
     @functools.partial(jax.jit, static_argnames=("prefill",))
-    def _sample(params, prompts, prompt_len, key, temperature, top_p, prefill):
+    def _sample(params, prompts, prompt_len, key, temperature, top_p, greedy, prefill):
         b, p = prompts.shape
         length = p + max_new_tokens
         buf = jnp.concatenate(
@@ -324,7 +325,7 @@ def make_sampler(
         def step(carry, inp):
             buf, cache, logits, alive = carry
             t, k = inp
-            y, logp_y = pick(logits, k, temperature, top_p)
+            y, logp_y = pick(logits, k, temperature, top_p, greedy)
             forced = t < prompt_len
             gen = ~forced & alive & (t < end)
             tok = jnp.where(forced, buf[:, t], jnp.where(gen, y, pad_id))
@@ -351,7 +352,7 @@ def make_sampler(
             finished=ended.any(axis=0),
         )
 
-    def sample(params, prompts, prompt_len, key, temperature=1.0, top_p=1.0) -> Samples:
+    def sample(params, prompts, prompt_len, key, temperature=1.0, top_p=1.0, greedy=default_greedy) -> Samples:
         p = prompts.shape[1]
         if p + max_new_tokens > policy.max_len:
             raise ValueError(
@@ -362,6 +363,8 @@ def make_sampler(
             prefill = _prefill_bucket(int(jnp.min(prompt_len)))
         except jax.errors.ConcretizationTypeError:
             prefill = 1
-        return _sample(params, prompts, prompt_len, key, temperature, top_p, prefill=min(prefill, p))
+        return _sample(
+            params, prompts, prompt_len, key, temperature, top_p, jnp.asarray(greedy, bool), prefill=min(prefill, p)
+        )
 
     return sample

@@ -11,6 +11,7 @@ model). The losses are :mod:`jaxrl.losses.grpo`.
 """
 
 from jaxrl.algos import base
+from jaxrl.algos.grpo import trainer
 from jaxrl.algos.grpo.config import Config, validate
 from jaxrl.algos.grpo.rewards import RewardBatch, register_reward_source
 from jaxrl.algos.grpo.tasks import TASKS, Problem, Task, make_task, register_task
@@ -37,6 +38,7 @@ ALGORITHM = base.register(
         description="GRPO: group-relative policy optimisation of a small transformer with verifier rewards",
         steps_per_iteration=lambda cfg: cfg.batch_size,
         host_loop=True,
+        report=trainer.report,
     )
 )
 

@@ -45,6 +45,8 @@ class State(NamedTuple):
 
 @base.metrics_type
 class Metrics(NamedTuple):
+    """One iteration's figures as NumPy scalars (``jaxrl.train`` stacks them into ``[iterations]``)."""
+
     episode_return: Any  # mean reward of this iteration's completions (= reward)
     env_steps: Any  # completions sampled so far
     reward: Any  # mean reward from GRPOConfig.reward
@@ -62,21 +64,54 @@ class Metrics(NamedTuple):
 
 
 # ---------------------------------------------------------------------------------------- SETUP
+class HParams(NamedTuple):
+    """The tunable floats of a config, passed to the jitted programs as arguments (traced), so that
+    configs differing only in them share compiled programs."""
+
+    learning_rate: Any
+    warmup_learning_rate: Any
+    beta: Any
+    clip_eps_low: Any
+    clip_eps_high: Any
+    temperature: Any
+    max_grad_norm: Any
+    advantage_eps: Any
+
+    @classmethod
+    def of(cls, cfg: Config) -> HParams:
+        return cls(*(jnp.asarray(getattr(cfg, f), jnp.float32) for f in cls._fields))
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Programs:
+    """The jitted functions, shared by every config with the same model and shape settings."""
+
+    sample: Callable  # sample(params, prompts, prompt_len, key, temperature, top_p, greedy) -> Samples
+    update: Callable  # update(hp, params, opt_state, tokens, logp_old, mask, rewards[P, G], logp_ref)
+    ref_log_probs: Callable  # (params, tokens, temperature) -> [N, L]
+    warmup_step: Callable  # (hp, params, opt_state, tokens, mask, batches[S, B]) -> (params, opt_state, losses)
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class Setup:
-    """Everything built once per config: task, model, jitted functions."""
+    """Everything built once per config: task, model, programs, reward source."""
 
     task: task_lib.Task
     policy: transformer.PolicyModel
     max_new_tokens: int
-    sample: Callable  # stochastic sampler
-    greedy: Callable  # greedy sampler
-    update: Callable  # jitted GRPO update
-    warmup_step: Callable  # jitted supervised scan
-    optimizer: optax.GradientTransformation
-    warmup_optimizer: optax.GradientTransformation
+    programs: Programs
     reward_fn: reward_sources.RewardFn
     base_width: int  # prompt tokens of the longest held-out/sampled prompt
+
+
+def optimizer(learning_rate: Any, max_grad_norm: Any) -> optax.GradientTransformation:
+    """Adam with global-norm clipping (constant step size; the state does not depend on the values)."""
+    return optim.make_optimizer(learning_rate, max_grad_norm)
+
+
+@functools.lru_cache(maxsize=16)
+def _builtin_policy(tcfg: transformer.TransformerConfig) -> transformer.PolicyModel:
+    return transformer.transformer_policy(tcfg)
 
 
 def _policy_model(cfg: Config, task: task_lib.Task) -> transformer.PolicyModel:
@@ -87,7 +122,81 @@ def _policy_model(cfg: Config, task: task_lib.Task) -> transformer.PolicyModel:
                 f"{task.tokenizer.vocab_size}"
             )
         return cfg.model
-    return transformer.transformer_policy(cfg.transformer_config(task.tokenizer.vocab_size))
+    return _builtin_policy(cfg.transformer_config(task.tokenizer.vocab_size))
+
+
+@functools.lru_cache(maxsize=16)
+def programs(
+    policy: transformer.PolicyModel,
+    max_new_tokens: int,
+    eos_id: int,
+    pad_id: int,
+    top_k: int,
+    inner_steps: int,
+    aggregation: str,
+    advantage_scale: str,
+) -> Programs:
+    """Build (once per distinct static setting) the jitted sample / update / warm-up programs."""
+    sample = transformer.make_sampler(
+        policy, max_new_tokens=max_new_tokens, eos_id=eos_id, pad_id=pad_id, top_k=top_k
+    )
+
+    def loss_fn(params, hp, tokens, logp_old, mask, adv, logp_ref):
+        logp = transformer.token_log_probs(policy, params, tokens, hp.temperature)
+        return grpo_losses.grpo_loss(
+            logp,
+            logp_old,
+            adv,
+            mask,
+            logp_ref=logp_ref,
+            beta=hp.beta,
+            clip_eps_low=hp.clip_eps_low,
+            clip_eps_high=hp.clip_eps_high,
+            aggregation=aggregation,
+            max_tokens=max_new_tokens,
+        )
+
+    @jax.jit
+    def update(hp, params, opt_state, tokens, logp_old, mask, rewards, logp_ref):
+        """``inner_steps`` Adam steps on one batch; rewards [P, G] -> group advantages inside."""
+        adv = grpo_losses.group_advantages(rewards, scale=advantage_scale, eps=hp.advantage_eps).reshape(-1)
+        opt = optimizer(hp.learning_rate, hp.max_grad_norm)
+
+        def step(carry, _):
+            params, opt_state = carry
+            (loss, diag), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+                params, hp, tokens, logp_old, mask, adv, logp_ref
+            )
+            updates, opt_state = opt.update(grads, opt_state, params)
+            return (optax.apply_updates(params, updates), opt_state), (loss, diag, optax.tree.norm(grads))
+
+        (params, opt_state), (loss, diag, gnorm) = jax.lax.scan(step, (params, opt_state), None, inner_steps)
+        return params, opt_state, jax.tree_util.tree_map(jnp.mean, (loss, diag, gnorm))
+
+    @jax.jit
+    def ref_log_probs(params, tokens, temperature):
+        return transformer.token_log_probs(policy, params, tokens, temperature)
+
+    @jax.jit
+    def warmup_step(hp, params, opt_state, tokens, mask, batches):
+        """``batches [S, B]`` rows of (tokens, mask) -> S supervised steps (cross-entropy on the answer)."""
+        opt = optimizer(hp.warmup_learning_rate, hp.max_grad_norm)
+
+        def step(carry, idx):
+            params, opt_state = carry
+
+            def nll(p):
+                logp = transformer.token_log_probs(policy, p, tokens[idx])
+                return -grpo_losses.aggregate(logp, mask[idx], "token")
+
+            loss, grads = jax.value_and_grad(nll)(params)
+            updates, opt_state = opt.update(grads, opt_state, params)
+            return (optax.apply_updates(params, updates), opt_state), loss
+
+        (params, opt_state), losses = jax.lax.scan(step, (params, opt_state), batches)
+        return params, opt_state, losses
+
+    return Programs(sample=sample, update=update, ref_log_probs=ref_log_probs, warmup_step=warmup_step)
 
 
 def setup(cfg: Config) -> Setup:
@@ -108,77 +217,16 @@ def _build_setup(cfg: Config) -> Setup:
     tok = task.tokenizer
     policy = _policy_model(cfg, task)
     new = cfg.max_new_tokens or task.max_new_tokens
-    optimizer = optim.make_optimizer(cfg.learning_rate, cfg.max_grad_norm)
-    warmup_optimizer = optim.make_optimizer(cfg.warmup_learning_rate, cfg.max_grad_norm)
-    kw = dict(max_new_tokens=new, eos_id=tok.eos_id, pad_id=tok.pad_id)
-    sample = transformer.make_sampler(policy, top_k=cfg.top_k, **kw)
-    greedy = transformer.make_sampler(policy, greedy=True, **kw)
+    progs = programs(
+        policy, new, tok.eos_id, tok.pad_id, cfg.top_k, cfg.inner_steps, cfg.aggregation, cfg.advantage_scale
+    )
     probe = task.sample_problems(np.random.default_rng(0), 256) + task.heldout_problems()
     width = max(len(tok.encode(p.prompt, bos=True)) for p in probe)
-    use_ref = float(cfg.beta) != 0.0
-    temperature = float(cfg.temperature)
-
-    def loss_fn(params, tokens, logp_old, mask, adv, logp_ref):
-        logp = transformer.token_log_probs(policy, params, tokens, temperature)
-        return grpo_losses.grpo_loss(
-            logp,
-            logp_old,
-            adv,
-            mask,
-            logp_ref=logp_ref,
-            beta=cfg.beta,
-            clip_eps_low=cfg.clip_eps_low,
-            clip_eps_high=cfg.clip_eps_high,
-            aggregation=cfg.aggregation,
-            max_tokens=new,
-        )
-
-    @jax.jit
-    def update(params, opt_state, ref_params, tokens, logp_old, mask, adv):
-        logp_ref = transformer.token_log_probs(policy, ref_params, tokens, temperature) if use_ref else None
-
-        def step(carry, _):
-            params, opt_state = carry
-            (loss, diag), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-                params, tokens, logp_old, mask, adv, logp_ref
-            )
-            updates, opt_state = optimizer.update(grads, opt_state, params)
-            return (optax.apply_updates(params, updates), opt_state), (loss, diag, optax.global_norm(grads))
-
-        (params, opt_state), (loss, diag, gnorm) = jax.lax.scan(
-            step, (params, opt_state), None, cfg.inner_steps
-        )
-        stats = jax.tree_util.tree_map(jnp.mean, (loss, diag, gnorm))
-        return params, opt_state, stats
-
-    @jax.jit
-    def warmup_step(params, opt_state, tokens, mask, batches):
-        """``batches [S, B]`` rows of (tokens, mask) -> S supervised steps (cross-entropy on the answer)."""
-
-        def step(carry, idx):
-            params, opt_state = carry
-
-            def nll(p):
-                logp = transformer.token_log_probs(policy, p, tokens[idx])
-                return -grpo_losses.aggregate(logp, mask[idx], "token")
-
-            loss, grads = jax.value_and_grad(nll)(params)
-            updates, opt_state = warmup_optimizer.update(grads, opt_state, params)
-            return (optax.apply_updates(params, updates), opt_state), loss
-
-        (params, opt_state), losses = jax.lax.scan(step, (params, opt_state), batches)
-        return params, opt_state, losses
-
     return Setup(
         task=task,
         policy=policy,
         max_new_tokens=new,
-        sample=sample,
-        greedy=greedy,
-        update=update,
-        warmup_step=warmup_step,
-        optimizer=optimizer,
-        warmup_optimizer=warmup_optimizer,
+        programs=progs,
         reward_fn=reward_sources.make_reward(cfg.reward, task),
         base_width=width,
     )
@@ -209,6 +257,26 @@ def decode_completions(s: Setup, tokens: np.ndarray, prompt_len: np.ndarray) -> 
     return [tok.decode(row[n : n + s.max_new_tokens]) for row, n in zip(tokens, prompt_len, strict=True)]
 
 
+def generate(
+    cfg: Config, params: Any, problems: Sequence[task_lib.Problem], key: jax.Array, *, greedy: bool
+) -> tuple[list[str], np.ndarray]:
+    """Completions of ``problems`` (text, finished [N]), in batches of ``cfg.batch_size`` rows so that
+    evaluation reuses the training sampler's compiled program (the last batch is padded)."""
+    s = setup(cfg)
+    rows = cfg.batch_size
+    texts, finished = [], []
+    for start in range(0, len(problems), rows):
+        chunk = list(problems[start : start + rows])
+        padded = chunk + [chunk[0]] * (rows - len(chunk))
+        prompts, plen = encode_prompts(s, cfg, padded)
+        key, k = jax.random.split(key)
+        out = s.programs.sample(params, prompts, plen, k, cfg.temperature, cfg.top_p, greedy)
+        tokens, fin = jax.device_get((out.tokens, out.finished))
+        texts += decode_completions(s, tokens, plen)[: len(chunk)]
+        finished.append(fin[: len(chunk)])
+    return texts, np.concatenate(finished)
+
+
 # ------------------------------------------------------------------------------------ EVALUATION
 def heldout_accuracy(
     cfg: Config, params: Any, *, problems: Sequence[task_lib.Problem] | None = None
@@ -216,10 +284,8 @@ def heldout_accuracy(
     """Greedy accuracy (reward >= the task's success threshold, scored by the task's verifier)."""
     s = setup(cfg)
     problems = list(problems if problems is not None else s.task.heldout_problems())
-    prompts, plen = encode_prompts(s, cfg, problems)
-    out = jax.device_get(s.greedy(params, prompts, plen, jax.random.key(0)))
-    texts = decode_completions(s, out.tokens, plen)
-    r = s.task.score(problems, texts, out.finished)
+    texts, finished = generate(cfg, params, problems, jax.random.key(0), greedy=True)
+    r = s.task.score(problems, texts, finished)
     return float(np.mean(r >= s.task.success_threshold))
 
 
@@ -247,22 +313,23 @@ def demonstrations(cfg: Config, key: jax.Array) -> tuple[np.ndarray, np.ndarray]
     return tokens, mask
 
 
+def init_demonstrations(cfg: Config, key: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The demonstrations ``init(cfg, key)`` warms up on (to continue the warm-up later)."""
+    return demonstrations(cfg, jax.random.split(base.as_key(key), 4)[1])
+
+
 def warmup(
-    cfg: Config,
-    state: State,
-    num_steps: int,
-    key: jax.Array,
-    *,
-    demos: tuple[np.ndarray, np.ndarray] | None = None,
+    cfg: Config, state: State, num_steps: int, key: jax.Array, *, demos: tuple[np.ndarray, np.ndarray]
 ) -> tuple[State, np.ndarray]:
-    """``num_steps`` supervised steps (batches of ``warmup_batch`` drawn with replacement from the
-    demonstrations); returns the new state and the per-step losses. Used by ``init``, and to continue
-    supervised training instead of GRPO (the control experiment)."""
+    """``num_steps`` supervised steps on ``demos`` (batches of ``warmup_batch`` drawn with replacement);
+    returns the new state and the per-step losses. Used by ``init``, and to continue supervised
+    training instead of GRPO (the control experiment)."""
     s = setup(cfg)
-    k_demo, k_batch = jax.random.split(key)
-    tokens, mask = demos if demos is not None else demonstrations(cfg, k_demo)
-    idx = host_rng(k_batch).integers(0, len(tokens), size=(num_steps, cfg.warmup_batch))
-    params, opt_state, losses = s.warmup_step(state.params, state.warmup_opt_state, tokens, mask, idx)
+    tokens, mask = demos
+    idx = host_rng(key).integers(0, len(tokens), size=(num_steps, cfg.warmup_batch))
+    params, opt_state, losses = s.programs.warmup_step(
+        HParams.of(cfg), state.params, state.warmup_opt_state, tokens, mask, idx
+    )
     return state._replace(params=params, warmup_opt_state=opt_state), np.asarray(losses)
 
 
@@ -271,12 +338,12 @@ def init(cfg: Config, key: jax.Array) -> State:
     """Random weights, then the supervised warm-up (``warmup_steps`` > 0); records held-out accuracy
     before and after the warm-up. The reference policy is the warmed-up one."""
     s = setup(cfg)
-    k_params, k_warm, key = jax.random.split(key, 3)
+    k_params, k_demo, k_batch, key = jax.random.split(key, 4)
     params = s.policy.init(k_params)
     state = State(
         params=params,
-        opt_state=s.optimizer.init(params),
-        warmup_opt_state=s.warmup_optimizer.init(params),
+        opt_state=optimizer(cfg.learning_rate, cfg.max_grad_norm).init(params),
+        warmup_opt_state=optimizer(cfg.warmup_learning_rate, cfg.max_grad_norm).init(params),
         ref_params=params,
         key=key,
         iteration=jnp.zeros((), jnp.int32),
@@ -284,7 +351,7 @@ def init(cfg: Config, key: jax.Array) -> State:
         warmup_accuracy=jnp.full((), jnp.nan, jnp.float32),
     )
     if cfg.warmup_steps > 0:
-        state, _ = warmup(cfg, state, cfg.warmup_steps, k_warm)
+        state, _ = warmup(cfg, state, cfg.warmup_steps, k_batch, demos=demonstrations(cfg, k_demo))
     return state._replace(
         ref_params=state.params,
         warmup_accuracy=jnp.asarray(heldout_accuracy(cfg, state.params), jnp.float32),
@@ -303,7 +370,7 @@ def train_step(cfg: Config, state: State) -> tuple[State, Metrics]:
     problems = s.task.sample_problems(host_rng(k_prob), cfg.prompts_per_iteration)
     prompts, plen = encode_prompts(s, cfg, problems)
     prompts, plen = np.repeat(prompts, g, axis=0), np.repeat(plen, g)
-    out = s.sample(state.params, prompts, plen, k_sample, cfg.temperature, cfg.top_p)
+    out = s.programs.sample(state.params, prompts, plen, k_sample, cfg.temperature, cfg.top_p, False)
     tokens, mask, finished = jax.device_get((out.tokens, out.completion_mask, out.finished))
 
     # SCORE on the host
@@ -315,17 +382,20 @@ def train_step(cfg: Config, state: State) -> tuple[State, Metrics]:
         raise ValueError(f"the reward source returned shape {reward.shape}; expected ({len(reps)},)")
     true_reward = reward if cfg.reward == "task" else s.task.score(reps, texts, finished)
     grouped = reward.reshape(cfg.prompts_per_iteration, g)
-    adv = grpo_losses.group_advantages(jnp.asarray(grouped), scale=cfg.advantage_scale, eps=cfg.advantage_eps)
 
-    # UPDATE
-    params, opt_state, (loss, diag, gnorm) = s.update(
+    # UPDATE (advantages inside: rewards [P, G])
+    logp_ref = None
+    if float(cfg.beta) != 0.0:
+        logp_ref = s.programs.ref_log_probs(state.ref_params, out.tokens, cfg.temperature)
+    params, opt_state, (loss, diag, gnorm) = s.programs.update(
+        HParams.of(cfg),
         state.params,
         state.opt_state,
-        state.ref_params,
         out.tokens,
         out.log_probs,
         out.completion_mask,
-        adv.reshape(-1),
+        grouped,
+        logp_ref,
     )
     iteration = int(state.iteration) + 1
     ref = state.ref_params
@@ -341,21 +411,22 @@ def train_step(cfg: Config, state: State) -> tuple[State, Metrics]:
         key=key,
         iteration=jnp.asarray(iteration, jnp.int32),
     )
+    f32 = np.float32
     metrics = Metrics(
-        episode_return=float(reward.mean()),
-        env_steps=iteration * cfg.batch_size,
-        reward=float(reward.mean()),
-        true_reward=float(np.mean(true_reward)),
-        heldout_accuracy=float(acc),
-        completion_length=float(mask.sum(axis=1).mean()),
-        finished_fraction=float(finished.mean()),
-        zero_std_fraction=float(np.mean(grouped.std(axis=1) == 0)),
-        loss=float(loss),
-        kl=float(diag.kl),
-        clip_fraction=float(diag.clip_fraction),
-        ratio_mean=float(diag.ratio_mean),
-        grad_norm=float(gnorm),
-        seconds=time.perf_counter() - t0,
+        episode_return=f32(reward.mean()),
+        env_steps=np.int64(iteration * cfg.batch_size),
+        reward=f32(reward.mean()),
+        true_reward=f32(np.mean(true_reward)),
+        heldout_accuracy=f32(acc),
+        completion_length=f32(mask.sum(axis=1).mean()),
+        finished_fraction=f32(finished.mean()),
+        zero_std_fraction=f32(np.mean(grouped.std(axis=1) == 0)),
+        loss=f32(loss),
+        kl=f32(diag.kl),
+        clip_fraction=f32(diag.clip_fraction),
+        ratio_mean=f32(diag.ratio_mean),
+        grad_norm=f32(gnorm),
+        seconds=f32(time.perf_counter() - t0),
     )
     return new_state, metrics
 
@@ -367,16 +438,24 @@ def num_iterations(cfg: Config) -> int:
 # -------------------------------------------------------------------------------------- ACTING
 def make_policy(cfg: Config, state: State, *, deterministic: bool = True):
     """``act(prompts, key) -> completions``: prompt text(s) -> completion text(s) (greedy by default)."""
-    s = setup(cfg)
+    setup(cfg)  # build (and check) now rather than at the first call
 
     def act(prompts: str | Sequence[str], key: jax.Array | None = None):
         single = isinstance(prompts, str)
         problems = [task_lib.Problem(p) for p in ([prompts] if single else prompts)]
-        ids, plen = encode_prompts(s, cfg, problems)
-        sampler = s.greedy if deterministic else s.sample
         key = jax.random.key(0) if key is None else base.as_key(key)
-        out = jax.device_get(sampler(state.params, ids, plen, key, cfg.temperature, cfg.top_p))
-        texts = decode_completions(s, out.tokens, plen)
+        texts, _ = generate(cfg, state.params, problems, key, greedy=deterministic)
         return texts[0] if single else texts
 
     return act
+
+
+def report(cfg: Config, state: State) -> str:
+    """Held-out greedy accuracy at random init, after the warm-up, and now (for ``jaxrl train``)."""
+    s = setup(cfg)
+    now = heldout_accuracy(cfg, state.params)
+    n = len(s.task.heldout_problems())
+    return (
+        f"Held-out greedy accuracy ({n} {s.task.name} prompts): random init {float(state.init_accuracy):.3f}, "
+        f"after warm-up {float(state.warmup_accuracy):.3f}, after {int(state.iteration)} GRPO iterations {now:.3f}"
+    )
