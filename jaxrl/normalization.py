@@ -26,7 +26,7 @@ def update(stats: RunningStats, x: jax.Array, weights: jax.Array | None = None) 
     n = jnp.sum(w)
     safe_n = jnp.maximum(n, 1e-8)
     b_mean = jnp.sum(x * wb, axis=0) / safe_n
-    b_var = jnp.sum(wb * jnp.square(x - b_mean), axis=0) / safe_n
+    b_var = jnp.sum(wb * jnp.square(x - b_mean[None]), axis=0) / safe_n
     total = stats.count + n
     delta = b_mean - stats.mean
     mean = stats.mean + delta * n / total
@@ -35,4 +35,8 @@ def update(stats: RunningStats, x: jax.Array, weights: jax.Array | None = None) 
 
 
 def normalize(stats: RunningStats, x: jax.Array, clip: float = 10.0) -> jax.Array:
-    return jnp.clip((x.astype(jnp.float32) - stats.mean) / jnp.sqrt(stats.var + 1e-8), -clip, clip)
+    """``x [..., *obs_shape]`` -> standardised and clipped, same shape (explicit broadcasting, so it
+    also runs under ``jax_numpy_rank_promotion="raise"``)."""
+    mean = jnp.broadcast_to(stats.mean, x.shape)
+    std = jnp.broadcast_to(jnp.sqrt(stats.var + 1e-8), x.shape)
+    return jnp.clip((x.astype(jnp.float32) - mean) / std, -clip, clip)

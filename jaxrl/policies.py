@@ -49,7 +49,8 @@ def sample(out: PolicyOutput, key: jax.Array, discrete: bool) -> jax.Array:
     """Draw an action: categorical over logits, or mean + std * N(0, 1) (not clipped)."""
     if discrete:
         return jax.random.categorical(key, out.logits)
-    return out.logits + jnp.exp(out.log_std) * jax.random.normal(key, out.logits.shape)
+    std = jnp.exp(jnp.broadcast_to(out.log_std, out.logits.shape))  # [D] -> [..., D], explicitly
+    return out.logits + std * jax.random.normal(key, out.logits.shape)
 
 
 def mode(out: PolicyOutput, discrete: bool) -> jax.Array:
@@ -61,7 +62,9 @@ def to_env_action(env: envs.Env, action: jax.Array) -> jax.Array:
     """Continuous actions are sampled unbounded and clipped to the action box for the env only."""
     space = env.action_space
     if isinstance(space, envs.Box):
-        return jnp.clip(action, space.low, space.high)
+        low = jnp.broadcast_to(jnp.asarray(space.low, action.dtype), action.shape)
+        high = jnp.broadcast_to(jnp.asarray(space.high, action.dtype), action.shape)
+        return jnp.clip(action, low, high)
     return action
 
 
