@@ -53,7 +53,8 @@ def _fields_help(algo_name: str) -> str:
         default = ",".join(map(str, f.default)) if isinstance(f.default, tuple) else f.default
         head = f"  {f.name:<22} {configs.type_name(f.type) + ' = ' + str(default):<28}"
         doc = f.doc + (" [tunable: --sweep]" if not f.static else "")
-        lines.append(textwrap.fill(doc, width=110, initial_indent=head + " ", subsequent_indent=" " * 54))
+        text = textwrap.fill(doc, width=110, initial_indent=head + " ", subsequent_indent=" " * 54)
+        lines.append(text or head.rstrip())
     return "\n".join(lines)
 
 
@@ -326,6 +327,9 @@ def summary_text(result: Any, plan: Any) -> str:
             per = e.mean(axis=-1)
             line += f" per member; members' means from {per.min():.2f} to {per.max():.2f}"
         lines.append(line + ")")
+    report = getattr(plan.algo, "report", None)
+    if report is not None and n == 1:
+        lines.append(str(report(plan.cfg, result.state)).rstrip())
     if result.run_dir:
         rel = os.path.relpath(result.run_dir)
         rel = result.run_dir if rel.startswith("..") else rel

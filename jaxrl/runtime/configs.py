@@ -58,12 +58,27 @@ def fields(config_cls: type) -> list[FieldInfo]:
     return out
 
 
-_FIELD_LINE = re.compile(r"^\s+(\w+)\s*:[^#]*?(?:#\s*(.*))?$")
+_FIELD_START = re.compile(r"^\s+(\w+)\s*:")
 _COMMENT_LINE = re.compile(r"^\s+#\s?(.*)$")
 
 
+def _code_and_comment(line: str) -> tuple[str, str]:
+    """Split ``x = f("a#b")  # note`` into code and comment (a ``#`` inside quotes is code)."""
+    quote = None
+    for i, ch in enumerate(line):
+        if quote:
+            if ch == quote:
+                quote = None
+        elif ch in "\"'":
+            quote = ch
+        elif ch == "#":
+            return line[:i], line[i + 1 :].strip()
+    return line, ""
+
+
 def field_docs(config_cls: type) -> dict[str, str]:
-    """``{field: comment}`` from the class source: a trailing ``# comment`` or comment lines above."""
+    """``{field: comment}`` from the class source: a ``# comment`` on the field's line(s), or the
+    comment lines right above it."""
     try:
         lines = inspect.getsource(config_cls).splitlines()
     except (OSError, TypeError):
@@ -71,15 +86,26 @@ def field_docs(config_cls: type) -> dict[str, str]:
     names = {f.name for f in dataclasses.fields(config_cls)}
     docs: dict[str, str] = {}
     above: list[str] = []
-    for line in lines:
-        c = _COMMENT_LINE.match(line)
+    i = 0
+    while i < len(lines):
+        c = _COMMENT_LINE.match(lines[i])
         if c:
             above.append(c.group(1).strip())
+            i += 1
             continue
-        m = _FIELD_LINE.match(line)
+        m = _FIELD_START.match(lines[i])
         if m and m.group(1) in names and m.group(1) not in docs:
-            docs[m.group(1)] = (m.group(2) or " ".join(above)).strip()
+            # A definition may span lines (``x: int = struct.field(\n ...\n)  # comment``).
+            code, comment = _code_and_comment(lines[i])
+            depth = code.count("(") - code.count(")")
+            while depth > 0 and i + 1 < len(lines):
+                i += 1
+                code, more = _code_and_comment(lines[i])
+                depth += code.count("(") - code.count(")")
+                comment = comment or more
+            docs[m.group(1)] = (comment or " ".join(above)).strip()
         above = []
+        i += 1
     return docs
 
 

@@ -237,7 +237,9 @@ def target_name(cfg: Any) -> str:
     if hasattr(cfg, "env"):
         return registry.env_name(cfg.env)
     task = getattr(cfg, "task", None)
-    return task if isinstance(task, str) else getattr(task, "name", type(task).__name__)
+    if task is None:
+        return type(cfg).__name__
+    return task if isinstance(task, str) else str(getattr(task, "name", type(task).__name__))
 
 
 def prepare(
@@ -662,7 +664,7 @@ def _nonfinite(
     subject = (
         "the parameters became non-finite"
         if what in (chunks.PARAMS_CHECK, "state")
-        else f"{what} = {value!r}"
+        else f"{what} = {float(np.mean(value)):g}"
     )
     at = f"update {update} of {total}" + (f" (env steps {int(steps):,})" if steps is not None else "")
     last = ckpt.latest() if ckpt is not None else None

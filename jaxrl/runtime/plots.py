@@ -103,15 +103,10 @@ def plot_runs(
             label = name if len(run_dirs) > 1 else (spec.get("algo", "") or name)
             label = f"{label} ({c['label']})" if c["label"] else label
             seeds = c["seeds"]
-            label += f", {seeds} seeds" if seeds > 1 else ""
+            what = "training episodes" if metric == "episode_return" else metric.replace("_", " ")
+            label += f": {what}, mean of {seeds} seeds (band: min-max)" if seeds > 1 else f": {what}"
             ok = np.isfinite(c["mean"])
-            ax.plot(
-                c["x"][ok],
-                c["mean"][ok],
-                color=color,
-                lw=1.8,
-                label=label + (" (mean, min-max band)" if seeds > 1 else ""),
-            )
+            ax.plot(c["x"][ok], c["mean"][ok], color=color, lw=1.8, label=label)
             if seeds > 1:
                 ax.fill_between(c["x"][ok], c["lo"][ok], c["hi"][ok], color=color, alpha=0.2, lw=0)
             if "eval_x" in c and len(c["eval_x"]):
@@ -123,7 +118,7 @@ def plot_runs(
                     ms=5,
                     mec="black",
                     mew=0.6,
-                    label="greedy evaluation" if not eval_drawn else None,
+                    label="greedy evaluation (mean return)" if not eval_drawn else None,
                 )
                 eval_drawn = True
     if title is None:

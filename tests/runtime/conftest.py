@@ -30,10 +30,15 @@ def tiny_config(**kw):
 
 
 def leaves_equal(a, b) -> bool:
+    """Every leaf bitwise equal (typed PRNG keys compared by their key data)."""
+
+    def host(x):
+        if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+            x = jax.random.key_data(x)
+        return np.asarray(x)
+
     la, lb = jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)
-    return len(la) == len(lb) and all(
-        np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(la, lb, strict=False)
-    )
+    return len(la) == len(lb) and all(np.array_equal(host(x), host(y)) for x, y in zip(la, lb, strict=True))
 
 
 @pytest.fixture

@@ -3,12 +3,14 @@
 import json
 import os
 import signal
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from conftest import CHUNK, ITERATIONS, leaves_equal, tiny_config
+from flax import struct
 from jax.flatten_util import ravel_pytree
 
 import jaxrl
@@ -190,3 +192,67 @@ def test_config_errors_fail_before_anything_is_compiled(tmp_path):
     (tmp_path / "b" / "config.json").write_text("{}")
     with pytest.raises(FileExistsError, match="--resume"):
         runtime.run(tiny_config(), 0, str(tmp_path / "b"), progress=False)
+
+
+# ------------------------------------------------------------------ host-loop algorithms (GRPO-like)
+class _HState(NamedTuple):
+    params: jax.Array
+    iteration: jax.Array
+
+
+@base.metrics_type
+class _HMetrics(NamedTuple):
+    episode_return: jax.Array
+    env_steps: jax.Array
+    loss: jax.Array
+
+
+@struct.dataclass
+class _HConfig:
+    iterations: int = struct.field(pytree_node=False, default=6)
+    scale: float = 0.5
+
+
+def _h_step(cfg, state):
+    # Host-side work between device calls, as GRPO's scoring: numpy on fetched values.
+    with np.errstate(over="ignore"):
+        p = np.asarray(state.params) * cfg.scale + 1.0
+    it = int(state.iteration) + 1
+    new = _HState(jnp.asarray(p, jnp.float32), jnp.int32(it))
+    return new, _HMetrics(jnp.float32(p.sum()), jnp.int32(10 * it), jnp.float32(p.mean()))
+
+
+_HOST_ALGO = base.Algorithm(
+    name="hostloop-test",
+    config=_HConfig,
+    init=lambda cfg, key: _HState(jnp.zeros(3, jnp.float32), jnp.int32(0)),
+    train_step=_h_step,
+    num_iterations=lambda cfg: cfg.iterations,
+    make_policy=lambda cfg, state, deterministic=True: None,
+    validate=lambda cfg: None,
+    host_loop=True,
+)
+
+
+@pytest.fixture
+def host_algo(monkeypatch):
+    monkeypatch.setitem(base._REGISTRY, _HOST_ALGO.name, _HOST_ALGO)
+    return _HOST_ALGO
+
+
+def test_host_loop_algorithm_runs_in_python_chunks_with_checkpoints(tmp_path, host_algo):
+    out = str(tmp_path / "h")
+    res = runtime.run(_HConfig(), 0, out, chunk_size=4, checkpoint_every=1, progress=False, plot=False)
+    # p_t = 0.5 p_{t-1} + 1 from 0: 1, 1.5, 1.75, 1.875, 1.9375, 1.96875
+    np.testing.assert_allclose(np.asarray(res.state.params), [1.96875] * 3)
+    csv = logs.read_csv(os.path.join(out, "metrics.csv"))
+    np.testing.assert_allclose(csv["loss"], [1, 1.5, 1.75, 1.875, 1.9375, 1.96875])
+    assert res.eval_returns is None  # no environment: no greedy evaluation
+    assert sorted(os.listdir(os.path.join(out, "checkpoints"))) == ["4", "6"]
+    with pytest.raises(ValueError, match="population"):
+        runtime.run(_HConfig(), 0, None, seeds=2, progress=False)
+
+
+def test_host_loop_nonfinite_parameters_stop_the_run(host_algo):
+    with pytest.raises(runtime.NonFiniteError, match="episode_return = inf at update 3 of 6 .env steps 30., seed 0"):
+        runtime.run(_HConfig(scale=1e38), 0, None, chunk_size=4, progress=False)
