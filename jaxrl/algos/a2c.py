@@ -1,0 +1,204 @@
+"""A2C: synchronous advantage actor-critic (Mnih et al. 2016, arXiv:1602.01783), one update per rollout.
+
+Each iteration steps ``num_envs`` environments ``num_steps`` times with the current policy, then takes
+one gradient step on ``-mean log pi(a|s) A + vf_coef * mean 0.5 (V(s) - (A + V(s)))^2 - ent_coef * H``.
+The advantage is ``A = r + gamma V(s') - V(s)`` by default (``gae_lambda = 0``); ``gae_lambda = 1``
+gives n-step returns to the end of the rollout, values in between GAE. Truncation bootstraps from V of
+the true final observation, termination does not. The network is one trunk with a V-head and a
+pi-head (``shared_network=True``, the bifurcated actor-critic) or two separate MLPs.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from jaxrl import envs, optim, policies, rollout
+from jaxrl.algos import base
+from jaxrl.networks.heads import ActorCritic
+
+
+# ---------------------------------------------------------------------------------------- CONFIG
+@struct.dataclass
+class Config:
+    """A2C settings; the defaults reach CartPole-v1's 500 within 1M steps (see benchmarks/)."""
+
+    env: Any = struct.field(pytree_node=False, default="CartPole-v1")  # name or gymnax Environment
+    env_params: Any = struct.field(pytree_node=False, default=None)  # gymnax EnvParams (None: defaults)
+    total_timesteps: int = struct.field(pytree_node=False, default=1_000_000)  # env steps in all
+    num_envs: int = struct.field(pytree_node=False, default=16)  # parallel environments
+    num_steps: int = struct.field(pytree_node=False, default=8)  # rollout length per update
+    hidden: tuple[int, ...] = struct.field(pytree_node=False, default=(64, 64))  # MLP widths
+    activation: str = struct.field(pytree_node=False, default="tanh")
+    shared_network: bool = struct.field(pytree_node=False, default=True)  # one trunk, V- and pi-heads
+    anneal_lr: bool = struct.field(pytree_node=False, default=True)  # linear decay to 0
+    normalize_advantages: bool = struct.field(pytree_node=False, default=False)  # per rollout
+    learning_rate: float = 7e-4  # Adam step size (initial, if annealed)
+    gamma: float = 0.99  # discount
+    gae_lambda: float = 0.0  # 0: one-step TD advantage; 1: n-step to the rollout end; between: GAE
+    ent_coef: float = 0.01  # entropy bonus weight
+    vf_coef: float = 0.5  # value loss weight
+    max_grad_norm: float = 0.5  # global-norm gradient clip
+
+    @property
+    def batch_size(self) -> int:
+        return self.num_envs * self.num_steps
+
+    @property
+    def num_updates(self) -> int:
+        return self.total_timesteps // self.batch_size
+
+
+class State(NamedTuple):
+    params: Any  # network parameters
+    opt_state: Any  # optax state
+    env: rollout.EnvCarry  # env state + last time step
+    key: jax.Array  # PRNG key for the next iteration
+    iteration: jax.Array  # [] int32 updates done
+    last_return: jax.Array  # [] float32 mean return of the last finished episodes (NaN before any)
+
+
+@base.metrics_type
+class Metrics(NamedTuple):
+    episode_return: jax.Array  # mean return of episodes finished this iteration (carried forward)
+    env_steps: jax.Array  # env steps so far
+    total_loss: jax.Array
+    policy_loss: jax.Array
+    value_loss: jax.Array
+    entropy: jax.Array
+
+
+# ------------------------------------------------------------------------------------ BUILDING
+def make_env(cfg: Config, num_envs: int | None = None) -> envs.EpisodeStats:
+    return envs.EpisodeStats(envs.make(cfg.env, num_envs or cfg.num_envs, cfg.env_params))
+
+
+def make_network(cfg: Config, env: envs.Env) -> ActorCritic:
+    return policies.actor_critic(env, cfg.hidden, cfg.activation, cfg.shared_network)
+
+
+def validate(cfg: Config) -> None:
+    envs.check_name(cfg.env)
+    for name in ("total_timesteps", "num_envs", "num_steps"):
+        if int(getattr(cfg, name)) <= 0:
+            raise ValueError(f"A2CConfig.{name} must be a positive integer, got {getattr(cfg, name)!r}")
+    if cfg.total_timesteps < cfg.batch_size:
+        raise ValueError(
+            f"A2CConfig.total_timesteps ({cfg.total_timesteps}) is smaller than one rollout "
+            f"(num_envs * num_steps = {cfg.batch_size}); raise total_timesteps or shrink the rollout"
+        )
+    base.check_positive(cfg, "learning_rate", "max_grad_norm")
+    base.check_range(cfg, "gamma", 0.0, 1.0)
+    base.check_range(cfg, "gae_lambda", 0.0, 1.0)
+
+
+def _optimizer(cfg: Config) -> optax.GradientTransformation:
+    return optim.make_optimizer(
+        cfg.learning_rate, cfg.max_grad_norm, anneal_steps=cfg.num_updates if cfg.anneal_lr else None
+    )
+
+
+# ---------------------------------------------------------------------------------------- INIT
+def init(cfg: Config, key: jax.Array) -> State:
+    env = make_env(cfg)
+    net = make_network(cfg, env)
+    k_net, k_env, key = jax.random.split(key, 3)
+    carry = rollout.reset(env, k_env)
+    params = net.init(k_net, carry.timestep.obs)
+    return State(
+        params=params,
+        opt_state=_optimizer(cfg).init(params),
+        env=carry,
+        key=key,
+        iteration=jnp.zeros((), jnp.int32),
+        last_return=jnp.full((), jnp.nan, jnp.float32),
+    )
+
+
+# ------------------------------------------------------------------------------------- LOSS
+def loss(params: Any, cfg: Config, net: ActorCritic, discrete: bool, batch: policies.PGBatch):
+    """A2C loss on a flat batch ``[N]``; returns ``(total, (pg, vf, entropy))``."""
+    return policies.actor_critic_loss(
+        params, net, discrete, batch, cfg.vf_coef, cfg.ent_coef, normalize_advantages=cfg.normalize_advantages
+    )
+
+
+# -------------------------------------------------------------------------------------- UPDATE
+def update(
+    cfg: Config, net: ActorCritic, discrete: bool, params: Any, opt_state: Any, batch: policies.PGBatch
+) -> tuple[Any, Any, jax.Array]:
+    """One gradient step on the whole rollout; returns ``(params, opt_state, [total, pg, vf, entropy])``."""
+    (total, aux), grads = jax.value_and_grad(loss, has_aux=True)(params, cfg, net, discrete, batch)
+    updates, opt_state = _optimizer(cfg).update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, jnp.stack((total,) + aux)
+
+
+def rollout_batch(cfg: Config, net: ActorCritic, params: Any, traj: rollout.Transition) -> policies.PGBatch:
+    """Advantages and value targets of a ``[T, B]`` rollout, flattened to a ``[T * B]`` batch.
+
+    ``traj.extras = (action, V(obs))`` as the behaviour policy recorded them.
+    """
+    action, value = traj.extras
+    v_next = net.apply(params, traj.next_obs).value
+    adv = policies.advantages(traj, value, v_next, cfg.gamma, cfg.gae_lambda)
+    return rollout.flatten_time_batch(policies.PGBatch(traj.obs, action, adv, adv + value, traj.valid))
+
+
+# ---------------------------------------------------------------------------------- TRAIN STEP
+def train_step(cfg: Config, state: State) -> tuple[State, Metrics]:
+    """Collect ``num_envs x num_steps`` transitions, then one gradient step."""
+    env = make_env(cfg)
+    net = make_network(cfg, env)
+    discrete = envs.is_discrete(env.action_space)
+    key, k_roll = jax.random.split(state.key)
+
+    def act(obs, k):
+        out = net.apply(state.params, obs)
+        action = policies.sample(out, k, discrete)
+        return policies.to_env_action(env, action), (action, out.value)
+
+    env_carry, traj = rollout.rollout(env, act, state.env, k_roll, cfg.num_steps)
+    batch = rollout_batch(cfg, net, state.params, traj)
+    params, opt_state, losses = update(cfg, net, discrete, state.params, state.opt_state, batch)
+
+    last_return = rollout.mean_episode_return(traj, state.last_return)
+    iteration = state.iteration + 1
+    metrics = Metrics(last_return, iteration * cfg.batch_size, losses[0], losses[1], losses[2], losses[3])
+    return State(params, opt_state, env_carry, key, iteration, last_return), metrics
+
+
+def num_iterations(cfg: Config) -> int:
+    return cfg.num_updates
+
+
+# -------------------------------------------------------------------------------------- ACTING
+def make_policy(cfg: Config, state: State, *, deterministic: bool = True):
+    """``act(obs, key) -> action`` for single or batched observations (greedy by default)."""
+    env = envs.make(cfg.env, 1, cfg.env_params)
+    return policies.make_act(make_network(cfg, env), state.params, env, deterministic=deterministic)
+
+
+def make_value_fn(cfg: Config, state: State):
+    """``value(obs) -> V(obs)`` for single or batched observations."""
+    net = make_network(cfg, envs.make(cfg.env, 1, cfg.env_params))
+    return lambda obs: net.apply(state.params, obs).value
+
+
+ALGORITHM = base.register(
+    base.Algorithm(
+        name="a2c",
+        config=Config,
+        init=init,
+        train_step=train_step,
+        num_iterations=num_iterations,
+        make_policy=make_policy,
+        make_value_fn=make_value_fn,
+        validate=validate,
+        description="advantage actor-critic, one update per rollout; TD(0)/n-step/GAE advantages",
+        steps_per_iteration=lambda cfg: cfg.batch_size,
+    )
+)

@@ -1,0 +1,231 @@
+"""A2C: advantages on terminated / truncated / ongoing steps and the loss against hand-computed
+numbers, probe environments (discount, bootstrap through truncation, sign), jit/vmap agreement,
+determinism, a short learning test, and the issue's headline (slow: CartPole-v1 >= 475 over 8 seeds
+within 1M steps; Acrobot-v1 learning).
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from _pg_testing import TinyNet, assert_trees_close, transition
+
+import jaxrl
+from jaxrl import policies
+from jaxrl.algos import a2c
+
+PARAMS = {"theta": jnp.zeros(()), "w": jnp.asarray(0.5)}  # pi uniform over 2 actions; V(obs) = obs / 2
+
+
+def _batch(cfg, traj):
+    return a2c.rollout_batch(cfg, TinyNet, PARAMS, traj)
+
+
+# ---------------------------------------------------------------------------------- advantages
+
+
+def test_one_step_advantage_on_terminated_truncated_and_ongoing_steps():
+    # Three envs, one step each: s has obs 1 (V = 0.5), the true next state s' has obs 4 (V = 2);
+    # r = 1, gamma = 0.9.
+    #   terminated: A = 1 + 0 - 0.5 = 0.5              target = A + V(s) = 1.0
+    #   truncated:  A = 1 + 0.9 * 2 - 0.5 = 2.3        target = 2.8 (bootstraps from V(final obs))
+    #   ongoing:    A = 2.3                            target = 2.8
+    traj = transition(
+        [[1.0, 1.0, 1.0]],
+        [[1, 0, 0]],
+        [[0, 1, 0]],
+        obs=[[1.0, 1.0, 1.0]],
+        next_obs=[[4.0, 4.0, 4.0]],
+        value=[[0.5, 0.5, 0.5]],
+    )
+    batch = _batch(a2c.Config(gamma=0.9, gae_lambda=0.0), traj)
+    np.testing.assert_allclose(batch.advantage, [0.5, 2.3, 2.3], rtol=1e-6)
+    np.testing.assert_allclose(batch.target, [1.0, 2.8, 2.8], rtol=1e-6)
+
+
+def test_n_step_advantage_with_lambda_one():
+    # One env, two steps of one episode: obs 1 -> 2 -> 4 (V = 0.5, 1, 2), r = 1, 1; gamma = 0.9.
+    # lambda = 1 (n-step to the rollout end):
+    #   A_0 = 1 + 0.9 * 1 + 0.81 * 2 - 0.5 = 3.02;  A_1 = 1 + 0.9 * 2 - 1 = 1.8
+    # lambda = 0 (the default, one-step): A_0 = 1 + 0.9 * 1 - 0.5 = 1.4;  A_1 = 1.8
+    traj = transition(
+        [[1.0], [1.0]],
+        [[0], [0]],
+        [[0], [0]],
+        obs=[[1.0], [2.0]],
+        next_obs=[[2.0], [4.0]],
+        value=[[0.5], [1.0]],
+    )
+    # flattening is time-major: [t0, t1]
+    np.testing.assert_allclose(
+        _batch(a2c.Config(gamma=0.9, gae_lambda=1.0), traj).advantage, [3.02, 1.8], rtol=1e-6
+    )
+    np.testing.assert_allclose(_batch(a2c.Config(gamma=0.9), traj).advantage, [1.4, 1.8], rtol=1e-6)
+
+
+def test_invalid_steps_are_masked_and_cut_traces():
+    # A next-step-reset backend's ignored step (valid = False) gets no weight in the loss.
+    traj = transition([[1.0], [0.0]], [[1], [0]], [[0], [0]], valid=[[1], [0]], obs=[[1.0], [1.0]])
+    batch = _batch(a2c.Config(), traj)
+    np.testing.assert_array_equal(batch.mask, [True, False])
+
+
+# ------------------------------------------------------------------------------------- the loss
+
+
+def test_loss_and_gradient_on_one_step():
+    # One step, action 1, A = 0.5, target 1.0, obs 1 (V = 0.5); pi = (0.5, 0.5) at theta = 0.
+    #   pg = -log(0.5) * 0.5 = 0.34657;  vf = 0.5 * (0.5 - 1)^2 = 0.125;  H = log 2 = 0.69315
+    #   total = 0.34657 + 0.5 * 0.125 - 0.01 * 0.69315 = 0.40214
+    # d/dtheta: -0.5 * d log pi(1) = -0.5 * (1 - 0.5) = -0.25 (dH/dtheta = 0 at the uniform policy)
+    # d/dw: vf_coef * (V - target) * obs = 0.5 * (0.5 - 1) * 1 = -0.25
+    cfg = a2c.Config(vf_coef=0.5, ent_coef=0.01)
+    batch = policies.PGBatch(
+        obs=jnp.ones((1, 1)),
+        action=jnp.ones((1,), jnp.int32),
+        advantage=jnp.asarray([0.5]),
+        target=jnp.ones((1,)),
+        mask=jnp.ones((1,), bool),
+    )
+    total, (pg, vf, ent) = a2c.loss(PARAMS, cfg, TinyNet, True, batch)
+    assert float(pg) == pytest.approx(0.5 * np.log(2), rel=1e-6)
+    assert float(vf) == pytest.approx(0.125, rel=1e-6)
+    assert float(ent) == pytest.approx(np.log(2), rel=1e-6)
+    assert float(total) == pytest.approx(0.40214, abs=1e-5)
+    g = jax.grad(lambda p: a2c.loss(p, cfg, TinyNet, True, batch)[0])(PARAMS)
+    assert float(g["theta"]) == pytest.approx(-0.25, abs=1e-6)
+    assert float(g["w"]) == pytest.approx(-0.25, abs=1e-6)
+
+
+# ------------------------------------------------------------------------------------ probes
+
+PROBE_CFG = dict(num_envs=16, num_steps=4, hidden=(32,), learning_rate=3e-3, anneal_lr=False, ent_coef=0.0)
+
+
+def train_probe(env, total_timesteps=16 * 4 * 400, **overrides):
+    cfg = a2c.Config(env=env, total_timesteps=total_timesteps, **{**PROBE_CFG, **overrides})
+    state, metrics = jax.jit(jaxrl.train)(cfg, jax.random.key(0))
+    assert np.all(np.isfinite(np.asarray(metrics["total_loss"])))
+    return cfg, state, metrics
+
+
+def obs(x):
+    return jnp.asarray([x], jnp.float32)
+
+
+def test_delayed_reward_value_needs_gamma():
+    # gamma = 0.5: V(obs 1) = 1, V(obs 0) = 0 + 0.5 * V(obs 1) = 0.5 (learned by bootstrapping).
+    cfg, state, _ = train_probe("probe:DelayedReward", gamma=0.5)
+    value = jaxrl.make_value_fn(cfg, state)
+    assert float(value(obs(1.0))) == pytest.approx(1.0, abs=0.1)
+    assert float(value(obs(0.0))) == pytest.approx(0.5, abs=0.1)
+
+
+def test_truncated_endless_episode_bootstraps():
+    # Reward 1 every step, never terminates, cut after 20 steps; gamma = 0.9, constant observation.
+    # Bootstrapping through truncation: V = 1 / (1 - 0.9) = 10; treating the cut as terminal would
+    # pull V towards the mean truncated return, 6.05 (see test_ppo.py for the arithmetic).
+    cfg, state, _ = train_probe("probe:EndlessTimeLimit", gamma=0.9, learning_rate=1e-2)
+    assert float(jaxrl.make_value_fn(cfg, state)(obs(0.0))) == pytest.approx(10.0, abs=0.75)
+
+
+def test_action_reward_learns_the_obs_dependent_action():
+    cfg, state, _ = train_probe("probe:ActionReward")
+    act = jaxrl.make_policy(cfg, state)
+    assert int(act(obs(1.0), jax.random.key(0))) == 1
+    assert int(act(obs(-1.0), jax.random.key(0))) == 0
+    assert float(jaxrl.make_value_fn(cfg, state)(obs(1.0))) == pytest.approx(1.0, abs=0.15)
+
+
+def test_separate_networks_and_gaussian_actions():
+    # The non-shared option, on a continuous-action probe: reward -(a - obs)^2, best a = obs.
+    cfg, state, _ = train_probe("probe:ContinuousActionReward", shared_network=False)
+    assert set(state.params["params"]) >= {"actor", "critic"}
+    a = jaxrl.make_policy(cfg, state)(jnp.asarray([[1.0], [-1.0]]), jax.random.key(0))
+    np.testing.assert_allclose(a[:, 0], [1.0, -1.0], atol=0.2)
+
+
+# ----------------------------------------------------------------- jit / vmap / determinism
+
+SMALL = dict(num_envs=4, num_steps=8, total_timesteps=4 * 8 * 20, hidden=(16,))
+
+
+def test_jit_vmap_and_repeat_runs_agree():
+    # One vmapped program over (learning rate, lambda, seed) triples must equal separate jitted runs,
+    # which equal the un-jitted run and repeat exactly.
+    cfgs = [a2c.Config(**SMALL, learning_rate=lr, gae_lambda=lam) for lr, lam in ((1e-3, 0.0), (3e-3, 0.9))]
+    keys = jax.random.split(jax.random.key(3), 2)
+    s_vmap, m_vmap = jax.jit(jax.vmap(jaxrl.train))(jaxrl.stack_configs(cfgs), keys)
+    train = jax.jit(jaxrl.train)
+    runs = [train(c, k) for c, k in zip(cfgs, keys, strict=True)]
+    for i, (s_i, m_i) in enumerate(runs):
+        assert_trees_close(
+            jax.tree_util.tree_map(lambda x, i=i: x[i], s_vmap.params), s_i.params, rtol=1e-5, atol=1e-6
+        )
+        np.testing.assert_allclose(m_vmap.total_loss[i], m_i.total_loss, rtol=1e-4, atol=1e-6)
+    assert_trees_close(train(cfgs[0], keys[0])[0].params, runs[0][0].params, rtol=0, atol=0)  # deterministic
+    assert_trees_close(jaxrl.train(cfgs[0], keys[0])[0].params, runs[0][0].params, rtol=1e-5, atol=1e-6)
+    assert "trunk" in runs[0][0].params["params"]  # the bifurcated network is the default
+    assert runs[0][1].env_steps[-1] == 4 * 8 * 20
+
+
+@pytest.mark.parametrize(
+    "overrides, match",
+    [
+        (dict(num_steps=0), "num_steps must be a positive integer"),
+        (dict(total_timesteps=10), "smaller than one rollout"),
+        (dict(gae_lambda=1.5), "gae_lambda must be in"),
+        (dict(max_grad_norm=-1.0), "max_grad_norm must be a positive number"),
+        (dict(env="Acrobat-v1"), "Did you mean"),
+    ],
+)
+def test_bad_config_fails_fast_with_a_clear_message(overrides, match):
+    with pytest.raises(ValueError, match=match):
+        jaxrl.train(a2c.Config(**overrides), jax.random.key(0))
+
+
+# --------------------------------------------------------------------------- short learning
+
+
+def test_cartpole_learns_quickly():
+    # The defaults (16 envs x 8 steps, lr 7e-4, shared trunk), 64k steps; random ~ 22.
+    cfg = a2c.Config(total_timesteps=65_536)
+    state, metrics = jax.jit(jaxrl.train)(cfg, jax.random.key(0))
+    ret = np.asarray(metrics["episode_return"])
+    assert np.nanmean(ret[-50:]) > 60, ret[::50]
+
+
+# ---------------------------------------------------------------------------- headline (slow)
+
+
+def _train_seeds(cfg, n=8, episodes=32):
+    keys = jax.random.split(jax.random.key(0), n)
+    states, metrics = jax.jit(jax.vmap(jaxrl.train, in_axes=(None, 0)))(cfg, keys)
+    evaluate = jax.jit(jax.vmap(lambda s, k: jaxrl.evaluate(cfg, s, k, num_episodes=episodes)))
+    greedy = np.asarray(evaluate(states, jax.random.split(jax.random.key(1), n))).mean(axis=1)
+    return metrics, greedy
+
+
+@pytest.mark.slow
+def test_cartpole_reaches_475_over_8_seeds_within_1m_steps():
+    # The defaults: 1M steps, one-step TD advantage, one shared trunk with V- and pi-heads. The mean
+    # greedy return (32 episodes per seed) and the training return over the last 1% of updates.
+    cfg = jaxrl.A2CConfig()
+    metrics, greedy = _train_seeds(cfg)
+    ret = np.asarray(metrics["episode_return"])
+    train_ret = np.nanmean(ret[:, -ret.shape[1] // 100 :], axis=1)
+    print(
+        f"greedy per seed {greedy}, mean {greedy.mean():.1f}; training (last 1%) {train_ret}, mean {train_ret.mean():.1f}"
+    )
+    assert int(metrics["env_steps"][0, -1]) <= 1_000_000
+    assert greedy.mean() >= 475 and train_ret.mean() >= 475
+
+
+@pytest.mark.slow
+def test_acrobot_learns():
+    # Random play times out at -500. 300k steps, 4 seeds; see benchmarks/classic_pg.py for the curve.
+    cfg = jaxrl.A2CConfig(env="Acrobot-v1", total_timesteps=300_000, shared_network=False)
+    metrics, greedy = _train_seeds(cfg, n=4, episodes=16)
+    curve = np.nanmean(np.asarray(metrics["episode_return"]), axis=0)
+    print(f"Acrobot greedy per seed {greedy}; training curve {curve[:: len(curve) // 10]}")
+    assert greedy.mean() > -150 and np.nanmean(curve[-100:]) > -150
