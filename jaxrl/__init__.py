@@ -9,12 +9,14 @@ Every algorithm is a pure, jit-compiled, vmappable function::
 """
 
 from jaxrl import envs, losses
+from jaxrl.algos.a2c import Config as A2CConfig
 from jaxrl.algos.base import stack_configs
 from jaxrl.algos.dqn import Config as DQNConfig
 from jaxrl.algos.grpo import CharTokenizer, Problem, Task, register_reward_source, register_task
 from jaxrl.algos.grpo import Config as GRPOConfig
 from jaxrl.algos.ppo import Config as PPOConfig
 from jaxrl.algos.qlearning import Config as QLearningConfig
+from jaxrl.algos.reinforce import Config as ReinforceConfig
 from jaxrl.api import make_policy, make_value_fn, train
 from jaxrl.evaluation import evaluate
 from jaxrl.runtime import load_state, resume, run
@@ -22,6 +24,8 @@ from jaxrl.runtime import load_state, resume, run
 __version__ = "0.1.0"
 
 __all__ = [
+    "A2CConfig",
+    "ReinforceConfig",
     "CharTokenizer",
     "DQNConfig",
     "GRPOConfig",
