@@ -94,6 +94,8 @@ class RunResult:
     train_time: float  # seconds spent running chunks (with logging, excluding evaluation/checkpoints)
     eval_time: float  # seconds spent in greedy evaluations (periodic and final)
     eval_returns: np.ndarray | None  # [M, eval_episodes] final greedy returns
+    init_time: float = 0.0  # seconds to build (compile) the initial state and restore a checkpoint
+    checkpoint_time: float = 0.0  # seconds spent handing checkpoints to orbax (it writes in the background)
     status: str = "finished"  # finished | nonfinite | interrupted
 
     @property
@@ -390,6 +392,7 @@ def run(
       tensorboard, wandb: also log there (optional extras; W&B offline unless ``WANDB_MODE`` is set).
       plot: write ``curve.png`` at the end (needs matplotlib).
       host_callback: ``fn(ChunkInfo)`` after every chunk; may return a new state (host-side work).
+        ``ChunkInfo.state`` is valid until the next chunk (which reuses its buffers).
 
     Raises ``NonFiniteError`` when a loss or parameter becomes NaN/Inf (after writing the metrics up
     to it; the last good checkpoint is kept) and ``KeyboardInterrupt`` after a Ctrl-C checkpoint.
@@ -443,6 +446,7 @@ def execute(
     bar = Progress(total, total * spi if spi else None, enabled=progress, stream=stream)
 
     # INIT (and RESTORE)
+    t_init = time.perf_counter()
     key = plan.key
     if population:
         seeds = plan.spec["seeds"]
@@ -463,6 +467,8 @@ def execute(
             bar.message(f"Resuming {plan.description} from update {start}/{total} ({ckpt.path(step)})")
         else:
             bar.message(f"No checkpoint in {run_dir}; starting {plan.description} from the beginning")
+    jax.block_until_ready(state)
+    init_time = time.perf_counter() - t_init
     log = None
     if run_dir:
         log = logs.MetricsLog(
@@ -497,9 +503,9 @@ def execute(
         compile_time = time.perf_counter() - t0
         bar.message(f"Compiled in {compile_time:.1f} s")
 
-    timers = {"train": 0.0, "eval": 0.0}
+    timers = {"train": 0.0, "eval": 0.0, "checkpoint": 0.0}
     it = start
-    env_steps = np.zeros(len(plan.members))
+    env_steps = np.full(len(plan.members), float(start * spi) if spi else 0.0)
     stop = _StopFlag()
 
     def evaluate() -> np.ndarray:
@@ -514,7 +520,9 @@ def execute(
 
     def save() -> None:
         if ckpt is not None and (ckpt.latest() or 0) < it:
+            t = time.perf_counter()
             ckpt.save(it, state, {"spec": plan.spec, "iteration": it})
+            timers["checkpoint"] += time.perf_counter() - t
 
     def close(status: str, **info: Any) -> None:
         bar.close()
@@ -573,8 +581,8 @@ def execute(
                 if checkpoint_every and chunk_index % checkpoint_every == 0 and it < total:
                     save()
     except KeyboardInterrupt:
-        close("interrupted")
         last = ckpt.latest() if ckpt else None
+        close("interrupted")
         where = f"; checkpoint of update {last} in {ckpt.directory}" if last else ""
         hint = f". Continue with: jaxrl train --resume {run_dir}" if last else ""
         bar.message(f"Interrupted at update {it}/{total}{where}{hint}")
@@ -602,6 +610,8 @@ def execute(
         compile_time=compile_time,
         train_time=timers["train"],
         eval_time=timers["eval"],
+        init_time=init_time,
+        checkpoint_time=timers["checkpoint"],
         eval_returns=eval_returns,
     )
     if run_dir:
@@ -710,6 +720,8 @@ def _summary(r: RunResult) -> dict[str, Any]:
         "compile_time_s": round(r.compile_time, 3),
         "train_time_s": round(r.train_time, 3),
         "eval_time_s": round(r.eval_time, 3),
+        "init_time_s": round(r.init_time, 3),
+        "checkpoint_time_s": round(r.checkpoint_time, 3),
         "env_steps_per_second": round(r.steps_per_second, 1),
     }
     if r.eval_returns is not None:

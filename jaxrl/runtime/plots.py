@@ -80,10 +80,27 @@ def _short(v: Any) -> str:
     return f"{v:g}" if isinstance(v, float | np.floating) else str(v)
 
 
+def _moving_average(y: np.ndarray, w: int) -> np.ndarray:
+    """Trailing mean over ``w`` points (fewer at the start), so a curve never looks ahead."""
+    if w <= 1 or len(y) == 0:
+        return y
+    c = np.cumsum(np.insert(np.asarray(y, np.float64), 0, 0.0))
+    n = np.minimum(np.arange(1, len(y) + 1), w)
+    return (c[1:] - c[np.arange(1, len(y) + 1) - n]) / n
+
+
 def plot_runs(
-    run_dirs: Sequence[str], out: str, *, metric: str = "episode_return", title: str | None = None
+    run_dirs: Sequence[str],
+    out: str,
+    *,
+    metric: str = "episode_return",
+    title: str | None = None,
+    smooth: int = 50,
 ) -> str:
-    """Overlay the curves of ``run_dirs`` in one PNG at ``out``; returns ``out``."""
+    """Overlay the curves of ``run_dirs`` in one PNG at ``out``; returns ``out``.
+
+    Curves with many points are shown as a trailing moving average over ~1/``smooth`` of the run
+    (the raw values faintly behind it); ``smooth=0`` plots the raw values only."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -106,9 +123,15 @@ def plot_runs(
             what = "training episodes" if metric == "episode_return" else metric.replace("_", " ")
             label += f": {what}, mean of {seeds} seeds (band: min-max)" if seeds > 1 else f": {what}"
             ok = np.isfinite(c["mean"])
-            ax.plot(c["x"][ok], c["mean"][ok], color=color, lw=1.8, label=label)
+            x = c["x"][ok]
+            w = max(1, int(ok.sum()) // smooth) if smooth else 1
+            if w > 1:  # the raw per-update values faintly, a moving average on top
+                ax.plot(x, c["mean"][ok], color=color, lw=0.6, alpha=0.25)
+                label += f" (moving average of {w} updates)"
+            ax.plot(x, _moving_average(c["mean"][ok], w), color=color, lw=1.8, label=label)
             if seeds > 1:
-                ax.fill_between(c["x"][ok], c["lo"][ok], c["hi"][ok], color=color, alpha=0.2, lw=0)
+                lo, hi = _moving_average(c["lo"][ok], w), _moving_average(c["hi"][ok], w)
+                ax.fill_between(x, lo, hi, color=color, alpha=0.2, lw=0)
             if "eval_x" in c and len(c["eval_x"]):
                 ax.plot(
                     c["eval_x"],

@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import CHUNK, leaves_equal, tiny_config
+from runtime_tiny import CHUNK, leaves_equal, tiny_config
 
 from jaxrl import runtime
 from jaxrl.runtime import checkpoint, driver

@@ -9,9 +9,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import CHUNK, ITERATIONS, leaves_equal, tiny_config
 from flax import struct
 from jax.flatten_util import ravel_pytree
+from runtime_tiny import CHUNK, ITERATIONS, leaves_equal, tiny_config
 
 import jaxrl
 from jaxrl import runtime
@@ -254,5 +254,7 @@ def test_host_loop_algorithm_runs_in_python_chunks_with_checkpoints(tmp_path, ho
 
 
 def test_host_loop_nonfinite_parameters_stop_the_run(host_algo):
-    with pytest.raises(runtime.NonFiniteError, match="episode_return = inf at update 3 of 6 .env steps 30., seed 0"):
+    with pytest.raises(
+        runtime.NonFiniteError, match="episode_return = inf at update 3 of 6 .env steps 30., seed 0"
+    ):
         runtime.run(_HConfig(scale=1e38), 0, None, chunk_size=4, progress=False)

@@ -8,7 +8,7 @@ import sys
 import textwrap
 import time
 
-from conftest import CHUNK, ITERATIONS, leaves_equal
+from runtime_tiny import CHUNK, ITERATIONS, leaves_equal
 
 from jaxrl import cli, runtime
 
@@ -18,7 +18,7 @@ CHILD = textwrap.dedent(
     f"""
     import sys, time
     sys.path.insert(0, {os.path.dirname(__file__)!r})
-    from conftest import tiny_config
+    from runtime_tiny import tiny_config
     from jaxrl import runtime
     runtime.run(tiny_config(), 0, sys.argv[1], chunk_size={CHUNK}, eval_episodes=0, checkpoint_every=1,
                 keep_checkpoints=2, progress=False, host_callback=lambda info: time.sleep(0.5))
