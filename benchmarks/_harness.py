@@ -1,0 +1,174 @@
+"""Timing helpers shared by the benchmark scripts (never asserts timings).
+
+    from benchmarks import _harness as H          # or `import _harness as H` from inside benchmarks/
+    r = H.measure("jaxrl 1 seed", fn, (key,), repeats=3, steps=524_288)
+    print(H.table([r]))
+    H.write_json("ppo_vs_rejax", {"rows": [r.as_dict()], "machine": H.machine_info()})
+
+What is measured, the same way for every framework:
+  * compile time: ``jax.jit(fn).lower(*args).compile()`` (tracing + lowering + XLA compilation);
+  * run time: the compiled executable called ``repeats`` times (after one warm-up call), each call
+    ended with ``jax.block_until_ready``; best and median wall time, and the process CPU time of the
+    best call (CPU time is less disturbed than wall time when other processes share the cores);
+  * steps/s: ``steps / best wall time`` (env steps of all seeds together).
+
+A different random key is used for every call so no result can be cached.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+@dataclasses.dataclass
+class Timing:
+    """One benchmarked configuration (all times in seconds)."""
+
+    name: str
+    compile_s: float
+    run_best_s: float
+    run_median_s: float
+    cpu_best_s: float  # process CPU time (all threads) of the call with the best wall time
+    runs_s: list[float]
+    steps: int  # env steps per call (all seeds)
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict)  # e.g. final returns
+
+    @property
+    def steps_per_s(self) -> float:
+        return self.steps / self.run_best_s
+
+    def as_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["steps_per_s"] = self.steps_per_s
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Timing:
+        fields = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in fields})
+
+
+def measure(
+    name: str,
+    fn: Callable[..., Any],
+    args_for: Callable[[int], Sequence[Any]],
+    *,
+    steps: int,
+    repeats: int = 3,
+    keep: Callable[[Any], dict[str, Any]] | None = None,
+) -> tuple[Timing, Any]:
+    """Compile ``fn`` once, then time ``repeats`` calls (after a warm-up call).
+
+    ``args_for(i)`` gives the arguments of call ``i`` (0 is used to compile and to warm up, so use it
+    for a new key each time). ``keep(output)`` may summarise the last output into ``Timing.extra``.
+    Returns the timing and the output of the last call.
+    """
+    import jax
+
+    t = time.perf_counter()
+    compiled = jax.jit(fn).lower(*args_for(0)).compile()
+    compile_s = time.perf_counter() - t
+    out = jax.block_until_ready(compiled(*args_for(0)))  # warm-up (first-call allocations)
+    runs, cpus = [], []
+    for i in range(1, repeats + 1):
+        args = args_for(i)
+        c0, t0 = time.process_time(), time.perf_counter()
+        out = jax.block_until_ready(compiled(*args))
+        runs.append(time.perf_counter() - t0)
+        cpus.append(time.process_time() - c0)
+    best = min(range(len(runs)), key=runs.__getitem__)
+    timing = Timing(
+        name=name,
+        compile_s=compile_s,
+        run_best_s=runs[best],
+        run_median_s=statistics.median(runs),
+        cpu_best_s=cpus[best],
+        runs_s=runs,
+        steps=steps,
+        extra=keep(out) if keep else {},
+    )
+    return timing, out
+
+
+def load_average() -> float | None:
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return None
+
+
+def machine_info() -> dict[str, Any]:
+    """What the figures depend on: CPU, cores, load, versions."""
+    import jax
+
+    cpu = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "load_avg_1min": load_average(),
+        "python": sys.version.split()[0],
+        "jax": jax.__version__,
+        "backend": jax.default_backend(),
+        "devices": [str(d) for d in jax.devices()],
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "time": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+
+
+def run_json_subprocess(cmd: Sequence[str], timeout: float | None = None, env: dict | None = None) -> Any:
+    """Run ``cmd`` (a script that prints one JSON document as its last stdout line); return it parsed.
+
+    Used to run a peer framework in its own virtual environment from the same benchmark invocation.
+    """
+    proc = subprocess.run(
+        list(cmd), capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+    lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]
+    if not lines:
+        raise RuntimeError(f"{' '.join(cmd)} printed nothing; stderr:\n{proc.stderr[-4000:]}")
+    return json.loads(lines[-1])
+
+
+def write_json(stem: str, payload: dict[str, Any]) -> Path:
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    path = RESULTS_DIR / f"{stem}.json"
+    path.write_text(json.dumps(payload, indent=2, default=float) + "\n")
+    return path
+
+
+def table(rows: Sequence[Timing], columns: Sequence[tuple[str, Callable[[Timing], str]]] = ()) -> str:
+    """A Markdown table of timings (extra columns: ``(header, row -> text)``)."""
+    cols = [
+        ("run", lambda r: r.name),
+        ("compile s", lambda r: f"{r.compile_s:.2f}"),
+        ("run s (best)", lambda r: f"{r.run_best_s:.2f}"),
+        ("run s (median)", lambda r: f"{r.run_median_s:.2f}"),
+        ("steps/s", lambda r: f"{r.steps_per_s:,.0f}"),
+        *columns,
+    ]
+    out = ["| " + " | ".join(h for h, _ in cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    for r in rows:
+        out.append("| " + " | ".join(f(r) for _, f in cols) + " |")
+    return "\n".join(out)

@@ -1,0 +1,112 @@
+"""PPO CartPole-v1 (PureJaxRL settings): jaxrl against rejax 0.1.3, same work, one invocation.
+
+    python benchmarks/ppo_vs_rejax.py            # full: 524,288 steps per seed, 1 seed and 16 vmapped seeds
+    python benchmarks/ppo_vs_rejax.py --quick    # short check (65,536 steps, 1 and 4 seeds, 1 repeat)
+
+Each framework runs in its own subprocess (rejax in its own virtual environment: it needs gymnax 0.0.9;
+create it with ``python -m venv ../venv-rejax && ../venv-rejax/bin/pip install rejax==0.1.3 gymnax==0.0.9``
+and point ``--rejax-python``/``$REJAX_PYTHON`` at its interpreter). Measured per framework and setting
+(see ``_harness.py``): compile time, best and median run time over ``--repeats`` calls, env steps/s, and
+the greedy evaluation return (32 episodes per seed) of the trained agents. The floor (env steps and network
+work each alone, ``floor_ppo.py``) is run first for reference. Results: ``results/ppo_vs_rejax.json``
+(``..._quick.json`` with ``--quick``) and a Markdown table on stdout.
+
+Timings depend on the machine and on what else runs on it: compare rows from the same invocation only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import _harness as H  # noqa: E402
+import floor_ppo  # noqa: E402
+
+RUNNER = HERE / "_ppo_runner.py"
+
+
+def default_rejax_python() -> str:
+    if os.environ.get("REJAX_PYTHON"):
+        return os.environ["REJAX_PYTHON"]
+    for cand in (HERE.parent.parent / "venv-rejax", HERE.parent / ".venv-rejax"):
+        if (cand / "bin" / "python").exists():
+            return str(cand / "bin" / "python")
+    return ""
+
+
+def run(python: str, framework: str, seeds: int, repeats: int, timesteps: int) -> H.Timing:
+    cmd = [python, str(RUNNER), "--framework", framework, "--seeds", str(seeds)]
+    cmd += ["--repeats", str(repeats), "--timesteps", str(timesteps)]
+    print(f"... {framework}, {seeds} seed(s)", flush=True)
+    out = H.run_json_subprocess(cmd)
+    return H.Timing.from_dict(out["timing"])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="short check: 65,536 steps, 1 and 4 seeds, 1 repeat")
+    p.add_argument("--timesteps", type=int, default=None, help="env steps per seed (default 524,288)")
+    p.add_argument("--seeds", type=int, nargs="+", default=None, help="settings to run (default: 1 16)")
+    p.add_argument("--repeats", type=int, default=None, help="timed calls per setting (default 3)")
+    p.add_argument("--rejax-python", default=default_rejax_python(), help="interpreter of rejax's venv")
+    p.add_argument("--no-rejax", action="store_true")
+    p.add_argument("--no-floor", action="store_true")
+    args = p.parse_args()
+    timesteps = args.timesteps or (65_536 if args.quick else 524_288)
+    seeds = args.seeds or ([1, 4] if args.quick else [1, 16])
+    repeats = args.repeats or (1 if args.quick else 3)
+    with_rejax = not args.no_rejax
+    if with_rejax and not (args.rejax_python and Path(args.rejax_python).exists()):
+        sys.exit(
+            "rejax's interpreter not found; create its venv (see this file's docstring) and pass "
+            "--rejax-python PATH, or run with --no-rejax"
+        )
+
+    floor = None
+    if not args.no_floor and timesteps == 524_288:
+        print("... floor (env steps and network work alone)", flush=True)
+        floor = floor_ppo.run_floor()
+    rows: list[H.Timing] = []
+    for n in seeds:  # alternate frameworks per setting so slow drifts of the machine hit both
+        rows.append(run(sys.executable, "jaxrl", n, repeats, timesteps))
+        if with_rejax:
+            rows.append(run(args.rejax_python, "rejax", n, repeats, timesteps))
+
+    def speedup(r: H.Timing) -> str:
+        peer = next((q for q in rows if q.name.startswith("rejax") and q.steps == r.steps), None)
+        if peer is None or r is peer:
+            return ""
+        return f"{peer.run_best_s / r.run_best_s:.2f}x run, {peer.compile_s / r.compile_s:.2f}x compile"
+
+    cols = [
+        ("greedy return (mean ± sd over seeds)", lambda r: f"{r.extra['eval_return_mean']:.1f} ± {r.extra['eval_return_std_over_seeds']:.1f}"),
+        ("jaxrl vs rejax", speedup),
+    ]
+    machine = H.machine_info()
+    print()
+    print(f"PPO CartPole-v1, {timesteps:,} steps per seed; {machine['cpu']}, {machine['cores']} cores, "
+          f"load {machine['load_avg_1min']:.1f}, jax {machine['jax']}")
+    if floor:
+        print(f"floor (shared/tools/floor_ppo_cartpole.py): env {floor['env_s']:.2f} s + network "
+              f"{floor['network_s']:.2f} s = {floor['sum_s']:.2f} s per seed")
+    print(H.table(rows, cols))
+    stem = "ppo_vs_rejax_quick" if args.quick else "ppo_vs_rejax"
+    path = H.write_json(
+        stem,
+        {
+            "work": {"env": "CartPole-v1", "timesteps_per_seed": timesteps, "num_envs": 4, "num_steps": 128,
+                     "epochs": 4, "minibatches": 4, "lr": "2.5e-4 annealed", "network": "tanh 64x64 x2"},
+            "rows": [r.as_dict() for r in rows],
+            "floor": floor,
+            "machine": machine,
+        },
+    )
+    print(f"\nwrote {path}")
+
+
+if __name__ == "__main__":
+    main()
