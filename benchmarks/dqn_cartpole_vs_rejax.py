@@ -1,23 +1,23 @@
 """DQN on gymnax CartPole-v1: jaxrl vs rejax 0.1.3 on the same work, in one invocation.
 
-Same work for both: 8 seeds vmapped in one jit, 500k env steps each, 10 envs, replay 10,000, batch
-128, Adam lr 2.5e-4, hard target copy every 500 env steps, epsilon 1 -> 0.05 over half the run,
-learning after 10,000 steps, one gradient step per 10 env steps, 0.5 * td^2 loss, MLP (64, 64) ReLU
-(rejax's DQN network is fixed at 64-64), vanilla (not double) DQN, no evaluation during training.
-Final figure: greedy return of each seed's final network over 128 episodes.
+    python benchmarks/dqn_cartpole_vs_rejax.py                        # 500k steps x 8 vmapped seeds
+    python benchmarks/dqn_cartpole_vs_rejax.py --timesteps 100000 --seeds 2   # quick look
 
-Differences we cannot remove: rejax clips gradients elementwise (``optax.clip``), jaxrl by global
-norm (both at 10, rarely active here); rejax treats time-limit truncation as termination (jaxrl
-bootstraps, the correct target); rejax samples minibatches without replacement, jaxrl with.
+Same work for both (CleanRL dqn.py CartPole settings, 10 envs): ``--seeds`` seeds in one
+``jax.jit(jax.vmap(train))``, ``--timesteps`` env steps each, replay 10,000, batch 128, Adam lr 2.5e-4,
+hard target copy every 500 env steps, epsilon 1 -> 0.05 over half the run, learning after 10,000 steps,
+one gradient step per 10 env steps, loss 0.5 td^2, MLP 64-64 ReLU (rejax's DQN network is fixed at
+64-64), vanilla DQN, no gradient clipping, no evaluation during training. Timed: compile
+(``lower().compile()``) and ``--repeats`` calls of the compiled training (no warm-up call: one call is
+minutes long). Afterwards every seed's final network is evaluated greedily (argmax) on 128 episodes.
 
-rejax runs in its own venv (``--rejax-python``, default /work/venv-rejax/bin/python) in a subprocess.
-rejax 0.1.3 expects gymnax < 1.0's 5-tuple ``step``; that venv has gymnax 1.0.1, so the worker wraps
-the env to return ``done = terminated | truncated`` (what gymnax 0.0.9 returned).
+Differences that remain: rejax treats time-limit truncation as termination (jaxrl bootstraps); rejax samples minibatches
+without replacement (a weighted ``jax.random.choice`` over the whole buffer), jaxrl uniformly with
+replacement, as DQN does.
 
-    python benchmarks/dqn_cartpole_vs_rejax.py                 # full run (minutes on a CPU)
-    python benchmarks/dqn_cartpole_vs_rejax.py --total-timesteps 100000 --seeds 2   # quick look
-
-Writes benchmarks/results/dqn_cartpole_vs_rejax.json. Never asserts timings.
+Each framework runs in a subprocess of its own interpreter (rejax in its venv with gymnax 0.0.9:
+``--rejax-python`` or ``$REJAX_PYTHON``; default ../venv-rejax). Results: results/dqn_cartpole_vs_rejax.json
+and a Markdown table. Timings depend on what else runs on the machine: compare rows of one invocation.
 """
 
 from __future__ import annotations
@@ -25,10 +25,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import subprocess
+import sys
 import time
 from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import _harness as H  # noqa: E402
 
 SETTINGS = dict(
     num_envs=10,
@@ -42,77 +45,40 @@ SETTINGS = dict(
     exploration_fraction=0.5,
     learning_starts=10_000,
     train_frequency=10,
-    max_grad_norm=10.0,
 )
 EVAL_EPISODES = 128
 
 
-def machine() -> dict:
-    load = os.getloadavg() if hasattr(os, "getloadavg") else None
-    return {"cpu_count": os.cpu_count(), "platform": platform.platform(), "loadavg_at_start": load}
-
-
-def run_jaxrl(total: int, seeds: int) -> dict:
-    import jax
-    import numpy as np
-
+def jaxrl_problem(timesteps: int):
+    """(train(key) -> state, greedy returns(state, key) -> [EVAL_EPISODES], env steps per seed)."""
     import jaxrl
 
     cfg = jaxrl.DQNConfig(
-        env="CartPole-v1", total_timesteps=total, hidden=(64, 64), activation="relu", loss="l2", **SETTINGS
+        env="CartPole-v1",
+        total_timesteps=timesteps,
+        hidden=(64, 64),
+        activation="relu",
+        loss="l2",
+        **SETTINGS,
     )
-    keys = jax.random.split(jax.random.key(0), seeds)
-    train = jax.jit(jax.vmap(jaxrl.train, in_axes=(None, 0)))
-    t0 = time.perf_counter()
-    compiled = train.lower(cfg, keys).compile()
-    compile_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    states, metrics = compiled(cfg, keys)
-    jax.block_until_ready(states)
-    run_s = time.perf_counter() - t0
-    ev = jax.jit(
-        jax.vmap(lambda s, k: jaxrl.evaluate(cfg, s, k, num_episodes=EVAL_EPISODES), in_axes=(0, None))
-    )
-    returns = np.asarray(ev(states, jax.random.key(1)))
-    return {
-        "library": "jaxrl",
-        "version": jaxrl.__version__,
-        "jax": jax.__version__,
-        "compile_s": compile_s,
-        "run_s": run_s,
-        "env_steps_per_s": seeds * cfg.num_updates * cfg.env_steps_per_iteration / run_s,
-        "final_greedy_return_per_seed": returns.mean(axis=1).tolist(),
-        "final_greedy_return_mean": float(returns.mean()),
-        "train_return_last_iteration_per_seed": np.asarray(metrics.episode_return[:, -1]).tolist(),
-    }
+    train = lambda key: jaxrl.train(cfg, key)[0]
+    returns = lambda state, key: jaxrl.evaluate(cfg, state, key, num_episodes=EVAL_EPISODES)
+    return train, returns, cfg.num_updates * cfg.env_steps_per_iteration
 
 
-def run_rejax(total: int, seeds: int) -> dict:
-    """Runs inside the rejax venv."""
+def rejax_problem(timesteps: int):
     import gymnax
-    import jax
     import jax.numpy as jnp
-    import numpy as np
-    import rejax
-    from gymnax.environments.classic_control.cartpole import CartPole
     from rejax import DQN
     from rejax.evaluate import evaluate
 
-    class FiveTupleCartPole(CartPole):
-        """gymnax >= 1.0 CartPole with the gymnax 0.0.x ``step`` rejax 0.1.3 calls (done = term | trunc)."""
-
-        def step(self, key, state, action, params=None):
-            obs, state, reward, term, trunc, info = super().step(key, state, action, params)
-            return obs, state, reward, jnp.logical_or(term, trunc), info
-
-    env = FiveTupleCartPole()
-    env_params = env.default_params
+    env, env_params = gymnax.make("CartPole-v1")
     s = SETTINGS
     algo = DQN.create(
         env=env,
         env_params=env_params,
-        total_timesteps=total,
-        eval_freq=total,  # one evaluation call at the very end; replaced by a no-op below
+        total_timesteps=timesteps,
+        eval_freq=timesteps,  # one block of training iterations; the callback is replaced by a no-op
         skip_initial_evaluation=True,
         num_envs=s["num_envs"],
         buffer_size=s["buffer_size"],
@@ -125,98 +91,126 @@ def run_rejax(total: int, seeds: int) -> dict:
         eps_start=s["epsilon_start"],
         eps_end=s["epsilon_end"],
         exploration_fraction=s["exploration_fraction"],
-        max_grad_norm=s["max_grad_norm"],
         ddqn=False,
         agent_kwargs={"activation": "relu"},
     )
     algo = algo.replace(eval_callback=lambda a, ts, rng: jnp.zeros(()))
-    keys = jax.random.split(jax.random.key(0), seeds)
-    train = jax.jit(jax.vmap(algo.train))
-    t0 = time.perf_counter()
-    compiled = train.lower(keys).compile()
-    compile_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    ts, _ = compiled(keys)
-    jax.block_until_ready(ts)
-    run_s = time.perf_counter() - t0
-    iterations = int(np.ceil(total / s["num_envs"]))  # eval_freq = total: one block of train iterations
+    train = lambda key: algo.train(key)[0]
 
-    def greedy_returns(params, key):
-        act = lambda obs, rng: jnp.argmax(algo.agent.apply(params, obs[None]), axis=-1)[0]
-        _, returns = evaluate(act, key, env, env_params, EVAL_EPISODES, env_params.max_steps_in_episode)
-        return returns
+    def returns(ts, key):
+        act = lambda obs, rng: jnp.argmax(algo.agent.apply(ts.q_ts.params, obs[None]), axis=-1)[0]
+        return evaluate(act, key, env, env_params, EVAL_EPISODES, env_params.max_steps_in_episode)[1]
 
-    returns = np.asarray(
-        jax.jit(jax.vmap(greedy_returns, in_axes=(0, None)))(ts.q_ts.params, jax.random.key(1))
+    steps = -(-timesteps // s["num_envs"]) * s["num_envs"]
+    return train, returns, steps
+
+
+def worker(framework: str, timesteps: int, seeds: int, repeats: int) -> dict:
+    """Runs in the framework's own interpreter; returns the JSON document the parent reads."""
+    import jax
+    import numpy as np
+
+    train, returns, steps = (jaxrl_problem if framework == "jaxrl" else rejax_problem)(timesteps)
+    batched = jax.jit(jax.vmap(train))
+    keys = lambda i: jax.random.split(jax.random.key(i), seeds)
+    t = time.perf_counter()
+    compiled = batched.lower(keys(0)).compile()
+    compile_s = time.perf_counter() - t
+    runs, cpus = [], []
+    for i in range(repeats):
+        c0, t0 = time.process_time(), time.perf_counter()
+        states = jax.block_until_ready(compiled(keys(i)))
+        runs.append(time.perf_counter() - t0)
+        cpus.append(time.process_time() - c0)
+    ret = np.asarray(jax.jit(jax.vmap(returns, in_axes=(0, None)))(states, jax.random.key(1234)))
+    per_seed = ret.mean(axis=1)
+    best = int(np.argmin(runs))
+    timing = H.Timing(
+        name=f"{framework} {seeds} seed(s)",
+        compile_s=compile_s,
+        run_best_s=runs[best],
+        run_median_s=float(np.median(runs)),
+        cpu_best_s=cpus[best],
+        runs_s=runs,
+        steps=steps * seeds,
+        extra={
+            "eval_return_mean": float(per_seed.mean()),
+            "eval_return_std_over_seeds": float(per_seed.std()),
+            "eval_return_per_seed": per_seed.tolist(),
+        },
     )
-    return {
-        "library": "rejax",
-        "version": getattr(rejax, "__version__", "0.1.3"),
-        "jax": jax.__version__,
-        "gymnax": getattr(gymnax, "__version__", "?"),
-        "compile_s": compile_s,
-        "run_s": run_s,
-        "env_steps_per_s": seeds * iterations * s["num_envs"] / run_s,
-        "final_greedy_return_per_seed": returns.mean(axis=1).tolist(),
-        "final_greedy_return_mean": float(returns.mean()),
-    }
+    return {"timing": timing.as_dict()}
+
+
+def default_rejax_python() -> str:
+    if os.environ.get("REJAX_PYTHON"):
+        return os.environ["REJAX_PYTHON"]
+    cand = HERE.parent.parent / "venv-rejax" / "bin" / "python"
+    return str(cand) if cand.exists() else ""
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--total-timesteps", type=int, default=500_000)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--timesteps", type=int, default=500_000, help="env steps per seed")
     p.add_argument("--seeds", type=int, default=8)
-    p.add_argument("--rejax-python", default="/work/venv-rejax/bin/python")
-    p.add_argument("--out", default=str(Path(__file__).parent / "results" / "dqn_cartpole_vs_rejax.json"))
-    p.add_argument("--rejax-worker", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--skip-rejax", action="store_true")
+    p.add_argument("--repeats", type=int, default=1, help="timed calls per framework")
+    p.add_argument("--rejax-python", default=default_rejax_python())
+    p.add_argument("--no-rejax", action="store_true")
+    p.add_argument("--framework", choices=["jaxrl", "rejax"], help=argparse.SUPPRESS)  # worker mode
     args = p.parse_args()
-
-    if args.rejax_worker:
-        print(json.dumps(run_rejax(args.total_timesteps, args.seeds)))
+    if args.framework:
+        print(json.dumps(worker(args.framework, args.timesteps, args.seeds, args.repeats)))
         return
+    if not args.no_rejax and not (args.rejax_python and Path(args.rejax_python).exists()):
+        sys.exit(
+            "rejax's interpreter not found: pass --rejax-python PATH (a venv with rejax==0.1.3 gymnax==0.0.9) or --no-rejax"
+        )
 
-    result = {
-        "benchmark": "DQN CartPole-v1, same work (see script docstring)",
-        "settings": {
-            **SETTINGS,
-            "total_timesteps": args.total_timesteps,
-            "seeds": args.seeds,
-            "hidden": [64, 64],
+    machine = H.machine_info()
+    rows = []
+    for framework, python in [("jaxrl", sys.executable), ("rejax", args.rejax_python)]:
+        if framework == "rejax" and args.no_rejax:
+            continue
+        print(f"... {framework}", flush=True)
+        cmd = [python, __file__, "--framework", framework, "--timesteps", str(args.timesteps)]
+        out = H.run_json_subprocess(cmd + ["--seeds", str(args.seeds), "--repeats", str(args.repeats)])
+        rows.append(H.Timing.from_dict(out["timing"]))
+
+    def speedup(r: H.Timing) -> str:
+        if r is rows[0] or len(rows) < 2:
+            return ""
+        return f"jaxrl {r.run_best_s / rows[0].run_best_s:.2f}x faster run, {r.compile_s / rows[0].compile_s:.2f}x compile"
+
+    cols = [
+        (
+            "greedy return (mean ± sd over seeds)",
+            lambda r: f"{r.extra['eval_return_mean']:.1f} ± {r.extra['eval_return_std_over_seeds']:.1f}",
+        ),
+        ("vs jaxrl", speedup),
+    ]
+    print(
+        f"\nDQN CartPole-v1, {args.timesteps:,} steps x {args.seeds} seeds; {machine['cpu']}, {machine['cores']} cores, "
+        f"load {machine['load_avg_1min']}, jax {machine['jax']}"
+    )
+    print(H.table(rows, cols))
+    machine["load_avg_1min_at_end"] = H.load_average()
+    path = H.write_json(
+        "dqn_cartpole_vs_rejax",
+        {
+            "work": {
+                **SETTINGS,
+                "env": "CartPole-v1",
+                "timesteps_per_seed": args.timesteps,
+                "seeds": args.seeds,
+                "network": "relu 64x64",
+                "loss": "0.5 td^2",
+                "eval_episodes_per_seed": EVAL_EPISODES,
+            },
+            "rows": [r.as_dict() for r in rows],
+            "machine": machine,
         },
-        "machine": machine(),
-        "note": "shared 2-core machine: timings are noisy; re-run on a quiet machine for firm figures",
-    }
-    print("jaxrl ...", flush=True)
-    result["jaxrl"] = run_jaxrl(args.total_timesteps, args.seeds)
-    print(json.dumps(result["jaxrl"], indent=1), flush=True)
-    if not args.skip_rejax:
-        print("rejax (subprocess) ...", flush=True)
-        cmd = [
-            args.rejax_python,
-            __file__,
-            "--rejax-worker",
-            "--total-timesteps",
-            str(args.total_timesteps),
-            "--seeds",
-            str(args.seeds),
-        ]
-        env = {**os.environ, "PYTHONPATH": ""}
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-        if proc.returncode:
-            result["rejax"] = {"error": proc.stderr[-3000:]}
-        else:
-            result["rejax"] = json.loads(proc.stdout.strip().splitlines()[-1])
-        print(json.dumps(result["rejax"], indent=1), flush=True)
-        if "run_s" in result["rejax"]:
-            result["speedup_run"] = result["rejax"]["run_s"] / result["jaxrl"]["run_s"]
-            result["speedup_compile_plus_run"] = (result["rejax"]["run_s"] + result["rejax"]["compile_s"]) / (
-                result["jaxrl"]["run_s"] + result["jaxrl"]["compile_s"]
-            )
-    result["machine"]["loadavg_at_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2))
-    print(f"wrote {args.out}")
+    )
+    print(f"\nwrote {path}")
 
 
 if __name__ == "__main__":

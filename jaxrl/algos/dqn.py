@@ -63,7 +63,7 @@ class Config:
     epsilon_start: float = 1.0  # exploration rate at step 0
     epsilon_end: float = 0.05  # exploration rate after the ramp
     exploration_fraction: float = 0.5  # fraction of total_timesteps over which epsilon falls linearly
-    max_grad_norm: float | None = 10.0  # global-norm gradient clip (None: no clipping)
+    max_grad_norm: float | None = None  # global-norm gradient clip (None: none, as CleanRL)
 
     @property
     def vector_steps(self) -> int:
