@@ -273,8 +273,14 @@ class TestUserCode:
         buf = replay.make_replay(10_000, Tr(jnp.zeros(4), jnp.int32(0), 0.0, 0.0, jnp.zeros(4)), num_envs=8)
 
         def loss_fn(params, target, b, gamma=0.99):  # Double DQN + Huber from jaxrl's pure losses
-            q_tm1, q_t_target, q_t_online = net.apply(params, b.obs), net.apply(target, b.next_obs), net.apply(params, b.next_obs)
-            td = jax.vmap(losses.double_q_learning)(q_tm1, b.action, b.reward, gamma * (1 - b.terminated), q_t_target, q_t_online)
+            q_tm1, q_t_target, q_t_online = (
+                net.apply(params, b.obs),
+                net.apply(target, b.next_obs),
+                net.apply(params, b.next_obs),
+            )
+            td = jax.vmap(losses.double_q_learning)(
+                q_tm1, b.action, b.reward, gamma * (1 - b.terminated), q_t_target, q_t_online
+            )
             return jnp.mean(losses.huber_loss(td))
 
         def step(carry, key):
@@ -282,7 +288,11 @@ class TestUserCode:
             k_act, k_env, k_sample = jax.random.split(key, 3)
             action = epsilon_greedy(k_act, net.apply(params, ts.obs), schedules.linear(1.0, 0.05, 2_000, t))
             env_state, nts = env.step(env_state, action, k_env)
-            rs = buf.add(rs, Tr(ts.obs, action, nts.reward, nts.terminated.astype(jnp.float32), nts.next_obs), nts.valid)
+            rs = buf.add(
+                rs,
+                Tr(ts.obs, action, nts.reward, nts.terminated.astype(jnp.float32), nts.next_obs),
+                nts.valid,
+            )
             grads = jax.grad(loss_fn)(params, target, buf.sample(rs, k_sample, 64).item)
             updates, opt_state = opt.update(grads, opt_state)
             params = optax.apply_updates(params, updates)
