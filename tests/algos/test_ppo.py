@@ -200,7 +200,8 @@ def test_pendulum_learns():
     states, metrics = jax.jit(jax.vmap(jaxrl.train, in_axes=(None, 0)))(cfg, keys)
     evaluate = jax.jit(jax.vmap(lambda s, k: jaxrl.evaluate(cfg, s, k, num_episodes=16)))
     returns = np.asarray(evaluate(states, jax.random.split(jax.random.key(1), 2)))
+    # 200-step episodes outlast the first 128-step rollout: the first logged returns are NaN
     curve = np.asarray(metrics["episode_return"]).mean(axis=0)
     print(f"Pendulum greedy return per seed: {returns.mean(axis=1)}; training curve {curve[::16]}")
-    assert curve[0] < -900  # it starts near random
+    assert curve[np.isfinite(curve)][0] < -900  # it starts near random
     assert returns.mean() > -400, returns.mean(axis=1)

@@ -132,3 +132,11 @@ class TestHuberAndL2:
         # 0.5 * [4, 0.25, 0] = [2, 0.125, 0]
         np.testing.assert_allclose(value.l2_loss(jnp.asarray([-2.0, 0.5, 0.0])), [2.0, 0.125, 0.0])
         np.testing.assert_allclose(jax.grad(lambda y: value.l2_loss(y).sum())(jnp.asarray([3.0])), [3.0])
+
+
+@pytest.mark.parametrize("f", [value.huber_loss, value.l2_loss], ids=["huber_loss", "l2_loss"])
+def test_elementwise_losses_jit_nojit_vmap_agree(f):
+    x = np.random.default_rng(6).normal(scale=2.0, size=(3, 5)).astype(np.float32)
+    eager = np.stack([np.asarray(f(x[i])) for i in range(3)])
+    np.testing.assert_allclose(jax.vmap(f)(x), eager, rtol=1e-6)
+    np.testing.assert_allclose(jax.jit(f)(x), eager, rtol=1e-6)
