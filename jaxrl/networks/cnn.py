@@ -12,6 +12,8 @@ Both return features ``[..., F]``; a head (``jaxrl.networks.q.QNetwork``) maps t
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -32,40 +34,35 @@ def _apply_batched(module_fn, x: jax.Array) -> jax.Array:
     return y.reshape(lead + y.shape[1:]) if lead else y[0]
 
 
-class NatureCNN(nn.Module):
+class ConvTorso(nn.Module):
+    """``Conv -> ReLU`` per ``(channels, kernel, stride)`` entry (VALID padding), flatten, ``Dense -> ReLU``.
+    Orthogonal(sqrt 2) initialisation, zero biases."""
+
+    convs: Sequence[tuple[int, int, int]]
+    features: int
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        init = nn.initializers.orthogonal(np.sqrt(2))
+
+        def net(h):
+            h = _as_float_image(h)
+            for channels, kernel, stride in self.convs:
+                conv = nn.Conv(
+                    channels, (kernel, kernel), strides=(stride, stride), padding="VALID", kernel_init=init
+                )
+                h = nn.relu(conv(h))
+            h = h.reshape((h.shape[0], -1))
+            return nn.relu(nn.Dense(self.features, kernel_init=init)(h))
+
+        return _apply_batched(net, x)
+
+
+def NatureCNN() -> ConvTorso:  # noqa: N802  (a preset, named like the module it builds)
     """The DQN Nature torso: ``[..., 84, 84, 4]`` uint8 (or float) -> ``[..., 512]``."""
-
-    features: int = 512
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        init = nn.initializers.orthogonal(np.sqrt(2))
-
-        def net(h):
-            h = _as_float_image(h)
-            h = nn.relu(nn.Conv(32, (8, 8), strides=(4, 4), padding="VALID", kernel_init=init)(h))
-            h = nn.relu(nn.Conv(64, (4, 4), strides=(2, 2), padding="VALID", kernel_init=init)(h))
-            h = nn.relu(nn.Conv(64, (3, 3), strides=(1, 1), padding="VALID", kernel_init=init)(h))
-            h = h.reshape((h.shape[0], -1))
-            return nn.relu(nn.Dense(self.features, kernel_init=init)(h))
-
-        return _apply_batched(net, x)
+    return ConvTorso(convs=((32, 8, 4), (64, 4, 2), (64, 3, 1)), features=512)
 
 
-class MinAtarCNN(nn.Module):
+def MinAtarCNN() -> ConvTorso:  # noqa: N802
     """The MinAtar torso: ``[..., 10, 10, C]`` -> ``[..., 128]``."""
-
-    channels: int = 16
-    features: int = 128
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        init = nn.initializers.orthogonal(np.sqrt(2))
-
-        def net(h):
-            h = _as_float_image(h)
-            h = nn.relu(nn.Conv(self.channels, (3, 3), strides=(1, 1), padding="VALID", kernel_init=init)(h))
-            h = h.reshape((h.shape[0], -1))
-            return nn.relu(nn.Dense(self.features, kernel_init=init)(h))
-
-        return _apply_batched(net, x)
+    return ConvTorso(convs=((16, 3, 1),), features=128)
