@@ -17,6 +17,7 @@ from jaxrl.algos.grpo import Config as GRPOConfig
 from jaxrl.algos.ppo import Config as PPOConfig
 from jaxrl.algos.qlearning import Config as QLearningConfig
 from jaxrl.algos.reinforce import Config as ReinforceConfig
+from jaxrl.algos.reward_model import Config as RewardModelConfig
 from jaxrl.api import make_policy, make_value_fn, train
 from jaxrl.evaluation import evaluate
 from jaxrl.runtime import load_state, resume, run
@@ -34,6 +35,7 @@ __all__ = [
     "register_reward_source",
     "register_task",
     "QLearningConfig",
+    "RewardModelConfig",
     "PPOConfig",
     "envs",
     "evaluate",

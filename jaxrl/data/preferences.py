@@ -53,12 +53,14 @@ class PairTokens(NamedTuple):
 
     chosen, rejected: [N, L] int32 token ids, padded with the pad id after ``*_len`` tokens.
     chosen_len, rejected_len: [N] int32 number of real tokens (the reward head reads token ``len-1``).
+    prompt_len: [N] int32 tokens of ``<bos> prompt`` (the answer starts there, in both rows).
     """
 
     chosen: Any
     rejected: Any
     chosen_len: Any
     rejected_len: Any
+    prompt_len: Any
 
     @property
     def num_pairs(self) -> int:
@@ -192,7 +194,8 @@ def tokenize_pairs(
         for j, s in enumerate(pair_ids):
             ids[j, i, : len(s)] = s
             lens[j, i] = len(s)
-    return PairTokens(ids[0], ids[1], lens[0], lens[1])
+    prompt_len = np.array([len(tokenizer.encode(p.prompt, bos=True)) for p in pairs], np.int32)
+    return PairTokens(ids[0], ids[1], lens[0], lens[1], prompt_len)
 
 
 # ------------------------------------------------------------------------------------- SYNTHETIC
@@ -241,7 +244,9 @@ def synthetic_pairs(
     and ``"multiplication"``): candidate answers are the correct result, near misses, digit slips, far
     values and malformed text, ranked by :func:`numeric_score` (correct > closer > farther > malformed;
     answers may be one character longer than the task's completion budget, which a policy would leave
-    unfinished). Any other task (``"pyfunc"``, user tasks with a ``solution``): candidates are the
+    unfinished). Like labellers who mark near-ties as ties, two wrong numbers are only compared when one
+    is at least twice as far off as the other (``146`` vs ``152`` for 148 is skipped, ``147`` vs ``160``
+    kept). Any other task (``"pyfunc"``, user tasks with a ``solution``): candidates are the
     solution and character edits of it, ranked by the task's own reward; pairs of equal reward are
     skipped. Prompts come from the task's training problems, or its held-out problems with
     ``heldout=True`` (to measure a reward model on prompts it never saw).
@@ -264,7 +269,8 @@ def synthetic_pairs(
         problems = (
             [held[i] for i in rng.integers(0, len(held), n)] if heldout else task.sample_problems(rng, n)
         )
-        if all(isinstance(p.answer, int | np.integer) for p in problems):
+        numeric = all(isinstance(p.answer, int | np.integer) for p in problems)
+        if numeric:
             cand = [
                 [_numeric_candidate(fast, int(p.answer), task.tokenizer.chars, max_chars) for _ in range(2)]
                 for p in problems
@@ -281,6 +287,8 @@ def synthetic_pairs(
             flat_t = [t for c in cand for t in c]
             scores = task.score(flat_p, flat_t, np.ones(len(flat_t), bool)).reshape(n, 2)
         for p, (a, b), (sa, sb) in zip(problems, cand, scores, strict=True):
+            if numeric and MALFORMED < min(sa, sb) and max(sa, sb) < 0 and min(sa, sb) > 2 * max(sa, sb):
+                continue  # two wrong numbers about equally far off: a near-tie, not labelled
             if sa != sb and a and b and len(out) < num_pairs:
                 out.append(PreferencePair(p.prompt, a, b) if sa > sb else PreferencePair(p.prompt, b, a))
     if len(out) < num_pairs:

@@ -91,6 +91,7 @@ def test_tokenize_pairs_pads_and_counts():
     np.testing.assert_array_equal(tok.chosen[0], [1, 4, 13, 5, 14, 6, 2, 0, 0, 0])
     np.testing.assert_array_equal(tok.chosen_len, [7, 9])
     np.testing.assert_array_equal(tok.rejected_len, [8, 8])
+    np.testing.assert_array_equal(tok.prompt_len, [5, 6])  # <bos> + "1+2=" ; <bos> + "10+5="
     assert prefs.tokenize_pairs(pairs, TOK).chosen.shape == (2, 9)  # default width: the longest
     with pytest.raises(PreferenceDataError, match="longer than width 8"):
         prefs.tokenize_pairs(pairs, TOK, width=8)
