@@ -98,3 +98,13 @@ class TestTrainAPI:
         assert float(m2.kl) > 0.0 and float(m1.ratio_mean) != 1.0
         assert float(m1.reward) >= 1.0 and 0.0 <= float(m1.true_reward) <= 1.0  # length vs verifier
         jax.tree_util.tree_map(np.testing.assert_array_equal, state.ref_params, state0.params)
+
+
+class TestCodeTask:
+    def test_grpo_iteration_with_the_python_verifier(self):
+        # one iteration on the code task: completions are run in the sandbox and scored in [0, 1]
+        cfg = SMALL.replace(task="pyfunc", warmup_steps=10, num_iterations=1, eval_every=10**6)
+        state, m = jaxrl.train(cfg, jax.random.key(3))
+        assert 0.0 <= float(m["reward"][0]) <= 1.0 and np.isfinite(m["loss"][0])
+        assert 0.0 <= float(m["heldout_accuracy"][0]) <= 1.0
+        assert all(isinstance(t, str) for t in jaxrl.make_policy(cfg, state)(["f(1)=3;f(2)=4;"]))

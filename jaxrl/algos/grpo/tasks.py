@@ -185,7 +185,7 @@ def pyfunc() -> Task:
         generate=_pyfunc_generate,
         reward=lambda p, t: verifiers.code_reward(t, p.answer),
         batch_reward=_pyfunc_batch_reward,
-        max_new_tokens=16,  # "f=lambda x:x*9" + <eos>
+        max_new_tokens=15,  # "f=lambda x:x*9" + <eos>
         num_heldout=64,
     )
 
