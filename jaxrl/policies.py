@@ -25,8 +25,11 @@ from jaxrl.losses import returns as returns_losses
 from jaxrl.networks.heads import ActorCritic, PolicyOutput
 
 
-def actor_critic(env: envs.Env, hidden: tuple[int, ...], activation: str, shared: bool) -> ActorCritic:
-    """The actor-critic network for ``env``'s spaces (``shared``: one trunk with V- and pi-heads)."""
+def actor_critic(
+    env: envs.Env, hidden: tuple[int, ...], activation: str, shared: bool, torso: str = "mlp"
+) -> ActorCritic:
+    """The actor-critic network for ``env``'s spaces (``shared``: one trunk with V- and pi-heads;
+    ``torso``: "mlp" or an image CNN shared by both heads, see :class:`ActorCritic`)."""
     return ActorCritic(
         action_dim=envs.num_actions(env.action_space),
         discrete=envs.is_discrete(env.action_space),
@@ -34,6 +37,7 @@ def actor_critic(env: envs.Env, hidden: tuple[int, ...], activation: str, shared
         activation=activation,
         shared=shared,
         obs_ndim=len(env.observation_space.shape),
+        torso=torso,
     )
 
 

@@ -20,6 +20,9 @@ from jaxrl.losses import policy as policy_losses
 from jaxrl.networks.heads import ActorCritic
 
 
+NETWORKS = ("auto", "mlp", "nature_cnn", "minatar_cnn")
+
+
 # ---------------------------------------------------------------------------------------- CONFIG
 @struct.dataclass
 class Config:
@@ -35,6 +38,9 @@ class Config:
     hidden: tuple[int, ...] = struct.field(pytree_node=False, default=(64, 64))  # MLP widths
     activation: str = struct.field(pytree_node=False, default="tanh")
     shared_network: bool = struct.field(pytree_node=False, default=False)  # one trunk, two heads
+    # auto | mlp | nature_cnn | minatar_cnn; "auto": the Nature CNN (shared by both heads) for images of
+    # at least 36x36 pixels (Atari 84x84x4), an MLP on flattened observations otherwise.
+    network: str = struct.field(pytree_node=False, default="auto")
     anneal_lr: bool = struct.field(pytree_node=False, default=True)  # linear decay to 0
     normalize_obs: bool = struct.field(pytree_node=False, default=False)  # running mean/std
     normalize_advantages: bool = struct.field(pytree_node=False, default=True)  # per minibatch
@@ -98,7 +104,11 @@ def make_env(cfg: Config, num_envs: int | None = None) -> envs.EpisodeStats:
 
 
 def make_network(cfg: Config, env: envs.Env) -> ActorCritic:
-    return policies.actor_critic(env, cfg.hidden, cfg.activation, cfg.shared_network)
+    torso = cfg.network
+    if torso == "auto":
+        shape = tuple(env.observation_space.shape)
+        torso = "nature_cnn" if len(shape) == 3 and min(shape[:2]) >= 36 else "mlp"
+    return policies.actor_critic(env, cfg.hidden, cfg.activation, cfg.shared_network, torso=torso)
 
 
 def validate(cfg: Config) -> None:
@@ -112,6 +122,8 @@ def validate(cfg: Config) -> None:
             f"(num_envs * num_steps = {cfg.batch_size}); raise total_timesteps or shrink the rollout"
         )
     base.check_divides(cfg, cfg.batch_size, cfg.num_minibatches, "num_envs * num_steps")
+    if cfg.network not in NETWORKS:
+        raise ValueError(f"PPOConfig.network must be one of {NETWORKS}, got {cfg.network!r}")
     base.check_positive(cfg, "learning_rate", "clip_eps", "max_grad_norm")
     base.check_range(cfg, "gamma", 0.0, 1.0)
     base.check_range(cfg, "gae_lambda", 0.0, 1.0)

@@ -78,9 +78,14 @@ ATARI_TRAIN_OPTIONS: dict[str, Any] = {"episodic_life": True, "reward_clip": Tru
 ATARI_EVAL_OPTIONS: dict[str, Any] = {"episodic_life": False, "reward_clip": False}
 
 # Options the adapter owns; setting them through EnvpoolParams.options would break the contract.
-_RESERVED = {"num_envs": "the num_envs argument", "batch_size": "none (async mode is unsupported)",
-             "seed": "EnvpoolParams.seed", "env_seed": "EnvpoolParams.seed",
-             "max_num_players": "none (single-agent only)", "gym_reset_return_info": "none"}
+_RESERVED = {
+    "num_envs": "the num_envs argument",
+    "batch_size": "none (async mode is unsupported)",
+    "seed": "EnvpoolParams.seed",
+    "env_seed": "EnvpoolParams.seed",
+    "max_num_players": "none (single-agent only)",
+    "gym_reset_return_info": "none",
+}
 
 
 class EnvpoolVmapError(ValueError):

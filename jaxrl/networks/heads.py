@@ -14,7 +14,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxrl.networks.cnn import MinAtarCNN, NatureCNN
 from jaxrl.networks.mlp import MLP
+
+
+IMAGE_TORSOS = {"nature_cnn": NatureCNN, "minatar_cnn": MinAtarCNN}
 
 
 class PolicyOutput(NamedTuple):
@@ -27,7 +31,8 @@ class PolicyOutput(NamedTuple):
 
 
 class ActorCritic(nn.Module):
-    """``shared=True``: one trunk, two heads (the bifurcated actor-critic); else two MLPs."""
+    """``shared=True``: one trunk, two heads (the bifurcated actor-critic); else two MLPs. An image
+    ``torso`` is always shared."""
 
     action_dim: int
     discrete: bool = True
@@ -36,14 +41,25 @@ class ActorCritic(nn.Module):
     shared: bool = False
     #: number of trailing observation axes, flattened into one feature axis (1 for vectors)
     obs_ndim: int = 1
+    #: "mlp", or an image torso ("nature_cnn", "minatar_cnn" from jaxrl.networks.cnn) that both heads
+    #: share (CleanRL's PPO Atari agent); uint8 images go in as they are (the CNN scales them).
+    torso: str = "mlp"
 
     @nn.compact
     def __call__(self, obs: jax.Array) -> PolicyOutput:
-        x = flatten_obs(obs.astype(jnp.float32), self.obs_ndim)
-        if self.shared:
+        if self.torso in IMAGE_TORSOS:
+            h = IMAGE_TORSOS[self.torso]()(obs)
+            h_pi, h_v = h, h
+        elif self.torso != "mlp":
+            raise ValueError(
+                f"unknown actor-critic torso {self.torso!r}; choose mlp or one of {list(IMAGE_TORSOS)}"
+            )
+        elif self.shared:
+            x = flatten_obs(obs.astype(jnp.float32), self.obs_ndim)
             h = MLP(self.hidden, self.activation, name="trunk")(x)
             h_pi, h_v = h, h
         else:
+            x = flatten_obs(obs.astype(jnp.float32), self.obs_ndim)
             h_pi = MLP(self.hidden, self.activation, name="actor")(x)
             h_v = MLP(self.hidden, self.activation, name="critic")(x)
         out = nn.Dense(self.action_dim, kernel_init=nn.initializers.orthogonal(0.01), name="pi")(h_pi)
