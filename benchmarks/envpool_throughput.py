@@ -23,7 +23,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _harness as H  # noqa: E402
 
 from jaxrl import envs, replay  # noqa: E402
-from jaxrl.envs import envpool as ep  # noqa: E402
 
 FRAMES = {"Pong-v5": 4, "Breakout-v5": 4}
 
@@ -87,8 +86,12 @@ def atari_replay_bytes() -> dict[str, int]:
     """Bytes per transition of a DQN replay memory (``jaxrl.replay`` layout) for 84x84x4 uint8 frames."""
     frame = jax.ShapeDtypeStruct((84, 84, 4), jnp.uint8)
     scalar = lambda d: jax.ShapeDtypeStruct((), d)
-    base_fields = dict(action=scalar(jnp.int32), reward=scalar(jnp.float32),
-                       terminated=scalar(jnp.bool_), truncated=scalar(jnp.bool_))
+    base_fields = dict(
+        action=scalar(jnp.int32),
+        reward=scalar(jnp.float32),
+        terminated=scalar(jnp.bool_),
+        truncated=scalar(jnp.bool_),
+    )
     with_next = replay.make_replay(1000, dict(obs=frame, next_obs=frame, **base_fields)).bytes_per_transition
     obs_once = replay.make_replay(1000, dict(obs=frame, **base_fields)).bytes_per_transition
     newest_frame = replay.make_replay(
@@ -110,15 +113,31 @@ def main() -> None:
             a = adapter_rate(task, n, args.steps)
             b = numpy_rate(task, n, args.steps)
             f = FRAMES.get(task, 1)
-            rows.append({"task": task, "num_envs": n, "adapter_steps_per_s": a, "numpy_steps_per_s": b,
-                         "adapter_frames_per_s": a * f})
-            print(f"{task:15s} B={n:3d}  adapter {a:10,.0f} steps/s ({a * f:10,.0f} frames/s)   "
-                  f"envpool numpy loop {b:10,.0f} steps/s", flush=True)
+            rows.append(
+                {
+                    "task": task,
+                    "num_envs": n,
+                    "adapter_steps_per_s": a,
+                    "numpy_steps_per_s": b,
+                    "adapter_frames_per_s": a * f,
+                }
+            )
+            print(
+                f"{task:15s} B={n:3d}  adapter {a:10,.0f} steps/s ({a * f:10,.0f} frames/s)   "
+                f"envpool numpy loop {b:10,.0f} steps/s",
+                flush=True,
+            )
     mem = atari_replay_bytes()
-    print("Atari replay bytes/transition:", mem, "-> 1M transitions:",
-          {k: f"{v * 1e6 / 1e9:.1f} GB" for k, v in mem.items()})
-    path = H.write_json("envpool_throughput", {"rows": rows, "atari_replay_bytes_per_transition": mem,
-                                               "machine": H.machine_info()})
+    print(
+        "Atari replay bytes/transition:",
+        mem,
+        "-> 1M transitions:",
+        {k: f"{v * 1e6 / 1e9:.1f} GB" for k, v in mem.items()},
+    )
+    path = H.write_json(
+        "envpool_throughput",
+        {"rows": rows, "atari_replay_bytes_per_transition": mem, "machine": H.machine_info()},
+    )
     print("wrote", path)
 
 

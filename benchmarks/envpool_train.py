@@ -100,11 +100,21 @@ PPO_MUJOCO = dict(
 )
 # preset: (config class name, task, settings, CleanRL's published figure for comparison)
 PRESETS = {
-    "ppo-pong": ("PPOConfig", "Pong-v5", PPO_ATARI, "CleanRL PPO envpool-XLA: 20.8 at 10M steps in ~37 min (A100)"),
+    "ppo-pong": (
+        "PPOConfig",
+        "Pong-v5",
+        PPO_ATARI,
+        "CleanRL PPO envpool-XLA: 20.8 at 10M steps in ~37 min (A100)",
+    ),
     "ppo-breakout": ("PPOConfig", "Breakout-v5", PPO_ATARI, "CleanRL PPO envpool-XLA: ~400 at 10M steps"),
     "dqn-pong": ("DQNConfig", "Pong-v5", DQN_ATARI, "CleanRL DQN (JAX): 20.4 at 10M steps"),
     "dqn-breakout": ("DQNConfig", "Breakout-v5", DQN_ATARI, "CleanRL DQN (JAX): 378 at 10M steps"),
-    "ppo-halfcheetah": ("PPOConfig", "HalfCheetah-v4", PPO_MUJOCO, "CleanRL PPO continuous: ~1,500-2,500 at 1M steps"),
+    "ppo-halfcheetah": (
+        "PPOConfig",
+        "HalfCheetah-v4",
+        PPO_MUJOCO,
+        "CleanRL PPO continuous: ~1,500-2,500 at 1M steps",
+    ),
 }
 
 
@@ -117,7 +127,9 @@ def build_config(preset: str, args: argparse.Namespace):
         settings["buffer_size"] = args.buffer_size
     if args.learning_starts is not None and cls_name == "DQNConfig":
         settings["learning_starts"] = args.learning_starts
-    params = ep.EnvpoolParams(seed=args.seed, options={"num_threads": args.num_threads} if args.num_threads else {})
+    params = ep.EnvpoolParams(
+        seed=args.seed, options={"num_threads": args.num_threads} if args.num_threads else {}
+    )
     return getattr(jaxrl, cls_name)(env="envpool:" + task, env_params=params, **settings)
 
 
@@ -171,7 +183,7 @@ def main() -> None:
     result["init_and_compile_s"] = time.perf_counter() - t0
 
     train_s, steps = 0.0, 0
-    for i in range(n_chunks):
+    for _ in range(n_chunks):
         t = time.perf_counter()
         state, m = compiled(state)
         jax.block_until_ready(m)
@@ -194,7 +206,11 @@ def main() -> None:
         later = result["curve"][1:] or result["curve"]
         result["env_steps_per_s"] = float(np.median([c["chunk_env_steps_per_s"] for c in later]))
         result["frames_per_s"] = result["env_steps_per_s"] * result["frames_per_env_step"]
-        if args.target is not None and result["time_to_target_s"] is None and (point["train_return"] or -1e9) >= args.target:
+        if (
+            args.target is not None
+            and result["time_to_target_s"] is None
+            and (point["train_return"] or -1e9) >= args.target
+        ):
             result["time_to_target_s"] = train_s
             result["steps_to_target"] = steps
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -205,18 +221,40 @@ def main() -> None:
 
     if args.eval_episodes:
         t = time.perf_counter()
-        ev = jax.jit(lambda s, k: jaxrl.evaluate(cfg, s, k, args.eval_episodes, max_steps=args.eval_max_steps))
+        ev = jax.jit(
+            lambda s, k: jaxrl.evaluate(cfg, s, k, args.eval_episodes, max_steps=args.eval_max_steps)
+        )
         scores = np.asarray(ev(state, jax.random.key(10_000 + args.seed)))
-        result["eval"] = {"mean": float(scores.mean()), "std": float(scores.std()), "episodes": len(scores),
-                          "max_steps": args.eval_max_steps, "wall_s": time.perf_counter() - t}
+        result["eval"] = {
+            "mean": float(scores.mean()),
+            "std": float(scores.std()),
+            "episodes": len(scores),
+            "max_steps": args.eval_max_steps,
+            "wall_s": time.perf_counter() - t,
+        }
     if result["status"] == "running":
         result["status"] = "done"
     result["env_steps"] = steps
     result["train_s"] = train_s
     result["load_avg_1min_at_end"] = H.load_average()
     out.write_text(json.dumps(result, indent=2, default=float) + "\n")
-    print(json.dumps({k: result.get(k) for k in ("benchmark", "env_steps_per_s", "frames_per_s", "time_to_target_s",
-                                                  "eval", "status")}, default=float), flush=True)
+    print(
+        json.dumps(
+            {
+                k: result.get(k)
+                for k in (
+                    "benchmark",
+                    "env_steps_per_s",
+                    "frames_per_s",
+                    "time_to_target_s",
+                    "eval",
+                    "status",
+                )
+            },
+            default=float,
+        ),
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ from jaxrl.algos import base
 from jaxrl.losses import policy as policy_losses
 from jaxrl.networks.heads import ActorCritic
 
-
 NETWORKS = ("auto", "mlp", "nature_cnn", "minatar_cnn")
 
 

@@ -116,7 +116,9 @@ class EnvpoolParams:
                 )
         object.__setattr__(self, "options", tuple(sorted((str(k), v) for k, v in items)))
         if not -(2**31) <= int(self.seed) < 2**31 - EVAL_SEED_OFFSET:
-            raise ValueError(f"EnvpoolParams.seed must fit in int32 (with room for the eval offset), got {self.seed}")
+            raise ValueError(
+                f"EnvpoolParams.seed must fit in int32 (with room for the eval offset), got {self.seed}"
+            )
 
 
 class EnvpoolState(NamedTuple):
@@ -203,7 +205,9 @@ def _f32_to_f64_words(x: jax.Array) -> jax.Array:
     sign = b & jnp.uint32(0x80000000)
     exp = (b >> 23) & jnp.uint32(0xFF)
     mant = jnp.where(exp == 0, jnp.uint32(0), b & jnp.uint32(0x7FFFFF))
-    exp64 = jnp.where(exp == 0, jnp.uint32(0), jnp.where(exp == 0xFF, jnp.uint32(0x7FF), exp + jnp.uint32(896)))
+    exp64 = jnp.where(
+        exp == 0, jnp.uint32(0), jnp.where(exp == 0xFF, jnp.uint32(0x7FF), exp + jnp.uint32(896))
+    )
     hi = sign | (exp64 << 20) | (mant >> 3)
     lo = (mant & jnp.uint32(7)) << 29
     return jnp.stack([lo, hi], axis=-1)
@@ -262,7 +266,9 @@ class _Pool:
     def recv(self, handle: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
         outs = self._call("recv", handle)
         values = {}
-        for key, x, (_, wire_dtype, true_dtype) in zip(self.state_keys, outs[1:], self.wire["recv"][1:], strict=True):
+        for key, x, (_, wire_dtype, true_dtype) in zip(
+            self.state_keys, outs[1:], self.wire["recv"][1:], strict=True
+        ):
             values[key] = _from_wire(x, wire_dtype, true_dtype)
         return outs[0], values
 
@@ -270,7 +276,9 @@ class _Pool:
         ids = jnp.arange(self.num_envs, dtype=jnp.int32)
         if self.action_dtype.itemsize == 8 and not self.x64:
             if self.action_dtype.kind != "f":
-                raise TypeError(f"unsupported 64-bit integer action dtype {self.action_dtype} without jax x64")
+                raise TypeError(
+                    f"unsupported 64-bit integer action dtype {self.action_dtype} without jax x64"
+                )
             wire = _f32_to_f64_words(action)
         else:
             wire = action.astype(self.action_dtype)
@@ -397,7 +405,9 @@ class EnvpoolEnv:
         false = jnp.zeros((self.num_envs,), bool)
         return EnvpoolState(handle, false, score_reward, score_end), ts
 
-    def step(self, state: EnvpoolState, action: jax.Array, key: jax.Array) -> tuple[EnvpoolState, base.TimeStep]:
+    def step(
+        self, state: EnvpoolState, action: jax.Array, key: jax.Array
+    ) -> tuple[EnvpoolState, base.TimeStep]:
         """One step of every environment; a step right after an episode end is envpool's reset step:
         its action is ignored and it comes back ``valid = False``."""
         del key
@@ -422,7 +432,9 @@ class EnvpoolEnv:
 def _obs_space(state_spec: dict[str, Any]) -> tuple[base.Box, bool]:
     if "obs" not in state_spec:
         obs_keys = [k for k in state_spec if k.startswith("obs")]
-        raise ValueError(f"jaxrl supports envpool tasks with a single array observation; this one has {obs_keys}")
+        raise ValueError(
+            f"jaxrl supports envpool tasks with a single array observation; this one has {obs_keys}"
+        )
     spec = state_spec["obs"]
     shape, dtype = tuple(int(d) for d in spec.shape), np.dtype(spec.dtype)
     channels_last = dtype == np.uint8 and len(shape) == 3 and shape[0] < min(shape[1:])

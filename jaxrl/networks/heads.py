@@ -17,7 +17,6 @@ import numpy as np
 from jaxrl.networks.cnn import MinAtarCNN, NatureCNN
 from jaxrl.networks.mlp import MLP
 
-
 IMAGE_TORSOS = {"nature_cnn": NatureCNN, "minatar_cnn": MinAtarCNN}
 
 

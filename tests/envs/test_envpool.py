@@ -104,7 +104,9 @@ def test_spaces_dtypes_and_protocol():
 
 
 def test_episode_stats_and_rollout_count_valid_steps_only():
-    env = envs.EpisodeStats(envs.make("envpool:CartPole-v1", 2, ep.EnvpoolParams(options={"max_episode_steps": 5})))
+    env = envs.EpisodeStats(
+        envs.make("envpool:CartPole-v1", 2, ep.EnvpoolParams(options={"max_episode_steps": 5}))
+    )
     carry = jaxrl.rollout.reset(env, jax.random.key(0))
     act = lambda obs, k: (jax.random.randint(k, (2,), 0, 2), None)
     _, traj = jax.jit(lambda c: jaxrl.rollout.rollout(env, act, c, jax.random.key(1), 30))(carry)
@@ -137,7 +139,10 @@ def test_breakout_life_loss_is_terminal_but_episode_stats_count_whole_games():
     _, traj = jax.jit(lambda c: jaxrl.rollout.rollout(env, act, c, jax.random.key(1), 400))(carry)
     term, valid, game_end = (np.asarray(x)[:, 0] for x in (traj.terminated, traj.valid, traj.episode_end))
     assert term.sum() >= 5  # at least one game's 5 lives
-    assert (~valid).sum() in (term.sum(), term.sum() - 1)  # an invalid step after each end (but maybe the last)
+    assert (~valid).sum() in (
+        term.sum(),
+        term.sum() - 1,
+    )  # an invalid step after each end (but maybe the last)
     first_game = int(np.argmax(game_end))
     assert game_end.any() and term[: first_game + 1].sum() == 5  # the game ends with the 5th life
     # the game's return is the sum of its rewards (raw; Breakout's low rows give 1 point each)
@@ -166,7 +171,7 @@ def test_halfcheetah_float64_buffers_match_reference():
     obs0, ref = _reference("HalfCheetah-v4", env.options, actions)
     assert ts0.obs.dtype == np.float32
     np.testing.assert_allclose(ts0.obs, obs0.astype(np.float32), rtol=1e-6, atol=1e-7)
-    for t, (obs, r, term, trunc, valid) in enumerate(ref):
+    for t, (obs, r, _term, trunc, valid) in enumerate(ref):
         np.testing.assert_allclose(traj.obs[t], obs.astype(np.float32), rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(traj.reward[t], r, rtol=1e-6, atol=1e-6)
         np.testing.assert_array_equal(traj.truncated[t], trunc)
@@ -176,17 +181,21 @@ def test_halfcheetah_float64_buffers_match_reference():
 
 def test_float64_word_conversions_match_numpy():
     rng = np.random.RandomState(0)
-    x64 = np.concatenate([
-        rng.standard_normal(1000) * 10.0 ** rng.randint(-30, 30, 1000),
-        [0.0, -0.0, 1.0, -2.5, 1e300, -1e300, 1e-300, np.inf, -np.inf, 3.4028234663852886e38],
-    ])
+    x64 = np.concatenate(
+        [
+            rng.standard_normal(1000) * 10.0 ** rng.randint(-30, 30, 1000),
+            [0.0, -0.0, 1.0, -2.5, 1e300, -1e300, 1e-300, np.inf, -np.inf, 3.4028234663852886e38],
+        ]
+    )
     words = jnp.asarray(x64.view(np.uint32).reshape(-1, 2))
     got = np.asarray(jax.jit(ep._f64_words_to_f32)(words))
     with np.errstate(over="ignore"):
         want = x64.astype(np.float32)  # numpy rounds to nearest; overflow -> inf, tiny -> 0
     np.testing.assert_array_max_ulp(got[np.isfinite(want)], want[np.isfinite(want)], maxulp=1)
     np.testing.assert_array_equal(got[~np.isfinite(want)], want[~np.isfinite(want)])
-    assert np.isnan(np.asarray(ep._f64_words_to_f32(jnp.asarray(np.array([np.nan]).view(np.uint32).reshape(1, 2)))))
+    assert np.isnan(
+        np.asarray(ep._f64_words_to_f32(jnp.asarray(np.array([np.nan]).view(np.uint32).reshape(1, 2))))
+    )
     x32 = np.concatenate([rng.standard_normal(1000).astype(np.float32) * 1e20, [0.0, -1.0, np.inf, -np.inf]])
     x32 = x32.astype(np.float32)
     back = np.asarray(jax.jit(ep._f32_to_f64_words)(jnp.asarray(x32)))
@@ -195,7 +204,9 @@ def test_float64_word_conversions_match_numpy():
 
 # ------------------------------------------------------------------------------------------ limits
 def test_vmap_over_seeds_or_configs_raises_clear_error():
-    cfg = ppo.Config(env="envpool:CartPole-v1", num_envs=2, num_steps=8, total_timesteps=32, num_minibatches=2)
+    cfg = ppo.Config(
+        env="envpool:CartPole-v1", num_envs=2, num_steps=8, total_timesteps=32, num_minibatches=2
+    )
     keys = jax.random.split(jax.random.key(0), 2)
     with pytest.raises(ep.EnvpoolVmapError, match="vmap over seeds or configs"):
         jax.jit(jax.vmap(jaxrl.train, in_axes=(None, 0)))(cfg, keys)
@@ -257,7 +268,12 @@ def test_ppo_atari_smoke():
     # CleanRL's PPO Atari rollout (8 envs x 128 steps, clip 0.1), two iterations; one epoch to keep
     # the CPU cost of the CNN down
     cfg = jaxrl.PPOConfig(
-        env="envpool:Pong-v5", num_envs=8, num_steps=128, total_timesteps=2 * 8 * 128, clip_eps=0.1, num_epochs=1
+        env="envpool:Pong-v5",
+        num_envs=8,
+        num_steps=128,
+        total_timesteps=2 * 8 * 128,
+        clip_eps=0.1,
+        num_epochs=1,
     )
     state, m = jax.jit(jaxrl.train)(cfg, jax.random.key(0))
     assert state.env.timestep.obs.dtype == jnp.uint8 and state.env.timestep.obs.shape == (8, 84, 84, 4)
@@ -269,8 +285,16 @@ def test_ppo_atari_smoke():
 @pytest.mark.slow
 def test_dqn_atari_smoke():
     cfg = jaxrl.DQNConfig(
-        env="envpool:Breakout-v5", num_envs=4, total_timesteps=2000, buffer_size=2000, learning_starts=1000,
-        train_frequency=16, batch_size=32, store_next_obs=False, loss="l2", max_grad_norm=None,
+        env="envpool:Breakout-v5",
+        num_envs=4,
+        total_timesteps=2000,
+        buffer_size=2000,
+        learning_starts=1000,
+        train_frequency=16,
+        batch_size=32,
+        store_next_obs=False,
+        loss="l2",
+        max_grad_norm=None,
     )
     state, m = jax.jit(jaxrl.train)(cfg, jax.random.key(0))
     assert state.replay.data.obs.dtype == jnp.uint8 and state.replay.data.obs.shape == (500, 4, 84, 84, 4)
