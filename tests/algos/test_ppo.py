@@ -30,9 +30,9 @@ PROBE_CFG = dict(
 )
 
 
-def train_probe(env, **overrides):
+def train_probe(env, key=None, **overrides):
     cfg = jaxrl.PPOConfig(env=env, **{**PROBE_CFG, **overrides})
-    state, metrics = jax.jit(jaxrl.train)(cfg, jax.random.key(0))
+    state, metrics = jax.jit(jaxrl.train)(cfg, jax.random.key(0) if key is None else key)
     assert np.all(np.isfinite(np.asarray(metrics["total_loss"])))
     return cfg, state, metrics
 
@@ -45,7 +45,8 @@ def obs(x):
 
 
 def test_constant_reward_value_is_one():
-    cfg, state, _ = train_probe("probe:ConstantReward")
+    # (also: an old-style PRNGKey is accepted)
+    cfg, state, _ = train_probe("probe:ConstantReward", key=jax.random.PRNGKey(0))
     assert float(jaxrl.make_value_fn(cfg, state)(obs(0.0))) == pytest.approx(1.0, abs=0.05)
 
 
