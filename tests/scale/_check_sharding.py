@@ -1,0 +1,59 @@
+"""Run under 4 simulated CPU devices (the test sets XLA_FLAGS before JAX starts); prints one JSON line."""
+
+import json
+import os
+import sys
+
+os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
+os.environ["JAX_PLATFORMS"] = "cpu"
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+import jaxrl  # noqa: E402
+from jaxrl import parallel  # noqa: E402
+
+
+def maxdiff(a, b):
+    return max(float(jnp.max(jnp.abs(jnp.asarray(x, jnp.float32) - jnp.asarray(y, jnp.float32))))
+               for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True))
+
+
+out = {"devices": len(jax.devices())}
+cfg = jaxrl.PPOConfig(total_timesteps=4 * 32 * 3, num_steps=32)
+which = sys.argv[1]
+if which == "population":
+    keys = jax.random.split(jax.random.key(0), 6)  # 6 members over 4 devices: uneven, padded
+    s1, m1 = parallel.train_population(cfg, keys)
+    s2, m2 = jax.jit(jax.vmap(jaxrl.train, in_axes=(None, 0)))(cfg, keys)
+    out["pop_params"] = maxdiff(s1.params, s2.params)
+    out["pop_metrics"] = maxdiff(m1, m2)
+    out["pop_shape"] = list(m1.total_loss.shape)
+    out["pop_devices_used"] = len(s1.iteration.sharding.device_set) if hasattr(s1.iteration, "sharding") else 0
+    try:
+        parallel.train_population(cfg, keys, pad=False)
+        out["uneven_refused"] = False
+    except ValueError as e:
+        out["uneven_refused"] = "divide" in str(e)
+    cfgs = jaxrl.stack_configs([cfg.replace(learning_rate=lr) for lr in (1e-4, 3e-4, 1e-3, 3e-3)])
+    s3, m3 = parallel.train_population(cfgs, keys[:4])
+    s4, m4 = jax.jit(jax.vmap(jaxrl.train))(cfgs, keys[:4])
+    out["sweep_params"] = maxdiff(s3.params, s4.params)
+elif which == "data":
+    cfg = jaxrl.PPOConfig(total_timesteps=8 * 32 * 3, num_envs=8, num_steps=32)
+    s5, m5 = parallel.train_data_parallel(cfg, jax.random.key(3))
+    s6, m6 = jax.jit(jaxrl.train)(cfg, jax.random.key(3))
+    out["dp_params"] = maxdiff(s5.params, s6.params)
+    out["dp_loss"] = float(np.max(np.abs(np.asarray(m5.total_loss) - np.asarray(m6.total_loss))))
+    mesh = parallel.make_mesh("data")
+    with parallel.data_parallel(mesh):
+        # A fresh function: jax.jit caches traces per function, and the constraints are set at trace time.
+        hlo = jax.jit(lambda c, k: jaxrl.train(c, k)).lower(cfg, jax.random.key(3)).compile().as_text()
+    out["dp_all_reduce"] = "all-reduce" in hlo
+    try:
+        parallel.train_data_parallel(cfg.replace(num_envs=6, num_minibatches=2), jax.random.key(0))
+        out["bad_envs_refused"] = False
+    except ValueError as e:
+        out["bad_envs_refused"] = "divide" in str(e)
+print(json.dumps(out))
