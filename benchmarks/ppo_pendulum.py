@@ -67,7 +67,9 @@ def parse_set(cfg: jaxrl.PPOConfig, items: list[str]) -> jaxrl.PPOConfig:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seeds", type=int, default=4, help="seeds trained in parallel (vmapped)")
     parser.add_argument("--seed", type=int, default=0, help="base seed")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a field")
@@ -91,7 +93,9 @@ def main() -> None:
     mean = returns.mean(axis=0)
 
     evaluate = jax.jit(jax.vmap(lambda s, k: jaxrl.evaluate(cfg, s, k, num_episodes=32)))
-    eval_returns = jax.device_get(evaluate(states, jax.random.split(jax.random.key(args.seed + 1), args.seeds)))
+    eval_returns = jax.device_get(
+        evaluate(states, jax.random.split(jax.random.key(args.seed + 1), args.seeds))
+    )
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with args.out.open("w", newline="") as f:
@@ -102,7 +106,9 @@ def main() -> None:
 
     n = len(steps)
     print(f"{'env_steps':>12} {'mean return':>12}")
-    for i in sorted({int(n * q) - 1 for q in (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)} - {-1}):
+    for i in sorted(
+        {int(n * q) - 1 for q in (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)} - {-1}
+    ):
         print(f"{int(steps[i]):>12,} {mean[i]:>12.1f}")
     total_steps = args.seeds * cfg.num_updates * cfg.batch_size
     print(f"compile {t_compile:.1f} s, run {t_run:.1f} s, {total_steps / t_run:,.0f} env steps/s (all seeds)")

@@ -41,7 +41,16 @@ def run0():
 
 
 def test_public_names():
-    for name in ("PPOConfig", "train", "evaluate", "make_policy", "make_value_fn", "stack_configs", "envs", "losses"):
+    for name in (
+        "PPOConfig",
+        "train",
+        "evaluate",
+        "make_policy",
+        "make_value_fn",
+        "stack_configs",
+        "envs",
+        "losses",
+    ):
         assert name in jaxrl.__all__ and hasattr(jaxrl, name), name
 
 

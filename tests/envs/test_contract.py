@@ -258,7 +258,9 @@ def check_transitions(b: Backend, env: base.Env, tss: list[base.TimeStep], actio
         # an invalid step (next-step reset) ignores the action: reward 0, no episode end, after an end
         inv = ~ts.valid
         assert np.all(ts.reward[inv] == 0.0) and not np.any(done[inv]), f"{where}: invalid step carries data"
-        assert np.all((prev.terminated | prev.truncated)[inv]), f"{where}: invalid step not after an episode end"
+        assert np.all((prev.terminated | prev.truncated)[inv]), (
+            f"{where}: invalid step not after an episode end"
+        )
         # the first valid action of an episode acts on a reset observation
         acted = prev.obs
         starts = fresh & ts.valid
@@ -267,12 +269,18 @@ def check_transitions(b: Backend, env: base.Env, tss: list[base.TimeStep], actio
         if b.successor is not None:
             v = ts.valid
             np.testing.assert_allclose(
-                ts.next_obs[v], b.successor(acted[v], a[v]), rtol=1e-4, atol=1e-4, err_msg=f"{where}: next_obs"
+                ts.next_obs[v],
+                b.successor(acted[v], a[v]),
+                rtol=1e-4,
+                atol=1e-4,
+                err_msg=f"{where}: next_obs",
             )
         if b.is_terminal_obs is not None:
             v = ts.valid
             np.testing.assert_array_equal(
-                ts.terminated[v], b.is_terminal_obs(ts.next_obs[v]), err_msg=f"{where}: terminated vs terminal obs"
+                ts.terminated[v],
+                b.is_terminal_obs(ts.next_obs[v]),
+                err_msg=f"{where}: terminated vs terminal obs",
             )
         else:
             assert not np.any(ts.terminated), f"{where}: a never-terminating env terminated"
@@ -280,10 +288,14 @@ def check_transitions(b: Backend, env: base.Env, tss: list[base.TimeStep], actio
         if b.reset_style == "same-step":
             # at an episode end, obs is already the next episode's first observation; no invalid steps
             assert np.all(ts.valid), f"{where}: a same-step backend reported an invalid step"
-            assert np.all(b.is_reset_obs(ts.obs[ended])), f"{where}: obs after an episode end is not a reset obs"
+            assert np.all(b.is_reset_obs(ts.obs[ended])), (
+                f"{where}: obs after an episode end is not a reset obs"
+            )
         else:
             # the ending step shows the final obs; the next step (the reset) is invalid
-            np.testing.assert_array_equal(ts.obs[ended], ts.next_obs[ended], err_msg=f"{where}: obs at an end")
+            np.testing.assert_array_equal(
+                ts.obs[ended], ts.next_obs[ended], err_msg=f"{where}: obs at an end"
+            )
             if t + 1 < len(np_ts):
                 assert not np.any(np_ts[t + 1].valid[ended]), f"{where}: the step after an end is valid"
         fresh = np.where(ts.valid, done, fresh | ~ts.valid)
@@ -394,7 +406,9 @@ def test_functional_backends_are_deterministic(backend):
     for x, y in zip(a, b, strict=True):
         jax.tree_util.tree_map(np.testing.assert_array_equal, x, y)
     _, c, _ = collect(env, 30, seed=6, fns=(reset, step))
-    assert not all(np.array_equal(x.obs, y.obs) for x, y in zip(a, c, strict=True)) or backend.id.startswith("probe")
+    assert not all(np.array_equal(x.obs, y.obs) for x, y in zip(a, c, strict=True)) or backend.id.startswith(
+        "probe"
+    )
     # eager and jit agree
     state, _ = env.reset(jax.random.key(0))
     act = jnp.ones((env.num_envs,) + tuple(getattr(env.action_space, "shape", ())), env.action_space.dtype)

@@ -72,7 +72,9 @@ class TestCategorical:
         a = rng.integers(0, 6, size=(3, 5))
         lp = ref_log_softmax(logits)
         np.testing.assert_allclose(
-            policy.categorical_log_prob(logits, a), np.take_along_axis(lp, a[..., None], -1)[..., 0], rtol=1e-5
+            policy.categorical_log_prob(logits, a),
+            np.take_along_axis(lp, a[..., None], -1)[..., 0],
+            rtol=1e-5,
         )
         np.testing.assert_allclose(policy.entropy(logits), -(np.exp(lp) * lp).sum(-1), rtol=1e-5)
         np.testing.assert_allclose(jax.jit(policy.entropy)(logits), -(np.exp(lp) * lp).sum(-1), rtol=1e-5)
@@ -156,7 +158,9 @@ def test_policy_gradient_loss_matches_reinforce():
     logits = jnp.asarray([[0.0, LN3], [0.0, 0.0]])
     a, g = jnp.asarray([1, 0]), jnp.asarray([2.0, -1.0])
     logp = policy.categorical_log_prob(logits, a)
-    np.testing.assert_allclose(policy.policy_gradient_loss(logp, g), policy.reinforce_loss(logits, a, g), rtol=1e-6)
+    np.testing.assert_allclose(
+        policy.policy_gradient_loss(logp, g), policy.reinforce_loss(logits, a, g), rtol=1e-6
+    )
     assert jax.grad(policy.policy_gradient_loss, argnums=1)(logp, g).tolist() == [0.0, 0.0]
     with pytest.raises(AssertionError):
         policy.policy_gradient_loss(logp[:, None], g[:, None])
@@ -199,7 +203,9 @@ class TestClippedSurrogate:
         # a traced (vmapped) epsilon, as in a hyperparameter sweep
         eps = jnp.asarray([0.1, 0.2, 0.3])
         swept = jax.vmap(policy.clipped_surrogate_loss, in_axes=(None, None, 0))(ratio[0], adv[0], eps)
-        np.testing.assert_allclose(swept, [ref_surrogate(ratio[0], adv[0], e) for e in (0.1, 0.2, 0.3)], rtol=1e-5)
+        np.testing.assert_allclose(
+            swept, [ref_surrogate(ratio[0], adv[0], e) for e in (0.1, 0.2, 0.3)], rtol=1e-5
+        )
 
     def test_rank_errors(self):
         with pytest.raises(AssertionError):
@@ -223,7 +229,9 @@ class TestClippedValueLoss:
         rng = np.random.default_rng(4)
         v, v_old, target = (rng.normal(size=13).astype(np.float32) for _ in range(3))
         np.testing.assert_allclose(
-            jax.jit(policy.clipped_value_loss)(v, v_old, target, 0.3), ref_value_loss(v, v_old, target, 0.3), rtol=1e-5
+            jax.jit(policy.clipped_value_loss)(v, v_old, target, 0.3),
+            ref_value_loss(v, v_old, target, 0.3),
+            rtol=1e-5,
         )
         g = jax.grad(policy.clipped_value_loss, argnums=2)(v, v_old, target, 0.3)
         np.testing.assert_allclose(g, 0.0)
@@ -244,8 +252,14 @@ def _policy_cases():
         "gaussian_entropy": (policy.gaussian_entropy, (n(3, 6, 2),)),
         "policy_gradient_loss": (policy.policy_gradient_loss, (n(3, 6), n(3, 6))),
         "reinforce_loss": (policy.reinforce_loss, (n(3, 6, 4), a, n(3, 6))),
-        "clipped_surrogate_loss": (lambda r, ad: policy.clipped_surrogate_loss(r, ad, 0.2), (np.exp(n(3, 6)), n(3, 6))),
-        "clipped_value_loss": (lambda v, o, g: policy.clipped_value_loss(v, o, g, 0.2), (n(3, 6), n(3, 6), n(3, 6))),
+        "clipped_surrogate_loss": (
+            lambda r, ad: policy.clipped_surrogate_loss(r, ad, 0.2),
+            (np.exp(n(3, 6)), n(3, 6)),
+        ),
+        "clipped_value_loss": (
+            lambda v, o, g: policy.clipped_value_loss(v, o, g, 0.2),
+            (n(3, 6), n(3, 6), n(3, 6)),
+        ),
     }
 
 

@@ -92,10 +92,16 @@ class TestDiscountedReturns:
         b = np.asarray([s[3][-1] for s in streams])
         eager = np.stack([ref_discounted_returns(r[i], d[i], b[i]) for i in range(4)])
         r, d, b = f32(r, d, b)
-        np.testing.assert_allclose(returns.discounted_returns(r[0], d[0], b[0]), eager[0], rtol=1e-5, atol=1e-5)
-        np.testing.assert_allclose(jax.jit(returns.discounted_returns)(r[0], d[0], b[0]), eager[0], rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(
+            returns.discounted_returns(r[0], d[0], b[0]), eager[0], rtol=1e-5, atol=1e-5
+        )
+        np.testing.assert_allclose(
+            jax.jit(returns.discounted_returns)(r[0], d[0], b[0]), eager[0], rtol=1e-5, atol=1e-5
+        )
         np.testing.assert_allclose(jax.vmap(returns.discounted_returns)(r, d, b), eager, rtol=1e-5, atol=1e-5)
-        np.testing.assert_allclose(jax.jit(jax.vmap(returns.discounted_returns))(r, d, b), eager, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(
+            jax.jit(jax.vmap(returns.discounted_returns))(r, d, b), eager, rtol=1e-5, atol=1e-5
+        )
 
     def test_rank_errors(self):
         with pytest.raises(AssertionError):
@@ -222,7 +228,9 @@ class TestTruncatedGAE:
         r, d, v_tm1, v_t, end = (jnp.asarray(x) for x in (r, d, v_tm1, v_t, end))
         f = lambda *a: returns.truncated_gae(*a, 0.95)
         np.testing.assert_allclose(f(r[1], d[1], v_tm1[1], v_t[1], end[1]), eager[1], rtol=1e-5, atol=1e-5)
-        np.testing.assert_allclose(jax.jit(f)(r[1], d[1], v_tm1[1], v_t[1], end[1]), eager[1], rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(
+            jax.jit(f)(r[1], d[1], v_tm1[1], v_t[1], end[1]), eager[1], rtol=1e-5, atol=1e-5
+        )
         np.testing.assert_allclose(jax.vmap(f)(r, d, v_tm1, v_t, end), eager, rtol=1e-5, atol=1e-5)
         # time-major [T, B] batches, as PPO uses them: vmap over axis 1
         tm = jax.vmap(f, in_axes=1, out_axes=1)(r.T, d.T, v_tm1.T, v_t.T, end.T)
