@@ -37,12 +37,15 @@ class Config:
     shared_network: bool = struct.field(pytree_node=False, default=True)  # one trunk, V- and pi-heads
     anneal_lr: bool = struct.field(pytree_node=False, default=True)  # linear decay to 0
     normalize_advantages: bool = struct.field(pytree_node=False, default=False)  # per rollout
-    learning_rate: float = 7e-4  # Adam step size (initial, if annealed)
+    learning_rate: float = 2e-3  # Adam step size (initial, if annealed)
     gamma: float = 0.99  # discount
     gae_lambda: float = 0.0  # 0: one-step TD advantage; 1: n-step to the rollout end; between: GAE
     ent_coef: float = 0.01  # entropy bonus weight
     vf_coef: float = 0.5  # value loss weight
     max_grad_norm: float = 0.5  # global-norm gradient clip
+    # rewards are multiplied by this in the loss (V learns the scaled return): keeps the value loss of
+    # long-horizon tasks (Acrobot's returns near -100) from swamping the shared trunk; try 0.1 there
+    reward_scale: float = 1.0
 
     @property
     def batch_size(self) -> int:
@@ -91,7 +94,7 @@ def validate(cfg: Config) -> None:
             f"A2CConfig.total_timesteps ({cfg.total_timesteps}) is smaller than one rollout "
             f"(num_envs * num_steps = {cfg.batch_size}); raise total_timesteps or shrink the rollout"
         )
-    base.check_positive(cfg, "learning_rate", "max_grad_norm")
+    base.check_positive(cfg, "learning_rate", "max_grad_norm", "reward_scale")
     base.check_range(cfg, "gamma", 0.0, 1.0)
     base.check_range(cfg, "gae_lambda", 0.0, 1.0)
 
@@ -140,9 +143,11 @@ def update(
 def rollout_batch(cfg: Config, net: ActorCritic, params: Any, traj: rollout.Transition) -> policies.PGBatch:
     """Advantages and value targets of a ``[T, B]`` rollout, flattened to a ``[T * B]`` batch.
 
-    ``traj.extras = (action, V(obs))`` as the behaviour policy recorded them.
+    ``traj.extras = (action, V(obs))`` as the behaviour policy recorded them; rewards are scaled by
+    ``cfg.reward_scale`` first.
     """
     action, value = traj.extras
+    traj = traj._replace(reward=traj.reward * cfg.reward_scale)
     v_next = net.apply(params, traj.next_obs).value
     adv = policies.advantages(traj, value, v_next, cfg.gamma, cfg.gae_lambda)
     return rollout.flatten_time_batch(policies.PGBatch(traj.obs, action, adv, adv + value, traj.valid))
