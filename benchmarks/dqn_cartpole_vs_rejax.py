@@ -113,9 +113,9 @@ def worker(framework: str, timesteps: int, seeds: int, repeats: int) -> dict:
     train, returns, steps = (jaxrl_problem if framework == "jaxrl" else rejax_problem)(timesteps)
     batched = jax.jit(jax.vmap(train))
     keys = lambda i: jax.random.split(jax.random.key(i), seeds)
-    t = time.perf_counter()
+    c0, t = time.process_time(), time.perf_counter()
     compiled = batched.lower(keys(0)).compile()
-    compile_s = time.perf_counter() - t
+    compile_s, compile_cpu_s = time.perf_counter() - t, time.process_time() - c0
     runs, cpus = [], []
     for i in range(repeats):
         c0, t0 = time.process_time(), time.perf_counter()
@@ -134,6 +134,7 @@ def worker(framework: str, timesteps: int, seeds: int, repeats: int) -> dict:
         runs_s=runs,
         steps=steps * seeds,
         extra={
+            "compile_cpu_s": compile_cpu_s,
             "eval_return_mean": float(per_seed.mean()),
             "eval_return_std_over_seeds": float(per_seed.std()),
             "eval_return_per_seed": per_seed.tolist(),
@@ -153,7 +154,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--timesteps", type=int, default=500_000, help="env steps per seed")
     p.add_argument("--seeds", type=int, default=8)
-    p.add_argument("--repeats", type=int, default=1, help="timed calls per framework")
+    p.add_argument("--repeats", type=int, default=1, help="timed calls per framework and round")
+    p.add_argument("--rounds", type=int, default=1, help="alternating jaxrl/rejax rounds (fresh processes)")
     p.add_argument("--rejax-python", default=default_rejax_python())
     p.add_argument("--no-rejax", action="store_true")
     p.add_argument("--framework", choices=["jaxrl", "rejax"], help=argparse.SUPPRESS)  # worker mode
@@ -168,25 +170,30 @@ def main() -> None:
 
     machine = H.machine_info()
     rows = []
-    for framework, python in [("jaxrl", sys.executable), ("rejax", args.rejax_python)]:
-        if framework == "rejax" and args.no_rejax:
-            continue
-        print(f"... {framework}", flush=True)
-        cmd = [python, __file__, "--framework", framework, "--timesteps", str(args.timesteps)]
-        out = H.run_json_subprocess(cmd + ["--seeds", str(args.seeds), "--repeats", str(args.repeats)])
-        rows.append(H.Timing.from_dict(out["timing"]))
+    for rnd in range(args.rounds):  # alternate the frameworks so drifts of the machine's load hit both
+        for framework, python in [("jaxrl", sys.executable), ("rejax", args.rejax_python)]:
+            if framework == "rejax" and args.no_rejax:
+                continue
+            print(f"... {framework} (round {rnd + 1})", flush=True)
+            cmd = [python, __file__, "--framework", framework, "--timesteps", str(args.timesteps)]
+            out = H.run_json_subprocess(cmd + ["--seeds", str(args.seeds), "--repeats", str(args.repeats)])
+            rows.append(H.Timing.from_dict(out["timing"]))
 
     def speedup(r: H.Timing) -> str:
-        if r is rows[0] or len(rows) < 2:
+        if not r.name.startswith("rejax"):
             return ""
-        return f"jaxrl {r.run_best_s / rows[0].run_best_s:.2f}x faster run, {r.compile_s / rows[0].compile_s:.2f}x compile"
+        mine = rows[rows.index(r) - 1]  # the jaxrl row of the same round
+        return (
+            f"jaxrl {r.run_best_s / mine.run_best_s:.2f}x faster (wall), {r.cpu_best_s / mine.cpu_best_s:.2f}x (CPU time); "
+            f"compile {r.extra['compile_cpu_s'] / mine.extra['compile_cpu_s']:.2f}x (CPU time)"
+        )
 
     cols = [
         (
             "greedy return (mean ± sd over seeds)",
             lambda r: f"{r.extra['eval_return_mean']:.1f} ± {r.extra['eval_return_std_over_seeds']:.1f}",
         ),
-        ("vs jaxrl", speedup),
+        ("jaxrl vs rejax (same round)", speedup),
     ]
     print(
         f"\nDQN CartPole-v1, {args.timesteps:,} steps x {args.seeds} seeds; {machine['cpu']}, {machine['cores']} cores, "

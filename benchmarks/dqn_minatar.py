@@ -62,7 +62,7 @@ def main() -> None:
     cfg = jaxrl.DQNConfig(
         env=args.env,
         total_timesteps=args.total_timesteps,
-        exploration_fraction=100_000 / args.total_timesteps,
+        exploration_fraction=min(1.0, 100_000 / args.total_timesteps),
         **SETTINGS,
     )
     algo = base.algorithm_for(cfg)

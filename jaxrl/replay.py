@@ -149,16 +149,21 @@ def make_replay(
     def sample(state: ReplayState, key: jax.Array, batch_size: int) -> Sample:
         """``batch_size`` slots drawn uniformly with replacement among the written rows (and, with
         ``successor``, excluding the newest row); ``weight`` 0 marks invalid or unwritten slots."""
-        k_row, k_env = jax.random.split(key)
         oldest = (state.position - state.size) % rows
         n = state.size - 1 if successor else state.size  # sampleable rows, oldest first
-        offset = jax.random.randint(k_row, (batch_size,), 0, jnp.maximum(n, 1))
-        row = (oldest + offset) % rows
-        env = jax.random.randint(k_env, (batch_size,), 0, num_envs)
-        take = lambda r: jax.tree_util.tree_map(lambda x: x[r, env], state.data)
-        weight = jnp.logical_and(state.valid[row, env], n > 0).astype(jnp.float32)
-        next_item = take((row + 1) % rows) if successor else None
-        return Sample(item=take(row), next_item=next_item, weight=weight)
+        # one draw over the n * num_envs sampleable slots, then a 1-D gather on the flattened buffer
+        i = jax.random.randint(key, (batch_size,), 0, jnp.maximum(n, 1) * num_envs)
+        row, env = (oldest + i // num_envs) % rows, i % num_envs
+
+        def take(r: jax.Array) -> Any:
+            flat = r * num_envs + env  # always in bounds by construction
+            get = lambda x: x.reshape((capacity,) + x.shape[2:]).at[flat].get(mode="promise_in_bounds")
+            return jax.tree_util.tree_map(get, state.data), get(state.valid)
+
+        item, valid = take(row)
+        weight = jnp.logical_and(valid, n > 0).astype(jnp.float32)
+        next_item = take((row + 1) % rows)[0] if successor else None
+        return Sample(item=item, next_item=next_item, weight=weight)
 
     return ReplayBuffer(
         capacity=capacity,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import flax.linen as nn
 import jax
@@ -19,15 +19,18 @@ def activation(name: str):
 
 
 class MLP(nn.Module):
-    """``Dense -> act`` per hidden size; orthogonal(sqrt 2) init, zero bias (PPO practice)."""
+    """``Dense -> act`` per hidden size; zero bias; orthogonal(sqrt 2) kernels (PPO practice) unless
+    ``kernel_init`` is given (DQN passes flax's lecun-normal default, as rejax; CleanRL uses PyTorch's)."""
 
     hidden: Sequence[int]
     activation: str = "tanh"
+    kernel_init: Callable | None = None
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         act = activation(self.activation)
+        init = self.kernel_init or nn.initializers.orthogonal(np.sqrt(2))
         x = x.astype(jnp.float32)
         for h in self.hidden:
-            x = act(nn.Dense(h, kernel_init=nn.initializers.orthogonal(np.sqrt(2)))(x))
+            x = act(nn.Dense(h, kernel_init=init)(x))
         return x
