@@ -43,7 +43,10 @@ CHILD = textwrap.dedent(
 def measure(mode: str, updates: int) -> dict:
     with tempfile.TemporaryDirectory() as d:
         out = subprocess.run(
-            [sys.executable, "-c", CHILD, mode, str(updates), d + "/run"], capture_output=True, text=True, check=True
+            [sys.executable, "-c", CHILD, mode, str(updates), d + "/run"],
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -57,11 +60,15 @@ def main() -> None:
     print("| call | updates | wall time (s) | peak RSS (MB) |")
     print("|---|---:|---:|---:|")
     for r in rows:
-        call = "jaxrl.run (chunked, metrics streamed to CSV)" if r["mode"] == "run" else "jaxrl.train (one call)"
+        call = (
+            "jaxrl.run (chunked, metrics streamed to CSV)" if r["mode"] == "run" else "jaxrl.train (one call)"
+        )
         print(f"| {call} | {r['updates']:,} | {r['wall_s']:.1f} | {r['peak_rss_mb']:.0f} |")
     run_short, run_long = rows[0]["peak_rss_mb"], rows[1]["peak_rss_mb"]
-    print(f"\njaxrl.run: long/short peak RSS = {run_long / run_short:.3f} ({run_long - run_short:+.0f} MB for "
-          f"{args.long // args.short}x the updates)")
+    print(
+        f"\njaxrl.run: long/short peak RSS = {run_long / run_short:.3f} ({run_long - run_short:+.0f} MB for "
+        f"{args.long // args.short}x the updates)"
+    )
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ def to_host(tree: Any) -> list[np.ndarray]:
     """The leaves of ``tree`` as numpy arrays (typed keys as their ``key_data``), in flatten order."""
     leaves = jax.tree_util.tree_leaves(tree)
     leaves = [jax.random.key_data(x) if _is_key(x) else x for x in leaves]
-    # Copies, never views of device buffers: the next chunk donates (reuses) those buffers while an
+    # Copies, never views of device buffers: the next chunk may donate (reuse) those buffers while an
     # asynchronous checkpoint may still be writing these arrays.
     return [np.array(x, copy=True) for x in jax.device_get(leaves)]
 

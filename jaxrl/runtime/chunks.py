@@ -105,7 +105,7 @@ def make_chunk_fn(
     population: bool = False,
     configs_batched: bool = False,
 ) -> Callable[[Any, Any, jax.Array], tuple[Any, ChunkOutput]]:
-    """``chunk(cfg, state, n) -> (state, ChunkOutput)``, jitted, the state donated.
+    """``chunk(cfg, state, n) -> (state, ChunkOutput)``, jitted; the state is donated on accelerators.
 
     With ``population=True`` the state has a leading member axis and so do the outputs;
     ``configs_batched`` says the config is stacked too (a sweep). Cached, so runs with the same
@@ -130,7 +130,11 @@ def make_chunk_fn(
         return jax.lax.scan(body, state, jnp.arange(capacity, dtype=jnp.int32))
 
     fn = jax.vmap(one, in_axes=(0 if configs_batched else None, 0, None)) if population else one
-    return jax.jit(fn, donate_argnums=(1,))
+    # Donating the state lets an accelerator update it in place (a replay buffer is not copied). On
+    # the CPU backend donation made PPO chunks take ~1.6x the CPU time of the same scan without it
+    # (measured: benchmarks/RESULTS.md, Runtime), so there the state is not donated.
+    donate = (1,) if jax.default_backend() != "cpu" else ()
+    return jax.jit(fn, donate_argnums=donate)
 
 
 def make_host_chunk_fn(algo: base.Algorithm) -> Callable[[Any, Any, Any], tuple[Any, ChunkOutput]]:

@@ -17,9 +17,10 @@ Run directory (``out_dir``)::
     metrics.csv/.jsonl per logged iteration and member; summary.csv (populations): mean/min/max
     eval.csv          greedy evaluation returns per member
     checkpoints/<it>/ orbax checkpoints of the full training state (newest few)
-    final_state.msgpack  the final training state (jaxrl.runtime.load_state(DIR))
+    final_state.msgpack  the final training state (jaxrl.load_state(DIR) -> (config, state))
     summary.json      final evaluation, wall/compile/training time, env steps/s, status
     curve.png         return vs env steps (seeds as a band)
+    tensorboard/      event files (tensorboard=True / --tensorboard); wandb/ (wandb=True / --wandb)
 """
 
 from __future__ import annotations
@@ -481,7 +482,7 @@ def execute(
             run_name=os.path.basename(run_dir),
         )
 
-    # COMPILE: the evaluation program in a background thread (a copy of the state: the chunks donate
+    # COMPILE: the evaluation program in a background thread (a copy of the state: chunks may donate
     # theirs), while this thread compiles one chunk program for every chunk length (n=0 runs nothing)
     eval_key = jax.random.fold_in(key, EVAL_STREAM)
     eval_fn = eval_warm = None
