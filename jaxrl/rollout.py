@@ -62,18 +62,37 @@ def reset(env: base.Env, key: jax.Array) -> EnvCarry:
     return EnvCarry(env_state, ts)
 
 
-def rollout(env: base.Env, act: ActFn, carry: EnvCarry, key: jax.Array, num_steps: int) -> tuple[EnvCarry, Transition]:
+def rollout(
+    env: base.Env,
+    act: ActFn,
+    carry: EnvCarry,
+    key: jax.Array,
+    num_steps: int,
+    *,
+    act_noise: Callable[[jax.Array], Any] | None = None,
+) -> tuple[EnvCarry, Transition]:
     """Step ``env`` (an :class:`~jaxrl.envs.wrappers.EpisodeStats`-wrapped batch) ``num_steps`` times.
 
     ``act(obs[B, ...], key) -> (action[B, ...], extras)`` is the behaviour policy.
     Returns the new carry and a ``[num_steps, B, ...]`` :class:`Transition`.
-    """
 
-    def step(c: EnvCarry, k: jax.Array):
-        k_act, k_env = jax.random.split(k)
+    Step ``t`` uses ``k_act, k_env = split(split(key, num_steps)[t])``. All keys are drawn before the loop,
+    in batched calls, and so is any randomness that depends on the keys only: ``act_noise(k_act) -> noise``
+    (optional) gives ``act`` that noise in place of its key, and an env with ``prepare_keys`` (gymnax)
+    draws its step and reset randomness ahead. On CPU each random draw inside the loop is a small loop of
+    its own, so this is several times faster per step; the numbers are the same.
+    """
+    step_keys = jax.vmap(jax.random.split)(jax.random.split(key, num_steps))  # [T, 2]
+    k_act, k_env = step_keys[:, 0], step_keys[:, 1]
+    act_in = k_act if act_noise is None else jax.vmap(act_noise)(k_act)
+    prepare = getattr(env, "prepare_keys", None)
+    env_in = k_env if prepare is None else prepare(k_env)
+
+    def step(c: EnvCarry, xs: tuple[Any, Any]):
+        a_in, e_in = xs
         obs = c.timestep.obs
-        action, extras = act(obs, k_act)
-        env_state, ts = env.step(c.env_state, action, k_env)
+        action, extras = act(obs, a_in)
+        env_state, ts = env.step(c.env_state, action, e_in)
         # Split the env batch over devices when running data-parallel (a no-op otherwise).
         env_state, ts = parallel.shard_batch((env_state, ts))
         tr = Transition(
@@ -91,7 +110,7 @@ def rollout(env: base.Env, act: ActFn, carry: EnvCarry, key: jax.Array, num_step
         )
         return EnvCarry(env_state, ts), tr
 
-    return jax.lax.scan(step, carry, jax.random.split(key, num_steps))
+    return jax.lax.scan(step, carry, (act_in, env_in))
 
 
 def mean_episode_return(traj: Transition, previous: jax.Array) -> jax.Array:

@@ -41,6 +41,10 @@ class EpisodeStats:
         self.max_episode_steps = env.max_episode_steps
         self.stateful = env.stateful
         self.name = getattr(env, "name", type(env).__name__)
+        # A backend that draws a rollout's randomness ahead (GymnaxEnv.prepare_keys): ``step`` passes
+        # the key argument through unchanged, so the wrapper offers the same thing.
+        if hasattr(env, "prepare_keys"):
+            self.prepare_keys = env.prepare_keys
 
     def reset(self, key: jax.Array) -> tuple[EpisodeStatsState, base.TimeStep]:
         env_state, ts = self.env.reset(key)
