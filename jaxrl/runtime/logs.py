@@ -30,6 +30,16 @@ EVAL_CSV = "eval.csv"
 EVAL_FIELDS = ["eval_return_mean", "eval_return_std", "eval_return_min", "eval_return_max", "eval_episodes"]
 
 
+def _per_member(x: Any) -> np.ndarray:
+    """``[M, n, ...]`` -> ``[M, n]`` (a vector metric is logged as its mean)."""
+    x = np.asarray(x)
+    if x.ndim > 2:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            x = np.nanmean(x.reshape(*x.shape[:2], -1), axis=2)
+    return x
+
+
 def _num(x: Any) -> Any:
     """A python scalar for CSV/JSON (ints stay ints)."""
     x = np.asarray(x)
@@ -130,50 +140,61 @@ class MetricsLog:
         """``iterations [n]``; ``metrics[field] [M, n, ...]`` for the logged iterations only."""
         if self._csv is None:
             self._open(list(metrics))
+        arrays = {f: _per_member(metrics[f]) for f in self.fields}  # [M, n]
+        cols = {f: a.tolist() for f, a in arrays.items()}  # python scalars, converted once
+        external = self._tb is not None or self._wandb is not None
+        stats = self._stats(arrays) if self._summary is not None or external else None
+        keys = ["iteration", "member", "seed", *self.swept]
         for j, it in enumerate(iterations.tolist()):
             for m, member in enumerate(self.members):
-                values = [_num(metrics[f][m, j]) for f in self.fields]
+                values = [cols[f][m][j] for f in self.fields]
                 head = [it, member["member"], member["seed"], *(member[k] for k in self.swept)]
                 self._csv.write(head + values)
-                row = dict(zip(["iteration", "member", "seed", *self.swept], head, strict=True))
+                row = dict(zip(keys, head, strict=True))
                 row.update({f: _json_safe(v) for f, v in zip(self.fields, values, strict=True)})
                 self._jsonl.write(json.dumps(row) + "\n")
-            stats = self._stats(metrics, j)
+            if stats is None:
+                continue
             if self._summary is not None:
-                row = [it, stats["env_steps"]]
+                row = [it, stats["env_steps"][j]]
                 for f in self._stat_fields:
-                    row += [stats[f"{f}_mean"], stats[f"{f}_min"], stats[f"{f}_max"]]
+                    row += [stats[f"{f}_mean"][j], stats[f"{f}_min"][j], stats[f"{f}_max"][j]]
                 self._summary.write(row)
-            if self._tb is not None or self._wandb is not None:
-                self._external(it, metrics, j, stats)
+            if external:
+                self._external(it, cols, j, stats)
 
-    def _stats(self, metrics: dict[str, np.ndarray], j: int) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        steps = np.asarray(metrics["env_steps"][:, j]) if "env_steps" in metrics else np.asarray([0])
-        out["env_steps"] = _num(np.mean(steps)) if steps.dtype.kind == "f" else int(np.mean(steps))
+    def _stats(self, arrays: dict[str, np.ndarray]) -> dict[str, list[Any]]:
+        """Mean/min/max over members of every field, ``[n]`` each (NaN-aware)."""
+        out: dict[str, list[Any]] = {}
+        steps = arrays.get("env_steps")
+        n = next(iter(arrays.values())).shape[1]
+        if steps is None:
+            out["env_steps"] = [0] * n
+        elif steps.dtype.kind == "f":
+            out["env_steps"] = steps.mean(axis=0).tolist()
+        else:
+            out["env_steps"] = [int(v) for v in steps.mean(axis=0)]
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices: no episode finished yet
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: no episode finished yet
             for f in self._stat_fields:
-                x = np.asarray(metrics[f][:, j], np.float64).reshape(len(self.members), -1).mean(axis=1)
-                out[f"{f}_mean"], out[f"{f}_min"], out[f"{f}_max"] = (
-                    float(np.nanmean(x)),
-                    float(np.nanmin(x)),
-                    float(np.nanmax(x)),
-                )
+                x = arrays[f].astype(np.float64)
+                out[f"{f}_mean"] = np.nanmean(x, axis=0).tolist()
+                out[f"{f}_min"] = np.nanmin(x, axis=0).tolist()
+                out[f"{f}_max"] = np.nanmax(x, axis=0).tolist()
         return out
 
-    def _external(self, it: int, metrics: dict[str, np.ndarray], j: int, stats: dict[str, Any]) -> None:
+    def _external(self, it: int, cols: dict[str, list], j: int, stats: dict[str, list[Any]]) -> None:
         scalars: dict[str, float] = {}
         if len(self.members) == 1:
-            scalars = {f: float(_num(metrics[f][0, j])) for f in self._stat_fields}
+            scalars = {f: float(cols[f][0][j]) for f in self._stat_fields}
         else:
             for f in self._stat_fields:
-                scalars[f] = stats[f"{f}_mean"]
-                scalars[f"{f}_min"] = stats[f"{f}_min"]
-                scalars[f"{f}_max"] = stats[f"{f}_max"]
+                scalars[f] = stats[f"{f}_mean"][j]
+                scalars[f"{f}_min"] = stats[f"{f}_min"][j]
+                scalars[f"{f}_max"] = stats[f"{f}_max"][j]
                 for m in range(len(self.members)):
-                    scalars[f"member_{m}/{f}"] = float(_num(metrics[f][m, j]))
-        step = int(stats["env_steps"])
+                    scalars[f"member_{m}/{f}"] = float(cols[f][m][j])
+        step = int(stats["env_steps"][j])
         if self._tb is not None:
             for k, v in scalars.items():
                 self._tb.add_scalar(k, v, step)
