@@ -10,7 +10,8 @@ are unknown), so the shapes stay fixed under ``jit``. Then one gradient step on
 over the used steps. ``baseline=True`` learns b = V(s) on the same returns (then an episode cut by a
 time limit bootstraps its return from V(final obs); without a baseline there is nothing to bootstrap
 from and the cut is treated as the episode's end). ``normalize_returns`` standardises the weights
-``G - b`` over the batch. Softmax policy for discrete actions, diagonal Gaussian for continuous ones.
+``G - b`` over the batch (so ``reward_scale`` then matters only to the baseline). Softmax policy for
+discrete actions, diagonal Gaussian for continuous ones.
 """
 
 from __future__ import annotations
@@ -50,6 +51,9 @@ class Config:
     ent_coef: float = 0.0  # entropy bonus weight
     vf_coef: float = 0.5  # baseline (value) loss weight; unused without a baseline
     max_grad_norm: float = 1.0  # global-norm gradient clip
+    # rewards are multiplied by this before the returns are computed (the baseline learns the scaled
+    # return); with one value step per update, 0.01 lets it fit CartPole's returns near 100
+    reward_scale: float = 1.0
 
 
 class State(NamedTuple):
@@ -109,7 +113,7 @@ def validate(cfg: Config) -> None:
             f"ReinforceConfig.total_timesteps ({cfg.total_timesteps}) is smaller than one rollout "
             f"(num_envs * rollout length = {steps_per_iteration(cfg)}); raise total_timesteps or use fewer envs"
         )
-    base.check_positive(cfg, "learning_rate", "max_grad_norm")
+    base.check_positive(cfg, "learning_rate", "max_grad_norm", "reward_scale")
     base.check_range(cfg, "gamma", 0.0, 1.0)
 
 
@@ -175,9 +179,11 @@ def loss(params: Any, cfg: Config, net: ActorCritic, discrete: bool, batch: poli
 def episode_batch(cfg: Config, net: ActorCritic, params: Any, traj: rollout.Transition) -> policies.PGBatch:
     """Returns (and baseline advantages) of a ``[T, B]`` rollout, flattened to a ``[T * B]`` batch.
 
-    ``traj.extras = (action, V(obs))`` as the behaviour policy recorded them.
+    ``traj.extras = (action, V(obs))`` as the behaviour policy recorded them; rewards are scaled by
+    ``cfg.reward_scale`` first.
     """
     action, value = traj.extras
+    traj = traj._replace(reward=traj.reward * cfg.reward_scale)
     if cfg.baseline:
         g = reward_to_go(traj, cfg.gamma, net.apply(params, traj.next_obs).value)
         adv = g - value

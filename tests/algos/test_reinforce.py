@@ -101,6 +101,9 @@ def test_gradient_with_a_learned_baseline():
     g = _grads(cfg, _two_step_episode_then_tail(), params)
     assert float(g["theta"]) == pytest.approx(-0.375, abs=1e-6)
     assert float(g["w"]) == pytest.approx(-0.375, abs=1e-6)
+    # reward_scale = 2: G = 2 + 0.5 * 2 = 3, 2; weights 2.5, 1.5 => dL/dtheta = -(1.25 + 0.75) / 2 = -1.
+    g = _grads(cfg.replace(reward_scale=2.0), _two_step_episode_then_tail(), params)
+    assert float(g["theta"]) == pytest.approx(-1.0, abs=1e-6)
 
 
 def test_normalized_returns_use_only_the_finished_episodes():
