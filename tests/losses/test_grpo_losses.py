@@ -143,9 +143,9 @@ class TestGRPOLoss:
     def test_zero_advantage_zero_gradient(self):
         logp, logp_old, _, mask, _ = _random_inputs(jax.random.key(2))
         for mode in grpo.AGGREGATIONS:
-            g = jax.grad(lambda lp: grpo.grpo_loss(lp, logp_old, jnp.zeros(6), mask, aggregation=mode)[0])(
-                logp
-            )
+            g = jax.grad(
+                lambda lp, m=mode: grpo.grpo_loss(lp, logp_old, jnp.zeros(6), mask, aggregation=m)[0]
+            )(logp)
             np.testing.assert_array_equal(g, np.zeros_like(g))
 
     def test_one_update_beta0_equals_reinforce_with_group_mean_baseline(self):
