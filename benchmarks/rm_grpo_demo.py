@@ -69,6 +69,38 @@ def rm_accuracy_by_kind(cfg: rm.Config, params) -> dict[str, float]:
     }
 
 
+def rm_on_policy_samples(grpo_cfg, policy_params, rm_cfg, rm_params, key, group: int = 8) -> dict[str, float]:
+    """How well the reward model ranks what the policy actually writes: ``group`` samples for every
+    held-out prompt; over all (correct, wrong) pairs of samples of a prompt, the fraction the reward
+    model orders right, and how often its favourite sample of a group is correct."""
+    from jaxrl.algos.grpo import rewards, trainer
+
+    s = trainer.setup(grpo_cfg)
+    problems = s.task.heldout_problems()
+    prompts, plen = trainer.encode_prompts(s, grpo_cfg, problems)
+    prompts, plen = np.repeat(prompts, group, axis=0), np.repeat(plen, group)
+    out = jax.device_get(
+        s.programs.sample(policy_params, prompts, plen, key, grpo_cfg.temperature, grpo_cfg.top_p, False)
+    )
+    reps = [p for p in problems for _ in range(group)]
+    texts = trainer.decode_completions(s, out.tokens, plen)
+    batch = rewards.RewardBatch(reps, texts, out.finished, out.tokens, plen, out.completion_mask)
+    r = rm.reward_source(rm_cfg, rm_params)(batch).reshape(len(problems), group)
+    ok = s.task.score(reps, texts, out.finished).reshape(len(problems), group) >= s.task.success_threshold
+    right = total = 0
+    for ri, oi in zip(r, ok, strict=True):
+        d = ri[oi][:, None] - ri[~oi][None, :]
+        right, total = right + int((d > 0).sum()), total + d.size
+    mixed = ok.any(axis=1) & ~ok.all(axis=1)
+    best_ok = ok[np.arange(len(ok)), r.argmax(axis=1)]
+    return {
+        "sample_accuracy": float(ok.mean()),
+        "pair_accuracy_correct_vs_wrong_samples": right / max(total, 1),
+        "rm_favourite_correct_in_mixed_groups": float(best_ok[mixed].mean()) if mixed.any() else float("nan"),
+        "mixed_groups": int(mixed.sum()),
+    }
+
+
 def read_metrics(run_dir: str) -> dict[str, np.ndarray]:
     rows = [json.loads(line) for line in open(os.path.join(run_dir, "metrics.jsonl"))]
     return {k: np.array([r.get(k, np.nan) for r in rows], np.float64) for k in rows[0]}
@@ -160,8 +192,17 @@ def main() -> None:
         run_dir = os.path.join(args.out, f"grpo_beta{beta:g}")
         t0 = time.perf_counter()
         res = jaxrl.run(cfg, args.seed, out_dir=run_dir, progress=False)
-        _, state = jaxrl.runtime.load_state(run_dir)
+        state = res.state
         gm = read_metrics(run_dir)
+        if "rm_on_warmup_policy_samples" not in result:  # the warm-up policy is the same in every run
+            result["rm_on_warmup_policy_samples"] = rm_on_policy_samples(
+                cfg,
+                state.ref_params if beta == 0 else state.ref_params,
+                rm_cfg,
+                rm_state.params,
+                jax.random.key(7),
+            )
+            print("reward model on the warm-up policy's samples:", result["rm_on_warmup_policy_samples"])
         runs[name] = gm
         acc = gm["heldout_accuracy"][np.isfinite(gm["heldout_accuracy"])]
         k = max(1, len(gm["reward"]) // 10)

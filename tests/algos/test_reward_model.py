@@ -11,6 +11,7 @@ import jaxrl
 from jaxrl.algos import reward_model as rm
 from jaxrl.algos.grpo import rewards as grpo_rewards
 from jaxrl.algos.grpo import tasks
+from jaxrl.algos.reward_model import scoring
 from jaxrl.data import preferences as prefs
 
 TOK = tasks.make_task("addition").tokenizer  # <pad> 0, <bos> 1, <eos> 2, '0'..'9' 3..12, '+' 13, '=' 14
@@ -20,17 +21,18 @@ SMALL = rm.Config(model="nano", num_pairs=256, num_eval_pairs=64, batch_size=64,
 def _rows(texts, width=12):
     pairs = [prefs.PreferencePair(p, a, a) for p, a in texts]
     t = prefs.tokenize_pairs(pairs, TOK, width)
-    return jnp.asarray(t.chosen), jnp.asarray(t.chosen_len)
+    return jnp.asarray(t.chosen), jnp.asarray(t.chosen_len), jnp.asarray(t.prompt_len)
 
 
 # jitted once per module: eager (op-by-op) transformer code is slow to dispatch on CPU
-_apply = jax.jit(rm.make_network(SMALL).apply)
+_apply = {r: jax.jit(rm.make_network(SMALL.replace(readout=r)).apply) for r in rm.READOUTS}
 _train = jax.jit(jaxrl.train, static_argnums=0)
+_init = jax.jit(rm.init, static_argnums=0)
 
 
 @pytest.fixture(scope="module")
 def params():
-    return rm.init(SMALL, jax.random.key(0)).params
+    return _init(SMALL, jax.random.key(0)).params
 
 
 @pytest.fixture(scope="module")
@@ -39,39 +41,54 @@ def trained():
     return _train(SMALL, jax.random.key(3))
 
 
+@pytest.mark.parametrize("readout", rm.READOUTS)
 class TestScoring:
     texts = [("1+2=", "3"), ("12+34=", "46"), ("99+99=", "198"), ("5+5=", "1+")]
 
-    def test_shape_dtype_jit_and_vmap_agree(self, params):
-        net = rm.make_network(SMALL)
-        tokens, lengths = _rows(self.texts)
-        jitted = _apply(params, tokens, lengths)
+    def test_shape_dtype_jit_and_vmap_agree(self, params, readout):
+        net = rm.make_network(SMALL.replace(readout=readout))
+        rows = _rows(self.texts)
+        jitted = _apply[readout](params, *rows)
         assert jitted.shape == (4,) and jitted.dtype == jnp.float32
         assert np.all(np.isfinite(jitted))
         with jax.disable_jit():  # the same numbers without compilation
-            eager = net.apply(params, tokens[:2], lengths[:2])
-        np.testing.assert_allclose(eager, jitted[:2], rtol=1e-5, atol=1e-6)
-        per_row = jax.jit(jax.vmap(lambda t, n: net.apply(params, t[None], n[None])[0]))(tokens, lengths)
-        np.testing.assert_allclose(per_row, jitted, rtol=1e-5, atol=1e-6)
+            eager = net.apply(params, *(x[1:2] for x in rows))
+        np.testing.assert_allclose(eager, jitted[1:2], rtol=1e-5, atol=1e-6)
+        one = lambda t, n, p: net.apply(params, t[None], n[None], p[None])[0]  # noqa: E731
+        np.testing.assert_allclose(jax.jit(jax.vmap(one))(*rows), jitted, rtol=1e-5, atol=1e-6)
 
-    def test_reads_last_real_token_and_ignores_padding(self, params):
-        tokens, lengths = _rows(self.texts, width=12)
-        wide, wide_len = _rows(self.texts, width=16)
-        base_r = _apply(params, tokens, lengths)
-        np.testing.assert_allclose(_apply(params, wide, wide_len), base_r, rtol=1e-5)
-        # junk after the end of a row changes nothing (causal trunk, head at lengths-1) ...
+    def test_reads_the_answer_and_ignores_padding(self, params, readout):
+        apply = _apply[readout]
+        tokens, lengths, plen = _rows(self.texts, width=12)
+        base_r = apply(params, tokens, lengths, plen)
+        np.testing.assert_allclose(apply(params, *_rows(self.texts, width=16)), base_r, rtol=1e-5)
+        # junk after the end of a row changes nothing (causal trunk, read up to lengths-1) ...
         junk = tokens.at[0, 8:].set(7)
-        np.testing.assert_allclose(_apply(params, junk, lengths), base_r, rtol=1e-6)
+        np.testing.assert_allclose(apply(params, junk, lengths, plen), base_r, rtol=1e-6)
         # ... while the answer itself does: "1+2=3" vs "1+2=4"
         other = tokens.at[0, 5].set(TOK.encode("4")[0])
-        assert abs(float(_apply(params, other, lengths)[0] - base_r[0])) > 1e-6
+        assert abs(float(apply(params, other, lengths, plen)[0] - base_r[0])) > 1e-6
 
-    def test_text_scorer(self, trained):
+    def test_text_scorer(self, trained, readout):
         state, _ = trained
-        score = jaxrl.make_policy(SMALL, state)
+        score = jaxrl.make_policy(SMALL.replace(readout=readout), state)
         batch = score(["1+2=", "12+34="], ["3", "46"])
         assert batch.shape == (2,) and batch.dtype == np.float32
         np.testing.assert_allclose(score("12+34=", "46"), batch[1], rtol=1e-5)
+
+
+def test_loglik_readout_is_the_answer_log_probability(params):
+    """Reference: the trunk's next-token log-probabilities of "46" and <eos> after "<bos>12+34=", summed."""
+    from jaxrl.networks import transformer
+
+    tokens, lengths, plen = _rows([("12+34=", "46")])
+    r = _apply["loglik"](params, tokens, lengths, plen)
+    trunk = transformer.Transformer(SMALL.transformer_config(TOK.vocab_size))
+    logits = trunk.apply({"params": params["params"]["trunk"]}, tokens)
+    logp = np.asarray(jax.nn.log_softmax(logits[0], axis=-1))
+    ids = np.asarray(tokens[0])  # <bos> 1 2 + 3 4 = 4 6 <eos>: the answer is positions 7, 8, 9
+    want = sum(logp[t - 1, ids[t]] for t in (7, 8, 9))
+    np.testing.assert_allclose(r[0], want, rtol=1e-5)
 
 
 class TestLoss:
@@ -102,11 +119,11 @@ class TestLoss:
         pairs = prefs.tokenize_pairs([prefs.PreferencePair("12+34=", "46", "47")], TOK)
         pairs = jax.tree_util.tree_map(jnp.asarray, pairs)
         net = rm.make_network(SMALL)
-        grads = jax.grad(lambda p: rm.loss(p, net, pairs, 0.0, 0.0)[0])(params)
+        grads = jax.jit(jax.grad(lambda p: rm.loss(p, net, pairs, 0.0, 0.0)[0]))(params)
         # one small gradient step raises r(chosen) - r(rejected)
         stepped = jax.tree_util.tree_map(lambda p, g: p - 0.1 * g, params, grads)
-        gap = lambda p: float(jnp.subtract(*rm.pair_rewards(p, net, pairs))[0])  # noqa: E731
-        assert gap(stepped) > gap(params)
+        gap = jax.jit(lambda p: jnp.subtract(*rm.pair_rewards(p, net, pairs))[0])
+        assert float(gap(stepped)) > float(gap(params))
 
 
 class TestData:
@@ -136,6 +153,8 @@ class TestData:
             rm.validate(SMALL.replace(data=str(path)))
 
     def test_config_checks(self):
+        with pytest.raises(ValueError, match="readout must be one of"):
+            rm.validate(SMALL.replace(readout="mean"))
         with pytest.raises(ValueError, match="model must be one of"):
             rm.validate(SMALL.replace(model="huge"))
         with pytest.raises(ValueError, match="learning_rate must be a positive"):
@@ -160,13 +179,6 @@ class TestTraining:
         _, m3 = _train(SMALL, jax.random.key(4))
         assert not np.array_equal(m.train_loss, m3.train_loss)
 
-    def test_step_matches_train(self, trained):
-        _, m = trained
-        state = rm.init(SMALL, jax.random.key(3))
-        state, m1 = jax.jit(rm.train_step, static_argnums=0)(SMALL, state)
-        np.testing.assert_allclose(m1.train_loss, m.train_loss[0], rtol=1e-4)
-        np.testing.assert_allclose(m1.eval_accuracy, m.eval_accuracy[0], atol=1e-6)
-
 
 class TestRewardSource:
     def _batch(self):
@@ -181,15 +193,16 @@ class TestRewardSource:
         )
 
     def test_completion_rows(self):
-        rows, lengths = rm.completion_rows(self._batch(), TOK.eos_id, TOK.pad_id)
+        rows, lengths, plen = rm.completion_rows(self._batch(), TOK.eos_id, TOK.pad_id)
         three = TOK.encode("3")[0]
         # finished row kept as is; unfinished row gets <eos> after its text (width grows by one)
         np.testing.assert_array_equal(rows[0], [1, 4, 13, 5, 14, three, 2, 0, 0])
         np.testing.assert_array_equal(rows[1], [1, 4, 13, 5, 14, three, three, three, 2])
         np.testing.assert_array_equal(lengths, [7, 9])
+        np.testing.assert_array_equal(plen, [5, 5])
 
     def test_scores_match_text_scorer_and_normalize(self):
-        state = rm.init(SMALL, jax.random.key(2))
+        state = _init(SMALL, jax.random.key(2))
         batch = self._batch()
         r = rm.reward_source(SMALL, state.params)(batch)
         assert r.shape == (2,) and r.dtype == np.float32
@@ -200,13 +213,13 @@ class TestRewardSource:
         np.testing.assert_allclose([z.mean(), z.std()], [0.0, 1.0], atol=1e-3)
 
     def test_tokenizer_mismatch_is_an_error(self):
-        state = rm.init(SMALL, jax.random.key(2))
+        state = _init(SMALL, jax.random.key(2))
         with pytest.raises(ValueError, match="train the reward model on the same task"):
             rm.reward_source(SMALL, state.params, task=tasks.make_task("multiplication"))
 
     def test_rm_spec_options_checked(self):
         with pytest.raises(ValueError, match="only option is '\\?normalize'"):
-            rm._rm_source("/nonexistent?zscore", tasks.make_task("addition"))
+            scoring._rm_source("/nonexistent?zscore", tasks.make_task("addition"))
 
 
 class TestEndToEnd:
@@ -235,5 +248,15 @@ class TestEndToEnd:
             assert 0.0 <= r["true_reward"] <= 1.0
         with pytest.raises(FileNotFoundError, match="not a finished jaxrl run"):
             rm.load(str(tmp_path))
-        with pytest.raises(ValueError, match="not a reward model"):
+        with pytest.raises(ValueError, match="holds a grpo run, not a reward model"):
             rm.load(g_dir)
+
+
+@pytest.mark.slow
+def test_learns_synthetic_addition_preferences():
+    """From random weights, a short run already ranks most held-out pairs right (the full default run
+    reaches ~0.89; see benchmarks/RESULTS.md). Chance is 0.5."""
+    cfg = rm.Config(num_pairs=10_000, num_eval_pairs=1_000, num_epochs=4)
+    _, m = _train(cfg, jax.random.key(0))
+    assert float(m.eval_accuracy[-1]) > 0.72
+    assert float(m.eval_accuracy[-1]) > float(m.eval_accuracy[0])

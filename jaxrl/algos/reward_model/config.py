@@ -1,0 +1,74 @@
+"""Reward-model settings and their host-side checks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flax import struct
+
+from jaxrl.algos import base
+from jaxrl.networks import transformer
+
+#: how the scalar reward is read from the transformer (see :class:`~jaxrl.algos.reward_model.network.RewardModel`)
+READOUTS = ("head", "loglik")
+
+
+@struct.dataclass
+class Config:
+    """Reward-model settings; defaults train a ``tiny`` transformer on synthetic addition preferences."""
+
+    # DATA
+
+    # GRPO task (name or jaxrl.Task): its tokenizer, and its problems for synthetic pairs
+    task: Any = struct.field(pytree_node=False, default="addition")
+    # JSONL file with prompt/chosen/rejected (None: synthetic pairs from the task's hidden rule)
+    data: str | None = struct.field(pytree_node=False, default=None)
+    # held-out JSONL (None: eval_fraction of data; synthetic: pairs on the task's held-out prompts)
+    eval_data: str | None = struct.field(pytree_node=False, default=None)
+    eval_fraction: float = struct.field(pytree_node=False, default=0.1)  # held-out share of data
+    num_pairs: int = struct.field(pytree_node=False, default=20_000)  # synthetic training pairs
+    num_eval_pairs: int = struct.field(pytree_node=False, default=2_000)  # synthetic held-out pairs
+    data_seed: int = struct.field(pytree_node=False, default=0)  # synthetic pairs / JSONL split
+    # MODEL
+    model: str = struct.field(pytree_node=False, default="tiny")  # built-in transformer: nano | tiny | small
+    max_len: int = struct.field(pytree_node=False, default=32)  # context in tokens (<bos>, <eos> included)
+    # the scalar reward: "head" (a linear head on the last token's features, the usual reward model) or
+    # "loglik" (log-probability of the answer under the trunk's own next-token head: the implicit
+    # reward of DPO with a uniform reference, Rafailov et al. 2023, arXiv:2305.18290)
+    readout: str = struct.field(pytree_node=False, default="head")
+    # TRAINING
+    num_epochs: int = struct.field(pytree_node=False, default=8)  # passes over the pairs (one per iteration)
+    batch_size: int = struct.field(pytree_node=False, default=64)  # pairs per gradient step
+    anneal_lr: bool = struct.field(pytree_node=False, default=True)  # linear decay of the step size to 0
+    learning_rate: float = 2e-3  # Adam step size (initial, if annealed)
+    max_grad_norm: float = 1.0  # global-norm gradient clip
+    margin: float = 0.0  # Bradley-Terry margin: -log sigmoid(r_c - r_r - margin)
+    # weight of an auxiliary next-token loss on the chosen answers (0: pure Bradley-Terry). It teaches
+    # the trunk what good answers look like, which the scalar head alone learns slowly.
+    lm_coef: float = 1.0
+
+    def transformer_config(self, vocab_size: int) -> transformer.TransformerConfig:
+        return transformer.TransformerConfig.of_size(self.model, vocab_size=vocab_size, max_len=self.max_len)
+
+
+def validate(cfg: Config) -> None:
+    """Host-side checks, including loading and checking the data (errors name the bad line)."""
+    from jaxrl.algos.reward_model import data
+
+    for name in ("num_epochs", "batch_size", "max_len", "num_pairs", "num_eval_pairs"):
+        if int(getattr(cfg, name)) <= 0:
+            raise ValueError(
+                f"RewardModelConfig.{name} must be a positive integer, got {getattr(cfg, name)!r}"
+            )
+    if cfg.readout not in READOUTS:
+        raise ValueError(f"RewardModelConfig.readout must be one of {READOUTS}, got {cfg.readout!r}")
+    if cfg.model not in transformer.SIZES:
+        raise ValueError(
+            f"RewardModelConfig.model must be one of {sorted(transformer.SIZES)}, got {cfg.model!r}"
+        )
+    base.check_positive(cfg, "learning_rate", "max_grad_norm")
+    base.check_range(cfg, "margin", 0.0, float("inf"))
+    base.check_range(cfg, "lm_coef", 0.0, float("inf"))
+    if not 0.0 < cfg.eval_fraction < 1.0:
+        raise ValueError(f"RewardModelConfig.eval_fraction must be in (0, 1), got {cfg.eval_fraction!r}")
+    data.dataset(cfg)

@@ -1,0 +1,82 @@
+"""The tokenised training and held-out pairs of a config (JSONL or synthetic), cached."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from jaxrl.algos.reward_model.config import Config
+from jaxrl.data import preferences as prefs
+
+
+class Dataset(NamedTuple):
+    """Host arrays, both splits padded to the same width (one compiled shape)."""
+
+    train: prefs.PairTokens  # [N_train, W], N_train a multiple of batch_size
+    eval: prefs.PairTokens  # [N_eval, W]
+    tokenizer: Any
+
+
+def make_task(cfg: Config):
+    from jaxrl.algos.grpo import tasks  # the task API (tokenizer + problems) lives with GRPO
+
+    return tasks.make_task(cfg.task)
+
+
+def _data_key(cfg: Config) -> tuple:
+    """What the data depends on: static fields only (so tunable leaves may be traced), and the files'
+    modification times (an edited file is reloaded)."""
+    files = tuple(os.path.getmtime(f) if f and os.path.exists(f) else None for f in (cfg.data, cfg.eval_data))
+    return (cfg.task, cfg.data, cfg.eval_data, cfg.eval_fraction, cfg.num_pairs, cfg.num_eval_pairs,
+            cfg.data_seed, cfg.max_len, cfg.batch_size, files)  # fmt: skip
+
+
+_DATA_CACHE: dict[tuple, Dataset] = {}
+
+
+def dataset(cfg: Config) -> Dataset:
+    """The (cached) tokenised training and held-out pairs of ``cfg``; raises on bad data."""
+    key = _data_key(cfg)
+    if key not in _DATA_CACHE:
+        if len(_DATA_CACHE) >= 4:
+            _DATA_CACHE.pop(next(iter(_DATA_CACHE)))
+        _DATA_CACHE[key] = _build_dataset(cfg)
+    return _DATA_CACHE[key]
+
+
+def _build_dataset(cfg: Config) -> Dataset:
+    task = make_task(cfg)
+    tok = task.tokenizer
+    if cfg.data is None:
+        train = prefs.synthetic_pairs(task, cfg.num_pairs, seed=cfg.data_seed)
+        held = prefs.synthetic_pairs(task, cfg.num_eval_pairs, seed=cfg.data_seed + 1, heldout=True)
+        for p in train + held:  # the built-in rules keep answers short; a user task might not
+            prefs.check_pair(p._asdict(), where=f"synthetic pair {p}", tokenizer=tok, max_len=cfg.max_len)
+    else:
+        train = prefs.load_jsonl(cfg.data, tokenizer=tok, max_len=cfg.max_len)
+        if cfg.eval_data is not None:
+            held = prefs.load_jsonl(cfg.eval_data, tokenizer=tok, max_len=cfg.max_len)
+        else:
+            order = np.random.default_rng(cfg.data_seed).permutation(len(train))
+            n_eval = int(round(cfg.eval_fraction * len(train)))
+            if n_eval < 1 or n_eval >= len(train):
+                raise ValueError(
+                    f"RewardModelConfig: {cfg.data} has {len(train)} pairs; eval_fraction={cfg.eval_fraction} "
+                    f"leaves {n_eval} held-out pairs. Give eval_data=<file> or an eval_fraction that keeps "
+                    f"at least one pair on each side"
+                )
+            held = [train[i] for i in order[:n_eval]]
+            train = [train[i] for i in order[n_eval:]]
+    n_train = (len(train) // cfg.batch_size) * cfg.batch_size
+    if n_train == 0:
+        raise ValueError(
+            f"RewardModelConfig: {len(train)} training pairs are fewer than batch_size={cfg.batch_size}; "
+            f"lower batch_size or add data"
+        )
+    train = train[:n_train]  # the remainder would make a ragged last minibatch
+    width = max(
+        len(prefs.sequence_ids(tok, p.prompt, a)) for p in train + held for a in (p.chosen, p.rejected)
+    )
+    return Dataset(prefs.tokenize_pairs(train, tok, width), prefs.tokenize_pairs(held, tok, width), tok)
