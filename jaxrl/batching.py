@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 
 from jaxrl import parallel
 
@@ -29,14 +30,16 @@ def minibatch_epochs(
     if n % num_minibatches:
         raise ValueError(f"batch of {n} does not split into {num_minibatches} equal minibatches")
 
-    def epoch(c, k):
-        if shuffle:
-            perm = jax.random.permutation(k, n)
-            shuffled = jax.tree_util.tree_map(lambda x: x[perm], batch)
-        else:
-            shuffled = batch
-        mbs = jax.tree_util.tree_map(lambda x: x.reshape((num_minibatches, -1) + x.shape[1:]), shuffled)
-        # Data-parallel runs split each minibatch over devices (a no-op otherwise).
-        return jax.lax.scan(lambda c2, mb: update(c2, parallel.shard_batch(mb)), c, mbs)
-
-    return jax.lax.scan(epoch, carry, jax.random.split(key, num_epochs))
+    # Every epoch's permutation is drawn and applied at once (one gather per leaf, outside the loop),
+    # then one scan runs the num_epochs * num_minibatches steps: the same minibatches in the same order
+    # as shuffling epoch by epoch with split(key, num_epochs).
+    if shuffle:
+        perms = jax.vmap(lambda k: jax.random.permutation(k, n))(jax.random.split(key, num_epochs))
+        idx = perms.reshape(-1)  # [E * N]
+        mbs = jax.tree_util.tree_map(lambda x: x[idx], batch)
+    else:
+        mbs = jax.tree_util.tree_map(lambda x: jnp.broadcast_to(x, (num_epochs,) + x.shape).reshape((-1,) + x.shape[1:]), batch)
+    mbs = jax.tree_util.tree_map(lambda x: x.reshape((num_epochs * num_minibatches, -1) + x.shape[1:]), mbs)
+    # Data-parallel runs split each minibatch over devices (a no-op otherwise).
+    carry, metrics = jax.lax.scan(lambda c, mb: update(c, parallel.shard_batch(mb)), carry, mbs)
+    return carry, jax.tree_util.tree_map(lambda m: m.reshape((num_epochs, num_minibatches) + m.shape[1:]), metrics)

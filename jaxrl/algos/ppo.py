@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import optax
 from flax import struct
+from jax.flatten_util import ravel_pytree
 
 from jaxrl import batching, envs, normalization, optim, policies, rollout
 from jaxrl.algos import base
@@ -154,6 +155,33 @@ def _sample_with_noise(out: PolicyOutput, noise: jax.Array, discrete: bool) -> j
     return out.logits + jnp.exp(jnp.broadcast_to(out.log_std, out.logits.shape)) * noise
 
 
+class _FlatApply:
+    """``net`` applied to its parameters given as one flat vector (``jax.flatten_util.ravel_pytree``)."""
+
+    def __init__(self, net: nn.Module, unravel: Any):
+        self.net, self.unravel = net, unravel
+
+    def apply(self, flat: jax.Array, *args: Any, **kwargs: Any) -> Any:
+        return self.net.apply(self.unravel(flat), *args, **kwargs)
+
+
+def _params_like(params: Any):
+    treedef = jax.tree_util.tree_structure(params)
+    return lambda x: jax.tree_util.tree_structure(x) == treedef
+
+
+def _flatten_like(tree: Any, params: Any) -> Any:
+    """Every subtree of ``tree`` shaped like ``params`` (Adam's moments) as one flat vector."""
+    like = _params_like(params)
+    return jax.tree_util.tree_map(lambda x: ravel_pytree(x)[0] if like(x) else x, tree, is_leaf=like)
+
+
+def _unflatten_like(flat_tree: Any, template: Any, params: Any, unravel: Any) -> Any:
+    """Inverse of :func:`_flatten_like` (``template``: the original tree)."""
+    like = _params_like(params)
+    return jax.tree_util.tree_map(lambda t, f: unravel(f) if like(t) else f, template, flat_tree, is_leaf=like)
+
+
 # ---------------------------------------------------------------------------------------- INIT
 def init(cfg: Config, key: jax.Array) -> State:
     env = make_env(cfg)
@@ -236,16 +264,19 @@ def train_step(cfg: Config, state: State) -> tuple[State, Metrics]:
     adv = policies.advantages(traj, value, v_next, cfg.gamma, cfg.gae_lambda)
     batch = rollout.flatten_time_batch(Batch(traj.obs, action, log_prob, value, adv, adv + value, traj.valid))
 
-    # UPDATE EPOCHS
-    upd = lambda c, mb: update(cfg, net, discrete, stats, c, mb)
-    (params, opt_state), losses = batching.minibatch_epochs(
+    # UPDATE EPOCHS (on the parameters as one flat vector: the same Adam steps in a few kernels, not
+    # a few per parameter array; State keeps the usual pytrees)
+    flat, unravel = ravel_pytree(state.params)
+    upd = lambda c, mb: update(cfg, _FlatApply(net, unravel), discrete, stats, c, mb)
+    (flat, opt_flat), losses = batching.minibatch_epochs(
         k_upd,
-        (state.params, state.opt_state),
+        (flat, _flatten_like(state.opt_state, state.params)),
         batch,
         upd,
         num_epochs=cfg.num_epochs,
         num_minibatches=cfg.num_minibatches,
     )
+    params, opt_state = unravel(flat), _unflatten_like(opt_flat, state.opt_state, state.params, unravel)
     if cfg.normalize_obs:
         stats = normalization.update(stats, batch.obs, batch.valid)
 
