@@ -109,7 +109,9 @@ def rejax_problem(timesteps: int):
         """Greedy return of each of EVAL_EPISODES envs' first episode (as ``jaxrl.evaluate``)."""
 
         def logits(obs):
-            return algo.actor.apply(ts.actor_ts.params, obs, method=lambda m, o: m.action_logits(m.features(o)))
+            return algo.actor.apply(
+                ts.actor_ts.params, obs, method=lambda m, o: m.action_logits(m.features(o))
+            )
 
         k_reset, k_run = jax.random.split(key)
         obs, state = jax.vmap(env.reset, (0, None))(jax.random.split(k_reset, EVAL_EPISODES), env_params)

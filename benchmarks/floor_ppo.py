@@ -46,7 +46,9 @@ def main() -> None:
     floor = run_floor(args.script)
     if floor is None:
         sys.exit(f"floor script not found: {args.script}")
-    print(f"env only {floor['env_s']:.2f} s + network only {floor['network_s']:.2f} s = {floor['sum_s']:.2f} s")
+    print(
+        f"env only {floor['env_s']:.2f} s + network only {floor['network_s']:.2f} s = {floor['sum_s']:.2f} s"
+    )
     path = H.write_json("floor_ppo", {"floor": floor, "machine": H.machine_info()})
     print(f"wrote {path}")
     print(json.dumps(floor))

@@ -83,23 +83,43 @@ def main() -> None:
         return f"{peer.run_best_s / r.run_best_s:.2f}x run, {peer.compile_s / r.compile_s:.2f}x compile"
 
     cols = [
-        ("greedy return (mean ± sd over seeds)", lambda r: f"{r.extra['eval_return_mean']:.1f} ± {r.extra['eval_return_std_over_seeds']:.1f}"),
+        (
+            "greedy return (mean ± sd over seeds)",
+            lambda r: f"{r.extra['eval_return_mean']:.1f} ± {r.extra['eval_return_std_over_seeds']:.1f}",
+        ),
         ("jaxrl vs rejax", speedup),
     ]
     machine = H.machine_info()
     print()
-    print(f"PPO CartPole-v1, {timesteps:,} steps per seed; {machine['cpu']}, {machine['cores']} cores, "
-          f"load {machine['load_avg_1min']:.1f}, jax {machine['jax']}")
+    print(
+        f"PPO CartPole-v1, {timesteps:,} steps per seed; {machine['cpu']}, {machine['cores']} cores, "
+        f"load {machine['load_avg_1min']:.1f}, jax {machine['jax']}"
+    )
     if floor:
-        print(f"floor (shared/tools/floor_ppo_cartpole.py): env {floor['env_s']:.2f} s + network "
-              f"{floor['network_s']:.2f} s = {floor['sum_s']:.2f} s per seed")
+        print(
+            f"floor (shared/tools/floor_ppo_cartpole.py): env {floor['env_s']:.2f} s + network "
+            f"{floor['network_s']:.2f} s = {floor['sum_s']:.2f} s per seed"
+        )
     print(H.table(rows, cols))
-    stem = "ppo_vs_rejax_quick" if args.quick else "ppo_vs_rejax"
+    if args.quick:
+        stem = "ppo_vs_rejax_quick"
+    elif timesteps == 524_288 and seeds == [1, 16]:
+        stem = "ppo_vs_rejax"
+    else:
+        stem = f"ppo_vs_rejax_{timesteps}steps_{'-'.join(map(str, seeds))}seeds"
     path = H.write_json(
         stem,
         {
-            "work": {"env": "CartPole-v1", "timesteps_per_seed": timesteps, "num_envs": 4, "num_steps": 128,
-                     "epochs": 4, "minibatches": 4, "lr": "2.5e-4 annealed", "network": "tanh 64x64 x2"},
+            "work": {
+                "env": "CartPole-v1",
+                "timesteps_per_seed": timesteps,
+                "num_envs": 4,
+                "num_steps": 128,
+                "epochs": 4,
+                "minibatches": 4,
+                "lr": "2.5e-4 annealed",
+                "network": "tanh 64x64 x2",
+            },
             "rows": [r.as_dict() for r in rows],
             "floor": floor,
             "machine": machine,

@@ -38,8 +38,12 @@ def minibatch_epochs(
         idx = perms.reshape(-1)  # [E * N]
         mbs = jax.tree_util.tree_map(lambda x: x[idx], batch)
     else:
-        mbs = jax.tree_util.tree_map(lambda x: jnp.broadcast_to(x, (num_epochs,) + x.shape).reshape((-1,) + x.shape[1:]), batch)
+        mbs = jax.tree_util.tree_map(
+            lambda x: jnp.broadcast_to(x, (num_epochs,) + x.shape).reshape((-1,) + x.shape[1:]), batch
+        )
     mbs = jax.tree_util.tree_map(lambda x: x.reshape((num_epochs * num_minibatches, -1) + x.shape[1:]), mbs)
     # Data-parallel runs split each minibatch over devices (a no-op otherwise).
     carry, metrics = jax.lax.scan(lambda c, mb: update(c, parallel.shard_batch(mb)), carry, mbs)
-    return carry, jax.tree_util.tree_map(lambda m: m.reshape((num_epochs, num_minibatches) + m.shape[1:]), metrics)
+    return carry, jax.tree_util.tree_map(
+        lambda m: m.reshape((num_epochs, num_minibatches) + m.shape[1:]), metrics
+    )

@@ -179,7 +179,9 @@ def _flatten_like(tree: Any, params: Any) -> Any:
 def _unflatten_like(flat_tree: Any, template: Any, params: Any, unravel: Any) -> Any:
     """Inverse of :func:`_flatten_like` (``template``: the original tree)."""
     like = _params_like(params)
-    return jax.tree_util.tree_map(lambda t, f: unravel(f) if like(t) else f, template, flat_tree, is_leaf=like)
+    return jax.tree_util.tree_map(
+        lambda t, f: unravel(f) if like(t) else f, template, flat_tree, is_leaf=like
+    )
 
 
 # ---------------------------------------------------------------------------------------- INIT
@@ -255,7 +257,12 @@ def train_step(cfg: Config, state: State) -> tuple[State, Metrics]:
         return policies.to_env_action(env, action), (action, log_prob, out.value)
 
     env_carry, traj = rollout.rollout(
-        env, act, state.env, k_roll, cfg.num_steps, act_noise=lambda k: _action_noise(k, noise_shape, discrete)
+        env,
+        act,
+        state.env,
+        k_roll,
+        cfg.num_steps,
+        act_noise=lambda k: _action_noise(k, noise_shape, discrete),
     )
     action, log_prob, value = traj.extras
 
@@ -306,7 +313,9 @@ def make_policy(cfg: Config, state: State, *, deterministic: bool = True):
     """``act(obs, key) -> action`` for single or batched observations (greedy by default)."""
     env = envs.make(cfg.env, 1, cfg.env_params)
     prep = lambda obs: _prep(cfg, state.obs_stats, obs)
-    return policies.make_act(make_network(cfg, env), state.params, env, deterministic=deterministic, preprocess=prep)
+    return policies.make_act(
+        make_network(cfg, env), state.params, env, deterministic=deterministic, preprocess=prep
+    )
 
 
 def make_value_fn(cfg: Config, state: State):

@@ -78,18 +78,24 @@ def test_rollout_with_noise_and_prepared_env_equals_keyed_rollout():
     shape = (4, 2)
 
     def act_key(obs, key):
-        a = policies.sample(PolicyOutput(jnp.broadcast_to(logits, shape), jnp.zeros((0,)), obs[:, 0]), key, True)
+        a = policies.sample(
+            PolicyOutput(jnp.broadcast_to(logits, shape), jnp.zeros((0,)), obs[:, 0]), key, True
+        )
         return a, a
 
     def act_noise(obs, noise):
-        a = ppo._sample_with_noise(PolicyOutput(jnp.broadcast_to(logits, shape), jnp.zeros((0,)), obs[:, 0]), noise, True)
+        a = ppo._sample_with_noise(
+            PolicyOutput(jnp.broadcast_to(logits, shape), jnp.zeros((0,)), obs[:, 0]), noise, True
+        )
         return a, a
 
     carry = rollout.reset(env, jax.random.key(4))
     key = jax.random.key(5)
     slow = jax.jit(lambda: rollout.rollout(Hide(env), act_key, carry, key, 200))()
     fast = jax.jit(
-        lambda: rollout.rollout(env, act_noise, carry, key, 200, act_noise=lambda k: ppo._action_noise(k, shape, True))
+        lambda: rollout.rollout(
+            env, act_noise, carry, key, 200, act_noise=lambda k: ppo._action_noise(k, shape, True)
+        )
     )()
     _compare(slow, fast)
     assert int(slow[1].episode_end.sum()) > 0
