@@ -161,14 +161,24 @@ def make_host_chunk_fn(algo: base.Algorithm) -> Callable[[Any, Any, Any], tuple[
 def make_init_fn(
     algo: base.Algorithm, *, population: bool = False, configs_batched: bool = False
 ) -> Callable:
-    """``init(cfg, key_or_keys)``, jitted; vmapped over keys (and configs) for a population."""
+    """``init(cfg, key_or_keys)``, jitted; vmapped over keys (and configs) for a population.
+
+    Weakly typed leaves (e.g. a counter started from a Python int) come out strongly typed, as
+    restored checkpoints do: one argument signature, so a resumed run reuses the compiled chunk
+    program instead of compiling a second one."""
+
+    def fn(cfg: Any, key: Any) -> Any:
+        return jax.tree_util.tree_map(
+            lambda x: jnp.asarray(x, dtype=x.dtype) if getattr(x, "weak_type", False) else x,
+            algo.init(cfg, key),
+        )
+
     if algo.host_loop:
         if population:
             raise ValueError(
                 f"{algo.name} runs host code between steps, so it cannot train a vmapped population"
             )
-        return algo.init
-    fn = algo.init
+        return fn
     if population:
         fn = jax.vmap(fn, in_axes=(0 if configs_batched else None, 0))
     return jax.jit(fn)
