@@ -318,14 +318,13 @@ def train_step(cfg: Config, state: State) -> tuple[State, Metrics]:
 
     replay_state, _ = jax.lax.scan(store, state.replay, traj)
 
-    # LEARN (gradient steps on uniform minibatches, once learning_starts env steps are done)
-    def learn(carry):
-        def one(c, k):
-            return update(
-                cfg, net, state.target_params, c, to_batch(buf.sample(replay_state, k, cfg.batch_size))
-            )
+    # LEARN (gradient steps on uniform minibatches, once learning_starts env steps are done). The
+    # minibatches are drawn outside the cond so that the replay memory is not one of its operands.
+    sample = lambda k: to_batch(buf.sample(replay_state, k, cfg.batch_size))
+    batches = jax.vmap(sample)(jax.random.split(k_upd, cfg.updates_per_iteration))  # [U, batch_size, ...]
 
-        carry, stats = jax.lax.scan(one, carry, jax.random.split(k_upd, cfg.updates_per_iteration))
+    def learn(carry):
+        carry, stats = jax.lax.scan(lambda c, b: update(cfg, net, state.target_params, c, b), carry, batches)
         return carry, stats.mean(axis=0)
 
     learning = steps_after > cfg.learning_starts
