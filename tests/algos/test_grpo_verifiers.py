@@ -35,7 +35,9 @@ class TestNumbers:
         assert V.number_reward("5", 4) == 0.0
         # exact: the whole completion must be the canonical decimal
         assert V.number_reward("143", 143, exact=True) == 1.0
-        assert [V.number_reward(t, 143, exact=True) for t in ("0143", "143.0", " 143", "=143", "")] == [0.0] * 5
+        assert [V.number_reward(t, 143, exact=True) for t in ("0143", "143.0", " 143", "=143", "")] == [
+            0.0
+        ] * 5
 
     def test_format_reward(self):
         assert V.format_reward("123", r"\d+") == 1.0
@@ -64,7 +66,11 @@ class TestSandbox:
         assert r.status == "timeout" and time.perf_counter() - t < 6
 
     def test_memory_bomb_is_contained(self):
-        for src in ("x = bytearray(8 * 1024**3)", "x = [0] * (2 * 10**9)", "s = 'a'\nwhile True:\n    s += s"):
+        for src in (
+            "x = bytearray(8 * 1024**3)",
+            "x = [0] * (2 * 10**9)",
+            "s = 'a'\nwhile True:\n    s += s",
+        ):
             r = V.run_python(src, ONE, limits=FAST)
             assert r.status in ("error", "killed", "timeout") and r.passed == 0, (src, r)
 
@@ -93,14 +99,16 @@ class TestSandbox:
         target = tmp_path / "pwned"
         r = V.run_python(f"open({str(target)!r}, 'w').write('x')", ONE, limits=FAST)
         assert r.status == "error" and not target.exists()
-        r = V.run_python("open('a.txt', 'w').write('hi')\nv = open('a.txt').read()", [("v", "hi")], limits=FAST)
+        r = V.run_python(
+            "open('a.txt', 'w').write('hi')\nv = open('a.txt').read()", [("v", "hi")], limits=FAST
+        )
         assert r.passed == 1
         # every scratch dir was deleted
         assert not [p for p in os.listdir(tempfile.gettempdir()) if p.startswith("jaxrl-sandbox-")]
 
     def test_cannot_fake_a_pass_or_flood_the_parent(self):
         # the child never sees the expected values, so printing a "passed" report does not help
-        fake = "print('passed 4/4')\nprint('{\"status\": \"ok\", \"values\": [\"7\"]}')\nf = lambda x: 0"
+        fake = 'print(\'passed 4/4\')\nprint(\'{"status": "ok", "values": ["7"]}\')\nf = lambda x: 0'
         r = V.run_python(fake, [("f(1)", 7)], limits=FAST)
         assert r.passed == 0
         r = V.run_python("while True:\n    print('x' * 10000)", ONE, limits=FAST)
@@ -111,3 +119,8 @@ class TestSandbox:
         results = V.run_python_batch(jobs, limits=FAST, max_workers=2)
         assert [r.passed for r in results] == [1, 0] * 3
         assert V.code_reward("f = lambda x: x * 3", [("f(2)", 6), ("f(3)", 9)], limits=FAST) == 1.0
+
+    @pytest.mark.skipif(os.geteuid() != 0, reason="privileges are dropped only when the trainer runs as root")
+    def test_runs_unprivileged_when_the_trainer_is_root(self):
+        r = V.run_python("import os\nuid = os.getuid()", [("uid == 0", False)], limits=FAST)
+        assert r.passed == 1

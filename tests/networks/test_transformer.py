@@ -42,7 +42,9 @@ class TestModel:
         tokens = jax.random.randint(jax.random.key(1), (3, 7), 0, CFG.vocab_size)
         logits = policy.apply(params, tokens)
         assert logits.shape == (3, 7, CFG.vocab_size) and logits.dtype == jnp.float32
-        h = jax.jit(lambda p, x: T.Transformer(CFG).apply(p, x, method=T.Transformer.features))(params, tokens)
+        h = jax.jit(lambda p, x: T.Transformer(CFG).apply(p, x, method=T.Transformer.features))(
+            params, tokens
+        )
         assert h.shape == (3, 7, CFG.d_model)
         assert np.all(np.isfinite(logits))
 
@@ -75,26 +77,31 @@ class TestModel:
         assert (tiny.num_layers, tiny.num_heads, tiny.d_model) == (2, 4, 128)  # the TRL peer's GPT-2
 
 
+@pytest.fixture(scope="module")
+def samplers(model_and_params):
+    """One cached and one full-recompute sampler (top_k=4); greedy, temperature and top_p are traced,
+    so every test below reuses these two compiled programs."""
+    policy, _ = model_and_params
+    kw = dict(max_new_tokens=6, eos_id=EOS, pad_id=PAD, top_k=4)
+    return T.make_sampler(policy, **kw), T.make_sampler(policy, use_cache=False, **kw)
+
+
 class TestSampling:
-    @pytest.mark.parametrize("greedy,top_k,top_p", [(False, 4, 0.8), (True, 0, 1.0)])
-    def test_kv_cache_equals_full_recompute(self, model_and_params, greedy, top_k, top_p):
-        policy, params = model_and_params
+    @pytest.mark.parametrize("greedy,top_p", [(False, 0.8), (True, 1.0)])
+    def test_kv_cache_equals_full_recompute(self, model_and_params, samplers, greedy, top_p):
+        _, params = model_and_params
         prompts, plen = _prompts()
-        kw = dict(max_new_tokens=6, eos_id=EOS, pad_id=PAD, greedy=greedy, top_k=top_k)
-        cached = T.make_sampler(policy, **kw)(params, prompts, plen, jax.random.key(5), 1.0, top_p)
-        full = T.make_sampler(policy, use_cache=False, **kw)(
-            params, prompts, plen, jax.random.key(5), 1.0, top_p
-        )
+        cached = samplers[0](params, prompts, plen, jax.random.key(5), 1.0, top_p, greedy)
+        full = samplers[1](params, prompts, plen, jax.random.key(5), 1.0, top_p, greedy)
         np.testing.assert_array_equal(cached.tokens, full.tokens)
         np.testing.assert_array_equal(cached.completion_mask, full.completion_mask)
         np.testing.assert_array_equal(cached.finished, full.finished)
         np.testing.assert_allclose(cached.log_probs, full.log_probs, atol=1e-4)
 
-    def test_layout_and_log_probs(self, model_and_params):
+    def test_layout_and_log_probs(self, model_and_params, samplers):
         policy, params = model_and_params
         prompts, plen = _prompts()
-        s = T.make_sampler(policy, max_new_tokens=6, eos_id=EOS, pad_id=PAD)
-        out = jax.device_get(s(params, prompts, plen, jax.random.key(6), 0.7))
+        out = jax.device_get(samplers[0](params, prompts, plen, jax.random.key(6), 0.7))
         assert out.tokens.shape == (3, 11)
         for i in range(3):
             n = int(plen[i])

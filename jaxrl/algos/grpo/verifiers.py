@@ -109,6 +109,19 @@ _RUNNER = r"""
 import json, os, sys
 _req = json.loads(sys.stdin.read())
 _nonce, _source, _tests = _req["nonce"], _req["source"], _req["tests"]
+# limits first (set here, not in a preexec_fn: forking a multithreaded trainer must run no Python)
+import resource
+for _name, _v in _req["rlimits"].items():
+    resource.setrlimit(getattr(resource, _name), (_v, _v))
+if _req["drop_to"] is not None:  # root: empty network namespace, then become an unprivileged user
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).unshare(0x40000000)  # CLONE_NEWNET
+    except Exception:
+        pass
+    os.setgroups([])
+    os.setgid(_req["drop_to"])
+    os.setuid(_req["drop_to"])
 del _req
 _root = os.path.realpath(os.getcwd())
 _blocked_prefixes = ("socket.", "subprocess.", "os.exec", "os.spawn", "os.posix_spawn", "os.fork",
@@ -160,31 +173,16 @@ _out.flush()
 """
 
 
-def _preexec(limits: SandboxLimits, drop_to: int | None) -> None:  # runs in the child before exec
-    import resource
-
+def _rlimits(limits: SandboxLimits) -> dict[str, int]:
     mb = 1024 * 1024
-    resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_s, limits.cpu_s + 1))
-    resource.setrlimit(resource.RLIMIT_AS, (limits.memory_mb * mb, limits.memory_mb * mb))
-    resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_mb * mb, limits.file_mb * mb))
-    resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    resource.setrlimit(resource.RLIMIT_NPROC, (limits.max_processes, limits.max_processes))
-    if drop_to is not None:
-        _unshare_network()
-        os.setgroups([])
-        os.setgid(drop_to)
-        os.setuid(drop_to)
-
-
-def _unshare_network() -> None:
-    """Best effort (root only): move the child into a new, empty network namespace."""
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).unshare(0x40000000)  # CLONE_NEWNET
-    except Exception:
-        pass
+    return {
+        "RLIMIT_CPU": limits.cpu_s,
+        "RLIMIT_AS": limits.memory_mb * mb,
+        "RLIMIT_FSIZE": limits.file_mb * mb,
+        "RLIMIT_NOFILE": 64,
+        "RLIMIT_CORE": 0,
+        "RLIMIT_NPROC": limits.max_processes,
+    }
 
 
 @functools.cache
@@ -208,7 +206,9 @@ def _sandbox_user() -> tuple[str, int | None]:
         try:
             r = subprocess.run(
                 [exe, "-I", "-S", "-c", "print(1)"],
-                preexec_fn=lambda: (os.setgroups([]), os.setgid(nobody), os.setuid(nobody)),
+                user=nobody,
+                group=nobody,
+                extra_groups=[],
                 capture_output=True,
                 timeout=10,
                 cwd="/",
@@ -233,7 +233,15 @@ def run_python(
     scratch = tempfile.mkdtemp(prefix="jaxrl-sandbox-")
     if drop_to is not None:
         os.chown(scratch, drop_to, -1)
-    payload = json.dumps({"nonce": nonce, "source": source, "tests": [t[0] for t in tests]})
+    payload = json.dumps(
+        {
+            "nonce": nonce,
+            "source": source,
+            "tests": [t[0] for t in tests],
+            "rlimits": _rlimits(limits),
+            "drop_to": drop_to,
+        }
+    )
     # Output goes to files outside the scratch dir; RLIMIT_FSIZE bounds them (a print loop is killed).
     with tempfile.TemporaryFile() as out_f, tempfile.TemporaryFile() as err_f:
         proc = subprocess.Popen(
@@ -244,7 +252,6 @@ def run_python(
             cwd=scratch,
             env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
             start_new_session=True,  # its own process group, killed as a whole
-            preexec_fn=functools.partial(_preexec, limits, drop_to),
             close_fds=True,
         )
         timed_out = False
