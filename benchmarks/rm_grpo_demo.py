@@ -158,6 +158,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--rm-dir", default=None, help="reuse a trained reward-model run instead of training one")
     ap.add_argument("--out", default="runs/rm_grpo_demo")
+    ap.add_argument("--results", default="rm_grpo_demo", help="name of the JSON under benchmarks/results/")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     result: dict = {"machine": H.machine_info(), "seed": args.seed}
@@ -225,7 +226,7 @@ def main() -> None:
     print("wrote", result["plot"])
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump(result, f, indent=1)
-    print("wrote", H.write_json("rm_grpo_demo", result))
+    print("wrote", H.write_json(args.results, result))
 
 
 if __name__ == "__main__":
