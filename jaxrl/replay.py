@@ -15,6 +15,15 @@ of one step) at ``position`` and wraps around, overwriting the oldest row. Dtype
 the same environment's *following* transition (``successor=True``): an algorithm may then store
 observations once and read s_{t+1} from the next row, halving the memory for image observations.
 
+End store (``end_example``, ``end_slots``): the next row is the wrong successor where a same-step-reset
+backend started a new episode (its ``obs`` is then the next episode's first observation). Terminal
+transitions do not need s_{t+1}, but one cut by a time limit bootstraps from its true final observation.
+``add(..., end=x, has_end=mask)`` keeps ``x`` for the environments in ``mask`` only, in a small ring of
+``end_slots`` entries per environment, and ``sample`` returns it with ``has_end`` (False where the entry
+has been overwritten since, or there never was one). Time-limit cuts of one environment are at least
+``max_episode_steps`` steps apart, so ``(rows - 1) // max_episode_steps + 1`` slots keep every cut still
+in the buffer (:func:`end_slots_for`).
+
 Validity: ``add`` takes a ``valid [B]`` mask (``TimeStep.valid``: False where a next-step-reset backend
 ignored the action). Sampling draws uniformly (with replacement, as DQN does) among written slots; a
 sample whose slot is invalid or unwritten comes back with ``weight == 0``, so a weighted mean ignores it
@@ -26,6 +35,9 @@ E.g. CartPole (obs and next_obs float32[4], action int32, reward float32, termin
 ``next_obs`` stored: ~56.5 KB, 1M transitions ~56 GB; with ``successor=True`` and obs stored once:
 ~28.2 KB, 1M transitions ~28 GB (what SB3's ``optimize_memory_usage`` gives). Storing only the newest
 frame of each stack would need ~7 KB; that is left to the Atari backend (stacks span rows of one column).
+An end store adds 4 bytes per transition (its slot index) and ``end_slots * num_envs`` entries with a
+4-byte tag each (``ReplayBuffer.end_nbytes``): for DQN's final observations of Atari time-limit cuts
+(27,000 steps) that is a few frames per environment.
 """
 
 from __future__ import annotations
@@ -39,6 +51,15 @@ import jax.numpy as jnp
 import numpy as np
 
 
+class EndStore(NamedTuple):
+    """Entries kept only for some transitions (see "End store" above), ``slots`` per environment."""
+
+    data: Any  # pytree like end_example, every leaf [slots, num_envs, ...]
+    row: jax.Array  # [slots, num_envs] int32 main-buffer row whose entry the slot holds (-1: none)
+    slot: jax.Array  # [rows, num_envs] int32 slot holding each main row's entry (-1: none)
+    next: jax.Array  # [num_envs] int32 slot each environment writes next
+
+
 class ReplayState(NamedTuple):
     """The buffer's contents; lives in the algorithm's state (so it is vmapped with it)."""
 
@@ -46,6 +67,7 @@ class ReplayState(NamedTuple):
     valid: jax.Array  # [rows, num_envs] bool: written and valid
     position: jax.Array  # [] int32 next row to write
     size: jax.Array  # [] int32 rows written so far (at most rows)
+    ends: EndStore | None = None  # entries kept at some transitions only (end_example), else None
 
 
 class Sample(NamedTuple):
@@ -54,6 +76,15 @@ class Sample(NamedTuple):
     item: Any  # leaves [batch_size, ...]: the sampled transitions
     next_item: Any  # leaves [batch_size, ...]: each one's following transition (successor=True), else None
     weight: jax.Array  # [batch_size] float32: 1 for a valid written slot, 0 for one to ignore
+    end: Any = None  # leaves [batch_size, ...]: each one's end-store entry (end_example), else None
+    has_end: jax.Array | None = None  # [batch_size] bool: ``end`` holds this transition's entry
+
+
+def end_slots_for(rows: int, max_episode_steps: int) -> int:
+    """End-store slots per environment that keep every time-limit cut among the ``rows`` steps of one
+    environment the buffer holds: cuts are at least ``M = max_episode_steps`` apart, so there are at
+    most ``(rows - 1) // M + 1`` of them."""
+    return min(rows, (rows - 1) // max(int(max_episode_steps), 1) + 1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,11 +99,13 @@ class ReplayBuffer:
     init: Callable[[], ReplayState]
     add: Callable[..., ReplayState]
     sample: Callable[..., Sample]
+    end_slots: int = 0  # end-store entries per environment (0: no end store)
+    end_nbytes: int = 0  # memory of the end store (entries, their row tags, the per-row slot index)
 
     @property
     def nbytes(self) -> int:
-        """Memory of the whole preallocated buffer."""
-        return self.capacity * self.bytes_per_transition
+        """Memory of the whole preallocated buffer (end store included)."""
+        return self.capacity * self.bytes_per_transition + self.end_nbytes
 
 
 def _spec(x: Any) -> tuple[tuple[int, ...], Any]:
@@ -83,7 +116,13 @@ def _spec(x: Any) -> tuple[tuple[int, ...], Any]:
 
 
 def make_replay(
-    capacity: int, example_transition: Any, *, num_envs: int = 1, successor: bool = False
+    capacity: int,
+    example_transition: Any,
+    *,
+    num_envs: int = 1,
+    successor: bool = False,
+    end_example: Any = None,
+    end_slots: int = 0,
 ) -> ReplayBuffer:
     """Build a ring buffer of ``capacity`` transitions shaped like ``example_transition``.
 
@@ -94,6 +133,8 @@ def make_replay(
       num_envs: transitions per ``add`` call (the environment batch ``B``).
       successor: if True, ``sample`` also returns the same environment's next transition and never
         samples the newest row (its successor is not written yet).
+      end_example: a pytree for ONE end-store entry (e.g. a final observation), or None for no end store.
+      end_slots: end-store entries kept per environment (:func:`end_slots_for`); >= 1 with end_example.
     """
     capacity, num_envs = int(capacity), int(num_envs)
     if num_envs < 1:
@@ -111,6 +152,14 @@ def make_replay(
         raise ValueError("make_replay: example_transition has no array leaves")
     specs = [_spec(x) for x in leaves]
     bytes_per_transition = sum(int(np.prod(s)) * np.dtype(d).itemsize for s, d in specs) + 1
+    end_slots = int(end_slots) if end_example is not None else 0
+    if end_example is not None and end_slots < 1:
+        raise ValueError(f"make_replay: an end store needs end_slots >= 1, got {end_slots}")
+    end_leaves, end_def = jax.tree_util.tree_flatten(end_example)
+    end_specs = [_spec(x) for x in end_leaves]
+    end_bytes = sum(int(np.prod(s)) * np.dtype(d).itemsize for s, d in end_specs)
+    end_nbytes = (end_slots * num_envs * (end_bytes + 4) + capacity * 4) if end_example is not None else 0
+    columns = jnp.arange(num_envs)
 
     def init() -> ReplayState:
         data = [jnp.zeros((rows, num_envs) + s, d) for s, d in specs]
@@ -119,31 +168,70 @@ def make_replay(
             valid=jnp.zeros((rows, num_envs), bool),
             position=jnp.zeros((), jnp.int32),
             size=jnp.zeros((), jnp.int32),
+            ends=None if end_example is None else _init_ends(),
         )
 
-    def add(state: ReplayState, batch: Any, valid: jax.Array | None = None) -> ReplayState:
-        """Write one row: ``batch`` leaves ``[num_envs, ...]`` (shapes/dtypes as the example), and
-        ``valid [num_envs]`` bool (default all True). Overwrites the oldest row when full."""
-        b_leaves, b_def = jax.tree_util.tree_flatten(batch)
-        if b_def != treedef:
-            raise ValueError(f"replay add: batch structure {b_def} differs from the example's {treedef}")
-        for i, (x, (s, d)) in enumerate(zip(b_leaves, specs, strict=True)):
+    def _init_ends() -> EndStore:
+        data = [jnp.zeros((end_slots, num_envs) + s, d) for s, d in end_specs]
+        return EndStore(
+            data=jax.tree_util.tree_unflatten(end_def, data),
+            row=jnp.full((end_slots, num_envs), -1, jnp.int32),
+            slot=jnp.full((rows, num_envs), -1, jnp.int32),
+            next=jnp.zeros((num_envs,), jnp.int32),
+        )
+
+    def _check(what: str, tree: Any, tdef: Any, tspecs: list) -> None:
+        t_leaves, t_def = jax.tree_util.tree_flatten(tree)
+        if t_def != tdef:
+            raise ValueError(f"replay add: {what} structure {t_def} differs from the example's {tdef}")
+        for i, (x, (s, d)) in enumerate(zip(t_leaves, tspecs, strict=True)):
             if tuple(x.shape) != (num_envs,) + s or x.dtype != d:
                 raise ValueError(
-                    f"replay add: leaf {i} has shape {tuple(x.shape)} dtype {x.dtype}; expected "
+                    f"replay add: {what} leaf {i} has shape {tuple(x.shape)} dtype {x.dtype}; expected "
                     f"{(num_envs,) + s} {d} (num_envs first, then the example's shape and dtype)"
                 )
+
+    def _add_ends(ends: EndStore, position: jax.Array, end: Any, has_end: jax.Array) -> EndStore:
+        """Keep ``end`` for the environments in ``has_end``, each in its own next slot."""
+        slot = ends.next  # [B]
+        put = lambda buf, x: buf.at[slot, columns].set(
+            jnp.where(has_end.reshape((num_envs,) + (1,) * (x.ndim - 1)), x, buf[slot, columns])
+        )
+        return EndStore(
+            data=jax.tree_util.tree_map(put, ends.data, end),
+            row=put(ends.row, jnp.full((num_envs,), position, jnp.int32)),
+            slot=jax.lax.dynamic_update_index_in_dim(ends.slot, jnp.where(has_end, slot, -1), position, 0),
+            next=(slot + has_end.astype(jnp.int32)) % end_slots,
+        )
+
+    def add(
+        state: ReplayState,
+        batch: Any,
+        valid: jax.Array | None = None,
+        end: Any = None,
+        has_end: jax.Array | None = None,
+    ) -> ReplayState:
+        """Write one row: ``batch`` leaves ``[num_envs, ...]`` (shapes/dtypes as the example), and
+        ``valid [num_envs]`` bool (default all True). Overwrites the oldest row when full. With an end
+        store, ``end`` (leaves ``[num_envs, ...]`` like ``end_example``) is kept where ``has_end [num_envs]``."""
+        _check("batch", batch, treedef, specs)
+        if (end is None) != (end_example is None) or (end is None) != (has_end is None):
+            raise ValueError("replay add: pass end and has_end exactly when the buffer has an end store")
+        if end is not None:
+            _check("end", end, end_def, end_specs)
         if valid is None:
             valid = jnp.ones((num_envs,), bool)
         if tuple(valid.shape) != (num_envs,):
             raise ValueError(f"replay add: valid must have shape ({num_envs},), got {tuple(valid.shape)}")
         write = lambda buf, x: jax.lax.dynamic_update_index_in_dim(buf, x, state.position, 0)
         data = jax.tree_util.tree_map(write, state.data, batch)
+        ends = None if end is None else _add_ends(state.ends, state.position, end, has_end.astype(bool))
         return ReplayState(
             data=data,
             valid=write(state.valid, valid.astype(bool)),
             position=(state.position + 1) % rows,
             size=jnp.minimum(state.size + 1, rows),
+            ends=ends,
         )
 
     def sample(state: ReplayState, key: jax.Array, batch_size: int) -> Sample:
@@ -163,7 +251,14 @@ def make_replay(
         item, valid = take(row)
         weight = jnp.logical_and(valid, n > 0).astype(jnp.float32)
         next_item = take((row + 1) % rows)[0] if successor else None
-        return Sample(item=item, next_item=next_item, weight=weight)
+        if end_example is None:
+            return Sample(item=item, next_item=next_item, weight=weight)
+        ends = state.ends
+        slot = ends.slot[row, env]  # [batch_size]; -1 where the transition kept no entry
+        at = jnp.maximum(slot, 0)
+        has_end = jnp.logical_and(slot >= 0, ends.row[at, env] == row)  # not overwritten since
+        end = jax.tree_util.tree_map(lambda x: x[at, env], ends.data)
+        return Sample(item=item, next_item=next_item, weight=weight, end=end, has_end=has_end)
 
     return ReplayBuffer(
         capacity=capacity,
@@ -174,4 +269,6 @@ def make_replay(
         init=init,
         add=add,
         sample=sample,
+        end_slots=end_slots,
+        end_nbytes=end_nbytes,
     )

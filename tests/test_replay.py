@@ -152,6 +152,49 @@ class TestSample:
         assert set(np.unique(np.asarray(s.item.reward))) == {20.0, 21.0, 30.0, 31.0}
         np.testing.assert_array_equal(s.next_item.reward, s.item.reward + 10.0)
 
+    @pytest.mark.parametrize("end_slots", [1, 2])
+    def test_end_store_keeps_entries_until_their_slot_or_row_is_reused(self, end_slots):
+        ex = jnp.zeros((), jnp.float32)
+        buf = replay.make_replay(
+            8, example(), num_envs=2, successor=True, end_example=ex, end_slots=end_slots
+        )
+        add, sample = jax.jit(buf.add), jax.jit(buf.sample, static_argnums=2)
+        rs = buf.init()
+        # rows 0..3 (4 rows); entries 100 + 10 v + e where has_end: env 0 at rows 0 and 2, env 1 at row 2
+        has = {0: [True, False], 1: [False, False], 2: [True, True], 3: [False, False]}
+        for v in range(4):
+            rs = add(rs, row(v), None, 100.0 + row(v).reward, jnp.array(has[v]))
+        s = sample(rs, jax.random.key(6), 2000)  # rows 0, 1, 2 (row 3 is the newest: no successor)
+        r, h, e = np.asarray(s.item.reward), np.asarray(s.has_end), np.asarray(s.end)
+        # env 0 has one slot with end_slots=1: row 2's entry overwrote row 0's
+        expect = {0.0: end_slots == 2, 1.0: False, 10.0: False, 11.0: False, 20.0: True, 21.0: True}
+        assert set(np.unique(r)) == set(expect)
+        for value, kept in expect.items():
+            assert (h[r == value] == kept).all(), (value, kept)
+            if kept:
+                np.testing.assert_array_equal(e[r == value], 100.0 + value)
+        # a new row over row 0 without an entry: row 0's old entry is not reported for it
+        rs = add(rs, row(4), None, 100.0 + row(4).reward, jnp.array([False, False]))
+        s = sample(rs, jax.random.key(7), 2000)
+        assert not np.asarray(s.has_end)[np.asarray(s.item.reward) >= 30.0].any()
+        assert buf.end_slots == end_slots and buf.nbytes == 8 * buf.bytes_per_transition + (
+            end_slots * 2 * (4 + 4) + 8 * 4  # entries with their row tags, and a slot index per transition
+        )
+
+    def test_end_store_arguments_must_match_the_buffer(self):
+        plain = replay.make_replay(6, example(), num_envs=2)
+        with pytest.raises(ValueError, match="end store"):
+            plain.add(plain.init(), row(0), None, jnp.zeros(2), jnp.ones(2, bool))
+        ends = replay.make_replay(6, example(), num_envs=2, end_example=jnp.zeros(()), end_slots=2)
+        with pytest.raises(ValueError, match="end store"):
+            ends.add(ends.init(), row(0))
+        with pytest.raises(ValueError, match="end_slots"):
+            replay.make_replay(6, example(), num_envs=2, end_example=jnp.zeros(()))
+        # cuts 500 steps apart: at most 2 in any 1000 steps (e.g. steps 0 and 500), 3 in 1001
+        assert replay.end_slots_for(rows=1000, max_episode_steps=500) == 2
+        assert replay.end_slots_for(rows=1001, max_episode_steps=500) == 3
+        assert replay.end_slots_for(rows=10, max_episode_steps=1) == 10
+
     def test_jit_and_vmap_over_buffers(self):
         buf = replay.make_replay(6, example(), num_envs=2)
         states = jax.vmap(lambda _: buf.init())(jnp.arange(3))

@@ -55,7 +55,8 @@ class Config:
     hidden: tuple[int, ...] = struct.field(pytree_node=False, default=(120, 84))  # MLP widths
     activation: str = struct.field(pytree_node=False, default="relu")  # MLP activation
     # False: store each observation once and read s' from the same env's next row (half the memory,
-    # for images); transitions cut by a time limit then get weight 0 (their s' is not stored).
+    # for images); the true final observations of episodes cut by a time limit, which the next row
+    # does not hold on same-step-reset backends, are kept apart in a small end store (replay.py).
     store_next_obs: bool = struct.field(pytree_node=False, default=True)
     learning_rate: float = 2.5e-4  # Adam step size
     gamma: float = 0.99  # discount
@@ -144,19 +145,37 @@ def make_network(cfg: Config, env: envs.Env) -> qnet.QNetwork:
     )
 
 
-def make_buffer(cfg: Config, example_obs: jax.Array) -> replay.ReplayBuffer:
-    """The replay memory for observations shaped like ``example_obs`` (one observation, no batch axis)."""
+def make_buffer(
+    cfg: Config, example_obs: jax.Array, max_episode_steps: int | None = None
+) -> replay.ReplayBuffer:
+    """The replay memory for observations shaped like ``example_obs`` (one observation, no batch axis).
+
+    With ``store_next_obs=False`` the buffer reads s' from the next row and keeps the true final
+    observations of time-limit cuts in an end store sized for ``max_episode_steps`` (the env's time
+    limit; looked up from ``cfg.env`` if not given).
+    """
     f, b = jnp.float32, jnp.bool_
+    obs = jax.ShapeDtypeStruct(example_obs.shape, example_obs.dtype)
     example = Stored(
-        obs=jax.ShapeDtypeStruct(example_obs.shape, example_obs.dtype),
+        obs=obs,
         action=jax.ShapeDtypeStruct((), jnp.int32),
         reward=jax.ShapeDtypeStruct((), f),
         terminated=jax.ShapeDtypeStruct((), b),
         truncated=jax.ShapeDtypeStruct((), b),
-        next_obs=jax.ShapeDtypeStruct(example_obs.shape, example_obs.dtype) if cfg.store_next_obs else None,
+        next_obs=obs if cfg.store_next_obs else None,
     )
+    if cfg.store_next_obs:
+        return replay.make_replay(cfg.buffer_size, example, num_envs=cfg.num_envs)
+    if max_episode_steps is None:
+        max_episode_steps = envs.make(cfg.env, 1, cfg.env_params).max_episode_steps
+    rows = cfg.buffer_size // cfg.num_envs
     return replay.make_replay(
-        cfg.buffer_size, example, num_envs=cfg.num_envs, successor=not cfg.store_next_obs
+        cfg.buffer_size,
+        example,
+        num_envs=cfg.num_envs,
+        successor=True,
+        end_example=obs,
+        end_slots=replay.end_slots_for(rows, max_episode_steps),
     )
 
 
@@ -237,7 +256,7 @@ def init(cfg: Config, key: jax.Array) -> State:
         params=params,
         target_params=params,
         opt_state=_optimizer(cfg).init(params),
-        replay=make_buffer(cfg, carry.timestep.obs[0]).init(),
+        replay=make_buffer(cfg, carry.timestep.obs[0], env.max_episode_steps).init(),
         env=carry,
         key=key,
         iteration=jnp.zeros((), jnp.int32),
@@ -278,10 +297,15 @@ def to_batch(sample: replay.Sample) -> Batch:
     item = sample.item
     if item.next_obs is not None:
         return Batch(item.obs, item.action, item.reward, item.terminated, item.next_obs, sample.weight)
-    # obs stored once: s' is the same env's next observation, right unless a time limit cut the
-    # episode on a same-step-reset backend (then it is the next episode's first obs): drop those.
-    weight = sample.weight * (1.0 - item.truncated.astype(jnp.float32))
-    return Batch(item.obs, item.action, item.reward, item.terminated, sample.next_item.obs, weight)
+    # obs stored once: s' is the same env's next observation, except after an episode end on a
+    # same-step-reset backend (then it is the next episode's first obs). Terminal s' is never
+    # bootstrapped from; a time-limit cut's true s' comes from the end store. A cut whose entry was
+    # overwritten (only if cuts come more often than the env's time limit) gets weight 0.
+    cut = item.truncated
+    at_cut = cut.reshape(cut.shape + (1,) * (item.obs.ndim - 1))
+    next_obs = jnp.where(at_cut, sample.end, sample.next_item.obs)
+    weight = sample.weight * (1.0 - jnp.logical_and(cut, ~sample.has_end).astype(jnp.float32))
+    return Batch(item.obs, item.action, item.reward, item.terminated, next_obs, weight)
 
 
 # -------------------------------------------------------------------------------------- UPDATE
@@ -300,7 +324,7 @@ def train_step(cfg: Config, state: State) -> tuple[State, Metrics]:
     """Act, store, and (after the warm-up) learn and refresh the target network."""
     env = make_env(cfg)
     net = make_network(cfg, env)
-    buf = make_buffer(cfg, state.env.timestep.obs[0])
+    buf = make_buffer(cfg, state.env.timestep.obs[0], env.max_episode_steps)
     key, k_roll, k_upd = jax.random.split(state.key, 3)
     steps_before = state.iteration * cfg.env_steps_per_iteration
     steps_after = steps_before + cfg.env_steps_per_iteration
@@ -311,10 +335,13 @@ def train_step(cfg: Config, state: State) -> tuple[State, Metrics]:
     env_carry, traj = rollout.rollout(env, act, state.env, k_roll, cfg.vector_steps)
 
     def store(rs, t):
-        item = Stored(
-            t.obs, t.action, t.reward, t.terminated, t.truncated, t.next_obs if cfg.store_next_obs else None
-        )
-        return buf.add(rs, item, t.valid), None
+        next_obs = t.next_obs if cfg.store_next_obs else None
+        item = Stored(t.obs, t.action, t.reward, t.terminated, t.truncated, next_obs)
+        if cfg.store_next_obs:
+            return buf.add(rs, item, t.valid), None
+        # the true s' of a time-limit cut, which the next row may not hold, goes to the end store
+        cut = jnp.logical_and(t.truncated, t.valid)
+        return buf.add(rs, item, t.valid, end=t.next_obs, has_end=cut), None
 
     replay_state, _ = jax.lax.scan(store, state.replay, traj)
 

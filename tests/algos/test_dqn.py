@@ -60,19 +60,22 @@ class TestTDErrors:
         g[0, 1], g[1, 0] = (-2.2, -1.65) if kind == "l2" else (-0.5, -0.5)
         np.testing.assert_allclose(grads, g, rtol=1e-6)
 
-    def test_successor_batch_drops_time_limit_cuts(self):
+    def test_successor_batch_reads_time_limit_cuts_from_the_end_store(self):
         item = dqn.Stored(
-            jnp.array([0, 1]),
-            jnp.array([0, 1], jnp.int32),
-            jnp.ones(2),
-            jnp.array([False, False]),
-            jnp.array([False, True]),
+            jnp.array([0, 1, 2, 3]),
+            jnp.array([0, 1, 0, 1], jnp.int32),
+            jnp.ones(4),
+            jnp.array([False, False, True, False]),
+            jnp.array([False, True, False, True]),
             None,
         )
-        nxt = item._replace(obs=jnp.array([5, 6]))
-        b = dqn.to_batch(replay.Sample(item, nxt, jnp.array([1.0, 1.0])))
-        np.testing.assert_array_equal(b.next_obs, [5, 6])
-        np.testing.assert_array_equal(b.weight, [1.0, 0.0])  # a cut episode's s' is not the next row
+        nxt = item._replace(obs=jnp.array([5, 6, 7, 8]))  # the next rows (a new episode after #1-#3)
+        end = jnp.array([0, 9, 0, 0])  # #1's true final obs is kept; #3's entry was overwritten
+        has_end = jnp.array([False, True, False, False])
+        b = dqn.to_batch(replay.Sample(item, nxt, jnp.ones(4), end, has_end))
+        # #0 within an episode: next row; #1 cut: its final obs 9; #2 terminal: never bootstrapped
+        np.testing.assert_array_equal(b.next_obs[:3], [5, 9, 7])
+        np.testing.assert_array_equal(b.weight, [1.0, 1.0, 1.0, 0.0])  # #3: cut, final obs lost
 
 
 # ----------------------------------------------------------------------------------- configs
@@ -144,12 +147,42 @@ class TestProbes:
         state, _ = TRAIN(cfg, jax.random.key(0))
         np.testing.assert_allclose(q_of(cfg, state, [[0.0], [1.0]])[:, 0], [0.9, 1.0], atol=0.05)
 
-    def test_bootstraps_through_truncation(self):
-        # EndlessTimeLimit: +1 forever, cut at 20 steps; Q = 1 / (1 - 0.9) = 10 only with the bootstrap
-        # (cuts read as terminal would give about 6)
-        cfg = probe_cfg("probe:EndlessTimeLimit", total_timesteps=8_000)
+    @pytest.mark.parametrize("store_next_obs", [True, False])
+    @pytest.mark.parametrize("time_limit", [20, 1])
+    def test_bootstraps_through_truncation(self, store_next_obs, time_limit):
+        # EndlessTimeLimit: +1 forever, cut every `time_limit` steps; Q = 1 / (1 - 0.9) = 10 only with
+        # the bootstrap (cuts read as terminal give about 6 at 20 steps, 1 at 1 step). With a 1-step
+        # limit every transition is a cut: dropping cuts would leave Q at its initial value.
+        cfg = probe_cfg(
+            "probe:EndlessTimeLimit",
+            env_params=probes.ProbeParams(max_steps_in_episode=time_limit),
+            total_timesteps=8_000,
+            store_next_obs=store_next_obs,
+        )
         state, _ = TRAIN(cfg, jax.random.key(0))
         np.testing.assert_allclose(q_of(cfg, state, [[0.0]])[0, 0], 10.0, atol=0.5)
+
+    def test_obs_stored_once_gives_the_true_final_obs_of_a_cut(self):
+        # DelayedReward cut after 1 step: every transition goes obs 0 -> final obs 1 (truncated), and
+        # the next row holds the next episode's first obs, 0. Sampled batches must bootstrap from 1,
+        # exactly as when next_obs is stored.
+        batches = []
+        for store_next_obs in (True, False):
+            cfg = probe_cfg(
+                "probe:DelayedReward",
+                env_params=probes.ProbeParams(max_steps_in_episode=1),
+                total_timesteps=64,
+                buffer_size=64,
+                store_next_obs=store_next_obs,
+            )
+            state, _ = TRAIN(cfg, jax.random.key(0))
+            buf = dqn.make_buffer(cfg, state.env.timestep.obs[0])
+            batches.append(dqn.to_batch(buf.sample(state.replay, jax.random.key(1), 256)))
+        stored, once = batches
+        assert bool(once.terminated.any()) is False and bool(jnp.all(once.obs == 0.0))
+        np.testing.assert_array_equal(once.weight, 1.0)  # 15 rows with a successor, every cut kept
+        np.testing.assert_array_equal(once.next_obs, 1.0)
+        np.testing.assert_array_equal(stored.next_obs, 1.0)
 
     def test_sign_and_action_dependence(self, action_run):
         # ActionReward: obs +1 pays for action 1, obs -1 for action 0; one step, so Q is the reward
