@@ -76,8 +76,7 @@ class Metrics(NamedTuple):
 
 
 # ------------------------------------------------------------------------------------ BUILDING
-def make_env(cfg: Config, num_envs: int | None = None) -> envs.EpisodeStats:
-    return envs.EpisodeStats(envs.make(cfg.env, num_envs or cfg.num_envs, cfg.env_params))
+make_env = base.make_env  # cfg.env, num_envs wide, with episode statistics
 
 
 def make_network(cfg: Config, env: envs.Env) -> ActorCritic:
@@ -86,14 +85,10 @@ def make_network(cfg: Config, env: envs.Env) -> ActorCritic:
 
 def validate(cfg: Config) -> None:
     envs.check_name(cfg.env)
-    for name in ("total_timesteps", "num_envs", "num_steps"):
-        if int(getattr(cfg, name)) <= 0:
-            raise ValueError(f"A2CConfig.{name} must be a positive integer, got {getattr(cfg, name)!r}")
-    if cfg.total_timesteps < cfg.batch_size:
-        raise ValueError(
-            f"A2CConfig.total_timesteps ({cfg.total_timesteps}) is smaller than one rollout "
-            f"(num_envs * num_steps = {cfg.batch_size}); raise total_timesteps or shrink the rollout"
-        )
+    base.check_positive_ints("A2CConfig", cfg, "total_timesteps", "num_envs", "num_steps")
+    base.check_one_iteration(
+        cfg, "A2CConfig", cfg.batch_size, "rollout", "num_envs * num_steps", "raise it or shrink the rollout"
+    )
     base.check_positive(cfg, "learning_rate", "max_grad_norm", "reward_scale")
     base.check_range(cfg, "gamma", 0.0, 1.0)
     base.check_range(cfg, "gae_lambda", 0.0, 1.0)
@@ -109,9 +104,7 @@ def _optimizer(cfg: Config) -> optax.GradientTransformation:
 def init(cfg: Config, key: jax.Array) -> State:
     env = make_env(cfg)
     net = make_network(cfg, env)
-    k_net, k_env, key = jax.random.split(key, 3)
-    carry = rollout.reset(env, k_env)
-    params = net.init(k_net, carry.timestep.obs)
+    carry, params, key = base.init_env_and_params(env, net, key)
     return State(
         params=params,
         opt_state=_optimizer(cfg).init(params),

@@ -21,6 +21,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxrl import envs, rollout
+
 
 @dataclasses.dataclass(frozen=True)
 class Algorithm:
@@ -86,6 +88,21 @@ def as_key(key: Any) -> jax.Array:
     return key
 
 
+# ------------------------------------------------------------------------------------ building
+def make_env(cfg: Any, num_envs: int | None = None) -> envs.EpisodeStats:
+    """``cfg.env`` (with ``cfg.env_params``), ``num_envs`` wide (default ``cfg.num_envs``), with
+    episode statistics: the environment every algorithm trains on."""
+    return envs.EpisodeStats(envs.make(cfg.env, num_envs or cfg.num_envs, cfg.env_params))
+
+
+def init_env_and_params(env: envs.Env, net: Any, key: jax.Array) -> tuple[rollout.EnvCarry, Any, jax.Array]:
+    """Reset ``env`` and initialise ``net`` on its first observations: ``(carry, params, key)``, with
+    ``key`` what is left for the algorithm's state (``k_net, k_env, key = split(key, 3)``)."""
+    k_net, k_env, key = jax.random.split(key, 3)
+    carry = rollout.reset(env, k_env)
+    return carry, net.init(k_net, carry.timestep.obs), key
+
+
 # ------------------------------------------------------------------------------------- metrics
 def metrics_type(cls: type) -> type:
     """Let a metrics NamedTuple be read by field name too: ``metrics["episode_return"]``."""
@@ -110,6 +127,24 @@ def is_concrete(x: Any) -> bool:
     return not isinstance(x, jax.core.Tracer)
 
 
+def check_positive_ints(label: str, cfg: Any, *names: str) -> None:
+    """Raise for the named (static, integer) fields of ``cfg`` that are not positive; ``label`` is the
+    config's public name (``"PPOConfig"``)."""
+    for name in names:
+        if int(getattr(cfg, name)) <= 0:
+            raise ValueError(f"{label}.{name} must be a positive integer, got {getattr(cfg, name)!r}")
+
+
+def check_one_iteration(cfg: Any, label: str, per_iteration: int, what: str, made_of: str, fix: str) -> None:
+    """Raise if ``cfg.total_timesteps`` is less than one iteration of ``per_iteration`` env steps
+    (``what``: "rollout" or "iteration", ``made_of``: the product that sizes it, ``fix``: what to do)."""
+    if cfg.total_timesteps < per_iteration:
+        raise ValueError(
+            f"{label}.total_timesteps ({cfg.total_timesteps}) is smaller than one {what} "
+            f"({made_of} = {per_iteration}); {fix}"
+        )
+
+
 def check_positive(cfg: Any, *names: str) -> None:
     """Raise for non-positive (or non-finite) values of the named config fields, where concrete."""
     for name in names:
@@ -130,7 +165,9 @@ def check_range(cfg: Any, name: str, lo: float, hi: float) -> None:
 
 def check_divides(cfg: Any, total: int, parts: int, what: str) -> None:
     if parts <= 0 or total % parts:
-        raise ValueError(f"{type(cfg).__name__}: {what} ({total}) must divide evenly into {parts}; {_fix(total, parts)}")
+        raise ValueError(
+            f"{type(cfg).__name__}: {what} ({total}) must divide evenly into {parts}; {_fix(total, parts)}"
+        )
 
 
 def _fix(total: int, parts: int) -> str:

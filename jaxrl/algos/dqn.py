@@ -128,8 +128,7 @@ class Batch(NamedTuple):
 
 
 # ------------------------------------------------------------------------------------ BUILDING
-def make_env(cfg: Config, num_envs: int | None = None) -> envs.EpisodeStats:
-    return envs.EpisodeStats(envs.make(cfg.env, num_envs or cfg.num_envs, cfg.env_params))
+make_env = base.make_env  # cfg.env, num_envs wide, with episode statistics
 
 
 def make_network(cfg: Config, env: envs.Env) -> qnet.QNetwork:
@@ -181,16 +180,8 @@ def make_buffer(
 
 def validate(cfg: Config) -> None:
     envs.check_name(cfg.env)
-    for name in (
-        "total_timesteps",
-        "num_envs",
-        "buffer_size",
-        "batch_size",
-        "train_frequency",
-        "target_update_period",
-    ):
-        if int(getattr(cfg, name)) <= 0:
-            raise ValueError(f"DQNConfig.{name} must be a positive integer, got {getattr(cfg, name)!r}")
+    sizes = ("total_timesteps", "num_envs", "buffer_size", "batch_size", "train_frequency")
+    base.check_positive_ints("DQNConfig", cfg, *sizes, "target_update_period")
     if cfg.learning_starts < 0:
         raise ValueError(f"DQNConfig.learning_starts must be >= 0, got {cfg.learning_starts}")
     if cfg.train_frequency % cfg.num_envs and cfg.num_envs % cfg.train_frequency:
@@ -203,11 +194,14 @@ def validate(cfg: Config) -> None:
             f"DQNConfig.buffer_size ({cfg.buffer_size}) must be a multiple of num_envs ({cfg.num_envs}); "
             f"use {max(1, cfg.buffer_size // cfg.num_envs) * cfg.num_envs}"
         )
-    if cfg.total_timesteps < cfg.env_steps_per_iteration:
-        raise ValueError(
-            f"DQNConfig.total_timesteps ({cfg.total_timesteps}) is smaller than one iteration "
-            f"({cfg.env_steps_per_iteration} env steps)"
-        )
+    base.check_one_iteration(
+        cfg,
+        "DQNConfig",
+        cfg.env_steps_per_iteration,
+        "iteration",
+        "num_envs * max(1, train_frequency // num_envs)",
+        "raise it or use fewer envs",
+    )
     if cfg.loss not in LOSSES:
         raise ValueError(f"DQNConfig.loss must be one of {LOSSES}, got {cfg.loss!r}")
     if cfg.network not in NETWORKS:
@@ -249,9 +243,7 @@ def epsilon(cfg: Config, env_steps: jax.Array) -> jax.Array:
 def init(cfg: Config, key: jax.Array) -> State:
     env = make_env(cfg)
     net = make_network(cfg, env)
-    k_net, k_env, key = jax.random.split(key, 3)
-    carry = rollout.reset(env, k_env)
-    params = net.init(k_net, carry.timestep.obs)
+    carry, params, key = base.init_env_and_params(env, net, key)
     return State(
         params=params,
         target_params=params,

@@ -18,7 +18,7 @@ from jax.flatten_util import ravel_pytree
 from jaxrl import batching, envs, normalization, optim, policies, rollout
 from jaxrl.algos import base
 from jaxrl.losses import policy as policy_losses
-from jaxrl.networks.heads import ActorCritic, PolicyOutput
+from jaxrl.networks.heads import ActorCritic
 
 NETWORKS = ("auto", "mlp", "nature_cnn", "minatar_cnn")
 
@@ -99,8 +99,7 @@ class Batch(NamedTuple):
 
 
 # ------------------------------------------------------------------------------------ BUILDING
-def make_env(cfg: Config, num_envs: int | None = None) -> envs.EpisodeStats:
-    return envs.EpisodeStats(envs.make(cfg.env, num_envs or cfg.num_envs, cfg.env_params))
+make_env = base.make_env  # cfg.env, num_envs wide, with episode statistics
 
 
 def make_network(cfg: Config, env: envs.Env) -> ActorCritic:
@@ -113,14 +112,11 @@ def make_network(cfg: Config, env: envs.Env) -> ActorCritic:
 
 def validate(cfg: Config) -> None:
     envs.check_name(cfg.env)
-    for name in ("total_timesteps", "num_envs", "num_steps", "num_epochs", "num_minibatches"):
-        if int(getattr(cfg, name)) <= 0:
-            raise ValueError(f"PPOConfig.{name} must be a positive integer, got {getattr(cfg, name)!r}")
-    if cfg.total_timesteps < cfg.batch_size:
-        raise ValueError(
-            f"PPOConfig.total_timesteps ({cfg.total_timesteps}) is smaller than one rollout "
-            f"(num_envs * num_steps = {cfg.batch_size}); raise total_timesteps or shrink the rollout"
-        )
+    sizes = ("total_timesteps", "num_envs", "num_steps", "num_epochs", "num_minibatches")
+    base.check_positive_ints("PPOConfig", cfg, *sizes)
+    base.check_one_iteration(
+        cfg, "PPOConfig", cfg.batch_size, "rollout", "num_envs * num_steps", "raise it or shrink the rollout"
+    )
     base.check_divides(cfg, cfg.batch_size, cfg.num_minibatches, "num_envs * num_steps")
     if cfg.network not in NETWORKS:
         raise ValueError(f"PPOConfig.network must be one of {NETWORKS}, got {cfg.network!r}")
@@ -141,18 +137,6 @@ def _optimizer(cfg: Config) -> optax.GradientTransformation:
         anneal_steps=cfg.num_updates * per_update if cfg.anneal_lr else None,
         anneal_every=per_update,
     )
-
-
-def _action_noise(key: jax.Array, shape: tuple[int, ...], discrete: bool) -> jax.Array:
-    """The noise ``policies.sample(out, key, discrete)`` draws for logits/means of ``shape``."""
-    return jax.random.gumbel(key, shape) if discrete else jax.random.normal(key, shape)
-
-
-def _sample_with_noise(out: PolicyOutput, noise: jax.Array, discrete: bool) -> jax.Array:
-    """``policies.sample`` given its noise (``_action_noise``): the same action, bit for bit."""
-    if discrete:  # jax.random.categorical: argmax(gumbel + logits)
-        return jnp.argmax(noise + out.logits, axis=-1)
-    return out.logits + jnp.exp(jnp.broadcast_to(out.log_std, out.logits.shape)) * noise
 
 
 class _FlatApply:
@@ -188,9 +172,7 @@ def _unflatten_like(flat_tree: Any, template: Any, params: Any, unravel: Any) ->
 def init(cfg: Config, key: jax.Array) -> State:
     env = make_env(cfg)
     net = make_network(cfg, env)
-    k_net, k_env, key = jax.random.split(key, 3)
-    carry = rollout.reset(env, k_env)
-    params = net.init(k_net, carry.timestep.obs)
+    carry, params, key = base.init_env_and_params(env, net, key)
     return State(
         params=params,
         opt_state=_optimizer(cfg).init(params),
@@ -252,7 +234,7 @@ def train_step(cfg: Config, state: State) -> tuple[State, Metrics]:
 
     def act(obs, noise):
         out = net.apply(state.params, _prep(cfg, stats, obs))
-        action = _sample_with_noise(out, noise, discrete)
+        action = policies.sample_with_noise(out, noise, discrete)
         log_prob, _ = policies.log_prob_entropy(out, action, discrete)
         return policies.to_env_action(env, action), (action, log_prob)
 
@@ -262,7 +244,7 @@ def train_step(cfg: Config, state: State) -> tuple[State, Metrics]:
         state.env,
         k_roll,
         cfg.num_steps,
-        act_noise=lambda k: _action_noise(k, noise_shape, discrete),
+        act_noise=lambda k: policies.sample_noise(k, noise_shape, discrete),
     )
     action, log_prob = traj.extras
 

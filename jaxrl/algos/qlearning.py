@@ -69,20 +69,15 @@ class Metrics(NamedTuple):
 
 
 # ------------------------------------------------------------------------------------ BUILDING
-def make_env(cfg: Config, num_envs: int | None = None) -> envs.EpisodeStats:
-    return envs.EpisodeStats(envs.make(cfg.env, num_envs or cfg.num_envs, cfg.env_params))
+make_env = base.make_env  # cfg.env, num_envs wide, with episode statistics
 
 
 def validate(cfg: Config) -> None:
     envs.check_name(cfg.env)
-    for name in ("total_timesteps", "num_envs", "num_steps"):
-        if int(getattr(cfg, name)) <= 0:
-            raise ValueError(f"QLearningConfig.{name} must be a positive integer, got {getattr(cfg, name)!r}")
-    if cfg.total_timesteps < cfg.batch_size:
-        raise ValueError(
-            f"QLearningConfig.total_timesteps ({cfg.total_timesteps}) is smaller than one iteration "
-            f"(num_envs * num_steps = {cfg.batch_size}); raise total_timesteps or shrink num_envs/num_steps"
-        )
+    base.check_positive_ints("QLearningConfig", cfg, "total_timesteps", "num_envs", "num_steps")
+    base.check_one_iteration(
+        cfg, "QLearningConfig", cfg.batch_size, "iteration", "num_envs * num_steps", "raise it or shrink them"
+    )
     env = envs.make(cfg.env, 1, cfg.env_params)
     name = registry.env_name(cfg.env)
     if not isinstance(env.observation_space, envs.Discrete):

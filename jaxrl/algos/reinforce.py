@@ -77,8 +77,7 @@ class Metrics(NamedTuple):
 
 
 # ------------------------------------------------------------------------------------ BUILDING
-def make_env(cfg: Config, num_envs: int | None = None) -> envs.EpisodeStats:
-    return envs.EpisodeStats(envs.make(cfg.env, num_envs or cfg.num_envs, cfg.env_params))
+make_env = base.make_env  # cfg.env, num_envs wide, with episode statistics
 
 
 def make_network(cfg: Config, env: envs.Env) -> ActorCritic:
@@ -98,9 +97,7 @@ def steps_per_iteration(cfg: Config) -> int:
 
 def validate(cfg: Config) -> None:
     envs.check_name(cfg.env)
-    for name in ("total_timesteps", "num_envs"):
-        if int(getattr(cfg, name)) <= 0:
-            raise ValueError(f"ReinforceConfig.{name} must be a positive integer, got {getattr(cfg, name)!r}")
+    base.check_positive_ints("ReinforceConfig", cfg, "total_timesteps", "num_envs")
     limit = envs.make(cfg.env, 1, cfg.env_params).max_episode_steps
     if cfg.num_steps is not None and int(cfg.num_steps) < limit:
         raise ValueError(
@@ -108,11 +105,14 @@ def validate(cfg: Config) -> None:
             f"episodes longer than the rollout would never finish inside it and never be learned from. "
             f"Use num_steps=None (the time limit) or a larger value."
         )
-    if cfg.total_timesteps < steps_per_iteration(cfg):
-        raise ValueError(
-            f"ReinforceConfig.total_timesteps ({cfg.total_timesteps}) is smaller than one rollout "
-            f"(num_envs * rollout length = {steps_per_iteration(cfg)}); raise total_timesteps or use fewer envs"
-        )
+    base.check_one_iteration(
+        cfg,
+        "ReinforceConfig",
+        steps_per_iteration(cfg),
+        "rollout",
+        "num_envs * rollout length",
+        "raise it or use fewer envs",
+    )
     base.check_positive(cfg, "learning_rate", "max_grad_norm", "reward_scale")
     base.check_range(cfg, "gamma", 0.0, 1.0)
 

@@ -8,10 +8,12 @@ a never-terminating env cut by a time limit (V = 1 / (1 - gamma): only bootstrap
 truncation gives it), an obs-dependent best action, and a continuous best action a = obs.
 """
 
+import _pg_testing
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _pg_testing import obs
 
 import jaxrl
 from jaxrl.envs import probes
@@ -31,14 +33,7 @@ PROBE_CFG = dict(
 
 
 def train_probe(env, key=None, **overrides):
-    cfg = jaxrl.PPOConfig(env=env, **{**PROBE_CFG, **overrides})
-    state, metrics = jax.jit(jaxrl.train)(cfg, jax.random.key(0) if key is None else key)
-    assert np.all(np.isfinite(np.asarray(metrics["total_loss"])))
-    return cfg, state, metrics
-
-
-def obs(x):
-    return jnp.asarray([x], jnp.float32)
+    return _pg_testing.train_probe(jaxrl.PPOConfig, env, key, **{**PROBE_CFG, **overrides})
 
 
 # ------------------------------------------------------------------------------------ probes
@@ -58,12 +53,8 @@ def test_obs_dependent_reward_value_is_the_obs():
 
 
 def test_delayed_reward_value_needs_gamma():
-    # gamma = 0.5: V(obs 1) = 1 (reward next step, then the end); V(obs 0) = 0 + 0.5 * 1 = 0.5.
-    # No discount would give V(0) = 1; treating the first step as terminal would give 0.
     cfg, state, metrics = train_probe("probe:DelayedReward", gamma=0.5)
-    value = jaxrl.make_value_fn(cfg, state)
-    assert float(value(obs(1.0))) == pytest.approx(1.0, abs=0.1)
-    assert float(value(obs(0.0))) == pytest.approx(0.5, abs=0.1)
+    _pg_testing.assert_delayed_reward_values(cfg, state)
     assert float(metrics["episode_return"][-1]) == pytest.approx(1.0)  # every 2-step episode pays 1
 
 
@@ -80,20 +71,14 @@ def test_truncated_endless_episode_bootstraps():
 
 def test_action_reward_learns_the_obs_dependent_action():
     cfg, state, _ = train_probe("probe:ActionReward")
-    act = jaxrl.make_policy(cfg, state)
-    assert int(act(obs(1.0), jax.random.key(0))) == 1
-    assert int(act(obs(-1.0), jax.random.key(0))) == 0
-    assert float(jaxrl.make_value_fn(cfg, state)(obs(1.0))) == pytest.approx(1.0, abs=0.15)
+    _pg_testing.assert_action_reward_solved(cfg, state, value_tol=0.15)
 
 
 def test_continuous_action_reward_learns_a_equals_obs():
     # reward -(a - obs)^2: the greedy (mean) action must track the observation; the value is minus
     # the policy's exploration variance, close to 0 once the std has shrunk.
     cfg, state, metrics = train_probe("probe:ContinuousActionReward")
-    act = jaxrl.make_policy(cfg, state)
-    a = act(jnp.asarray([[1.0], [-1.0]]), jax.random.key(0))
-    assert a.shape == (2, 1)
-    np.testing.assert_allclose(a[:, 0], [1.0, -1.0], atol=0.2)
+    _pg_testing.assert_action_tracks_obs(cfg, state)
     assert float(metrics["episode_return"][-1]) > -0.25  # random N(0, 1) actions: -(1 + 1) = -2
     assert float(jaxrl.make_value_fn(cfg, state)(obs(1.0))) == pytest.approx(0.0, abs=0.25)
 

@@ -3,11 +3,12 @@ policy on a 2-step episode, probe environments, jit/vmap agreement, determinism,
 test, and the issue's headline (slow: CartPole-v1 >= 450 over 8 seeds within 1M steps).
 """
 
+import _pg_testing
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from _pg_testing import TinyNet, assert_trees_close, transition
+from _pg_testing import TinyNet, obs, transition, vmapped_runs_equal_separate_runs
 
 import jaxrl
 from jaxrl.algos import reinforce
@@ -121,38 +122,26 @@ PROBE_CFG = dict(num_envs=64, hidden=(32,), learning_rate=1e-2, anneal_lr=False)
 
 
 def train_probe(env, total_timesteps=64 * 300, **overrides):
-    cfg = reinforce.Config(env=env, total_timesteps=total_timesteps, **{**PROBE_CFG, **overrides})
-    state, metrics = jax.jit(jaxrl.train)(cfg, jax.random.key(0))
-    assert np.all(np.isfinite(np.asarray(metrics["total_loss"])))
-    return cfg, state, metrics
-
-
-def obs(x):
-    return jnp.asarray([x], jnp.float32)
+    fields = {"total_timesteps": total_timesteps, **PROBE_CFG, **overrides}
+    return _pg_testing.train_probe(reinforce.Config, env, **fields)
 
 
 def test_action_reward_learns_the_obs_dependent_action():
     cfg, state, metrics = train_probe("probe:ActionReward")
-    act = jaxrl.make_policy(cfg, state)
-    assert int(act(obs(1.0), jax.random.key(0))) == 1
-    assert int(act(obs(-1.0), jax.random.key(0))) == 0
+    _pg_testing.assert_action_reward_solved(cfg, state)
     assert float(metrics["episode_return"][-1]) > 0.95  # the sampling policy is nearly greedy too
 
 
 def test_delayed_reward_baseline_learns_gamma():
     # gamma = 0.5: the 2-step episode pays 1 at its end: G(obs 0) = 0.5 * 1, G(obs 1) = 1.
     cfg, state, _ = train_probe("probe:DelayedReward", gamma=0.5, baseline=True)
-    value = jaxrl.make_value_fn(cfg, state)
-    assert float(value(obs(1.0))) == pytest.approx(1.0, abs=0.1)
-    assert float(value(obs(0.0))) == pytest.approx(0.5, abs=0.1)
+    _pg_testing.assert_delayed_reward_values(cfg, state)
 
 
 def test_gaussian_policy_learns_a_equals_obs():
     # reward -(a - obs)^2; REINFORCE with a diagonal Gaussian must move the mean action onto obs.
     cfg, state, metrics = train_probe("probe:ContinuousActionReward", learning_rate=3e-3)
-    a = jaxrl.make_policy(cfg, state)(jnp.asarray([[1.0], [-1.0]]), jax.random.key(0))
-    assert a.shape == (2, 1)
-    np.testing.assert_allclose(a[:, 0], [1.0, -1.0], atol=0.2)
+    _pg_testing.assert_action_tracks_obs(cfg, state)
     assert float(metrics["episode_return"][-1]) > -0.5  # N(0, 1) actions score -(1 + 1) = -2
 
 
@@ -175,14 +164,7 @@ def test_baseline_bootstraps_a_truncated_endless_episode_and_vmap_jit_agree():
     base_cfg = dict(PROBE_CFG, env="probe:EndlessTimeLimit", total_timesteps=64 * 20 * 150, baseline=True)
     cfgs = [reinforce.Config(**base_cfg, gamma=g) for g in (0.5, 0.9)]
     keys = jax.random.split(jax.random.key(3), 2)
-    s_vmap, m_vmap = jax.jit(jax.vmap(jaxrl.train))(jaxrl.stack_configs(cfgs), keys)
-    train = jax.jit(jaxrl.train)
-    runs = [train(c, k) for c, k in zip(cfgs, keys, strict=True)]
-    for i, (s_i, m_i) in enumerate(runs):
-        member = jax.tree_util.tree_map(lambda x, i=i: x[i], s_vmap.params)
-        assert_trees_close(member, s_i.params, rtol=1e-5, atol=1e-6)
-        np.testing.assert_allclose(m_vmap.total_loss[i], m_i.total_loss, rtol=1e-4, atol=1e-6)
-    assert_trees_close(train(cfgs[0], keys[0])[0].params, runs[0][0].params, rtol=0, atol=0)  # deterministic
+    runs = vmapped_runs_equal_separate_runs(cfgs, keys)
     v = [float(jaxrl.make_value_fn(c, s)(obs(0.0))) for c, (s, _) in zip(cfgs, runs, strict=True)]
     assert v[0] == pytest.approx(2.0, abs=0.15) and v[1] == pytest.approx(10.0, abs=0.75), v
     metrics = runs[1][1]

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from jaxrl import envs, policies, rollout
-from jaxrl.algos import ppo
 from jaxrl.envs.gymnax import GymnaxEnv
 from jaxrl.networks.heads import PolicyOutput
 
@@ -60,7 +59,7 @@ def test_sampling_from_drawn_noise_equals_policies_sample(discrete):
     out = PolicyOutput(logits, jnp.zeros((0,)) if discrete else jnp.array([0.3, -0.2, 0.1]), jnp.zeros((5,)))
     for key in jax.random.split(k, 20):
         want = policies.sample(out, key, discrete)
-        got = ppo._sample_with_noise(out, ppo._action_noise(key, logits.shape, discrete), discrete)
+        got = policies.sample_with_noise(out, policies.sample_noise(key, logits.shape, discrete), discrete)
         np.testing.assert_array_equal(np.asarray(want), np.asarray(got))
 
 
@@ -84,7 +83,7 @@ def test_rollout_with_noise_and_prepared_env_equals_keyed_rollout():
         return a, a
 
     def act_noise(obs, noise):
-        a = ppo._sample_with_noise(
+        a = policies.sample_with_noise(
             PolicyOutput(jnp.broadcast_to(logits, shape), jnp.zeros((0,)), obs[:, 0]), noise, True
         )
         return a, a
@@ -94,7 +93,7 @@ def test_rollout_with_noise_and_prepared_env_equals_keyed_rollout():
     slow = jax.jit(lambda: rollout.rollout(Hide(env), act_key, carry, key, 200))()
     fast = jax.jit(
         lambda: rollout.rollout(
-            env, act_noise, carry, key, 200, act_noise=lambda k: ppo._action_noise(k, shape, True)
+            env, act_noise, carry, key, 200, act_noise=lambda k: policies.sample_noise(k, shape, True)
         )
     )()
     _compare(slow, fast)
