@@ -29,12 +29,26 @@ ignored the action). Sampling draws uniformly (with replacement, as DQN does) am
 sample whose slot is invalid or unwritten comes back with ``weight == 0``, so a weighted mean ignores it
 exactly. Invalid transitions are rare (one per episode), so the cost is a slightly smaller batch.
 
+Frame stacks (``frames="obs"``): Atari observations are stacks of the last K frames (``uint8 [84, 84, 4]``,
+oldest channel first), and consecutive steps of one environment share K - 1 of them. With ``frames``
+naming the example's stacked field, the buffer stores only the newest frame of each step (``[..., 84,
+84]``) plus a 1-byte ``age`` per transition and rebuilds the stacks when it reads: channel ``K-1-k``
+(``k`` steps back) is the newest frame of row ``t - min(k, age_t)``. This reproduces any frame-stack
+that pushes one frame per step and, at an episode start, fills the whole stack with the first frame
+(envpool's Atari: every step, its next-step reset step included, pushes one frame; a game start or a
+time-limit reset fills the stack; a lost life under episodic life does not): ``age_t`` is 0 where all K
+channels are equal, else ``min(age_{t-1} + 1, K - 1)``. ``add`` checks the rebuilt stack against the
+one it was given and stores ``age = -1`` (the transition then samples with weight 0) where they differ,
+e.g. for the first K - 1 steps after a reset that does not refill the stack; a row whose older frames
+were overwritten by the ring (the oldest ``age`` rows) samples with weight 0 too, so every stack read
+with weight 1 is bit-equal to the one added. Needs ``rows > K``.
+
 Memory: ``bytes_per_transition`` = the bytes of one ``example_transition`` + 1 (the valid flag).
 E.g. CartPole (obs and next_obs float32[4], action int32, reward float32, terminated/truncated bool):
 4*4 + 4*4 + 4 + 4 + 1 + 1 + 1 = 43 bytes. Atari (uint8[84, 84, 4] frames, 28,224 bytes each) with
 ``next_obs`` stored: ~56.5 KB, 1M transitions ~56 GB; with ``successor=True`` and obs stored once:
-~28.2 KB, 1M transitions ~28 GB (what SB3's ``optimize_memory_usage`` gives). Storing only the newest
-frame of each stack would need ~7 KB; that is left to the Atari backend (stacks span rows of one column).
+~28.2 KB, 1M transitions ~28 GB (what SB3's ``optimize_memory_usage`` gives); with ``frames="obs"`` too,
+one 7,056-byte frame and an age byte: ~7.1 KB, 1M transitions ~7.1 GB.
 An end store adds 4 bytes per transition (its slot index) and ``end_slots * num_envs`` entries with a
 4-byte tag each (``ReplayBuffer.end_nbytes``): for DQN's final observations of Atari time-limit cuts
 (27,000 steps) that is a few frames per environment.
@@ -68,6 +82,9 @@ class ReplayState(NamedTuple):
     position: jax.Array  # [] int32 next row to write
     size: jax.Array  # [] int32 rows written so far (at most rows)
     ends: EndStore | None = None  # entries kept at some transitions only (end_example), else None
+    age: jax.Array | None = (
+        None  # [rows, num_envs] int8 older frames in the stack (-1: not exact), frames only
+    )
 
 
 class Sample(NamedTuple):
@@ -78,6 +95,7 @@ class Sample(NamedTuple):
     weight: jax.Array  # [batch_size] float32: 1 for a valid written slot, 0 for one to ignore
     end: Any = None  # leaves [batch_size, ...]: each one's end-store entry (end_example), else None
     has_end: jax.Array | None = None  # [batch_size] bool: ``end`` holds this transition's entry
+    index: jax.Array | None = None  # [batch_size] int32 slots read: row * num_envs + env
 
 
 def end_slots_for(rows: int, max_episode_steps: int) -> int:
@@ -101,6 +119,8 @@ class ReplayBuffer:
     sample: Callable[..., Sample]
     end_slots: int = 0  # end-store entries per environment (0: no end store)
     end_nbytes: int = 0  # memory of the end store (entries, their row tags, the per-row slot index)
+    read: Callable[..., Sample] | None = None  # read(state, row [N], env [N]): the given slots, as sample
+    frame_stack: int = 0  # K: frames per stacked observation when stored deduplicated (frames=...), else 0
 
     @property
     def nbytes(self) -> int:
@@ -123,6 +143,7 @@ def make_replay(
     successor: bool = False,
     end_example: Any = None,
     end_slots: int = 0,
+    frames: str | None = None,
 ) -> ReplayBuffer:
     """Build a ring buffer of ``capacity`` transitions shaped like ``example_transition``.
 
@@ -135,6 +156,9 @@ def make_replay(
         samples the newest row (its successor is not written yet).
       end_example: a pytree for ONE end-store entry (e.g. a final observation), or None for no end store.
       end_slots: end-store entries kept per environment (:func:`end_slots_for`); >= 1 with end_example.
+      frames: the name of a field of ``example_transition`` (a NamedTuple) holding a stack of frames on
+        its last axis, to store one frame per transition and rebuild the stacks on reading (see
+        "Frame stacks" above); None stores the field as it is.
     """
     capacity, num_envs = int(capacity), int(num_envs)
     if num_envs < 1:
@@ -147,11 +171,28 @@ def make_replay(
     rows = capacity // num_envs
     if successor and rows < 2:
         raise ValueError(f"make_replay: successor=True needs at least 2 rows, got capacity {capacity}")
+    stack_spec, k_stack = None, 0
+    if frames is not None:
+        if not hasattr(example_transition, "_replace") or not hasattr(example_transition, frames):
+            raise ValueError(f"make_replay: frames={frames!r} must name a field of a NamedTuple example")
+        stack_spec = _spec(getattr(example_transition, frames))
+        k_stack = stack_spec[0][-1] if stack_spec[0] else 0
+        if k_stack < 2:
+            raise ValueError(
+                f"make_replay: frames={frames!r} needs a stack of >= 2 frames on the last axis, got shape "
+                f"{stack_spec[0]}"
+            )
+        if rows <= k_stack:
+            raise ValueError(f"make_replay: frames needs more than {k_stack} rows, got {rows}")
+        frame = jax.ShapeDtypeStruct(stack_spec[0][:-1], stack_spec[1])
+        example_transition = example_transition._replace(**{frames: frame})
     leaves, treedef = jax.tree_util.tree_flatten(example_transition)
     if not leaves:
         raise ValueError("make_replay: example_transition has no array leaves")
     specs = [_spec(x) for x in leaves]
-    bytes_per_transition = sum(int(np.prod(s)) * np.dtype(d).itemsize for s, d in specs) + 1
+    bytes_per_transition = (
+        sum(int(np.prod(s)) * np.dtype(d).itemsize for s, d in specs) + 1 + (frames is not None)
+    )
     end_slots = int(end_slots) if end_example is not None else 0
     if end_example is not None and end_slots < 1:
         raise ValueError(f"make_replay: an end store needs end_slots >= 1, got {end_slots}")
@@ -169,6 +210,7 @@ def make_replay(
             position=jnp.zeros((), jnp.int32),
             size=jnp.zeros((), jnp.int32),
             ends=None if end_example is None else _init_ends(),
+            age=None if frames is None else jnp.full((rows, num_envs), -1, jnp.int8),
         )
 
     def _init_ends() -> EndStore:
@@ -213,7 +255,18 @@ def make_replay(
     ) -> ReplayState:
         """Write one row: ``batch`` leaves ``[num_envs, ...]`` (shapes/dtypes as the example), and
         ``valid [num_envs]`` bool (default all True). Overwrites the oldest row when full. With an end
-        store, ``end`` (leaves ``[num_envs, ...]`` like ``end_example``) is kept where ``has_end [num_envs]``."""
+        store, ``end`` (leaves ``[num_envs, ...]`` like ``end_example``) is kept where ``has_end [num_envs]``.
+        With ``frames``, that field of ``batch`` is the whole stack; only its newest frame is stored."""
+        age = None
+        if frames is not None:
+            stack = getattr(batch, frames)
+            if tuple(stack.shape) != (num_envs,) + stack_spec[0] or stack.dtype != stack_spec[1]:
+                raise ValueError(
+                    f"replay add: {frames} has shape {tuple(stack.shape)} dtype {stack.dtype}; expected "
+                    f"{(num_envs,) + stack_spec[0]} {stack_spec[1]} (num_envs first, then the example's)"
+                )
+            batch = batch._replace(**{frames: stack[..., -1]})
+            age = _frame_age(state, stack)
         _check("batch", batch, treedef, specs)
         if (end is None) != (end_example is None) or (end is None) != (has_end is None):
             raise ValueError("replay add: pass end and has_end exactly when the buffer has an end store")
@@ -232,7 +285,31 @@ def make_replay(
             position=(state.position + 1) % rows,
             size=jnp.minimum(state.size + 1, rows),
             ends=ends,
+            age=None if age is None else write(state.age, age),
         )
+
+    def _stack(lagged: jax.Array, age: jax.Array) -> jax.Array:
+        """Stacks ``[N, ..., K]`` from ``lagged [K, N, ...]`` (entry ``j``: the newest frame ``j`` rows back)
+        and ``age [N]``: channel ``K-1-k`` is entry ``min(k, age)``, oldest channel first."""
+        n = jnp.arange(age.shape[0])
+        lag = lambda k: lagged[jnp.minimum(k, age), n]
+        return jnp.stack([lag(k) for k in range(k_stack - 1, -1, -1)], axis=-1)
+
+    def _frame_age(state: ReplayState, stack: jax.Array) -> jax.Array:
+        """``age [num_envs]`` int8 of the stacks about to be written at ``position`` (see "Frame stacks"),
+        -1 where rebuilding them from the previous rows would not give them back exactly."""
+        stored = getattr(state.data, frames)
+        back = jnp.arange(1, k_stack)  # rows 1 .. K-1 steps back
+        prev = stored[(state.position - back) % rows]  # [K-1, num_envs, ...]
+        lagged = jnp.concatenate([stack[None, ..., -1], prev], axis=0)
+        same = (stack == stack[..., -1:]).reshape(num_envs, -1).all(axis=1)  # all K channels equal
+        prev_age = state.age[(state.position - 1) % rows]
+        # after a row that was not exact (or none), assume a full history: exact again K-1 steps on
+        age = jnp.where(prev_age >= 0, jnp.minimum(prev_age + 1, k_stack - 1), k_stack - 1)
+        age = jnp.where(same, 0, age).astype(jnp.int32)
+        exact = (_stack(lagged, age) == stack).reshape(num_envs, -1).all(axis=1)
+        exact = jnp.logical_and(exact, age <= state.size)  # the rows it reads were written
+        return jnp.where(exact, age, -1).astype(jnp.int8)
 
     def sample(state: ReplayState, key: jax.Array, batch_size: int) -> Sample:
         """``batch_size`` slots drawn uniformly with replacement among the written rows (and, with
@@ -241,24 +318,48 @@ def make_replay(
         n = state.size - 1 if successor else state.size  # sampleable rows, oldest first
         # one draw over the n * num_envs sampleable slots, then a 1-D gather on the flattened buffer
         i = jax.random.randint(key, (batch_size,), 0, jnp.maximum(n, 1) * num_envs)
-        row, env = (oldest + i // num_envs) % rows, i % num_envs
+        s = read(state, (oldest + i // num_envs) % rows, i % num_envs)
+        return s._replace(weight=s.weight * (n > 0))
 
-        def take(r: jax.Array) -> Any:
-            flat = r * num_envs + env  # always in bounds by construction
-            get = lambda x: x.reshape((capacity,) + x.shape[2:]).at[flat].get(mode="promise_in_bounds")
-            return jax.tree_util.tree_map(get, state.data), get(state.valid)
+    def read(state: ReplayState, row: jax.Array, env: jax.Array) -> Sample:
+        """The transitions in slots ``(row [N], env [N])`` as a :class:`Sample` (what ``sample`` returns
+        for the slots it draws); ``weight`` 0 where a slot is invalid or unwritten, or (``frames``) its
+        stack, or its successor's, cannot be rebuilt exactly."""
+        row, env = jnp.asarray(row, jnp.int32), jnp.asarray(env, jnp.int32)
 
-        item, valid = take(row)
-        weight = jnp.logical_and(valid, n > 0).astype(jnp.float32)
-        next_item = take((row + 1) % rows)[0] if successor else None
+        def get(x: jax.Array, r: jax.Array) -> jax.Array:
+            flat = (r % rows) * num_envs + env  # in bounds for envs in range
+            return x.reshape((capacity,) + x.shape[2:]).at[flat].get(mode="promise_in_bounds")
+
+        def take(r: jax.Array) -> tuple[Any, jax.Array]:
+            """Row ``r``'s transitions and, with ``frames``, whether their stacks are exact (else True)."""
+            item = jax.tree_util.tree_map(lambda x: get(x, r), state.data)
+            if frames is None:
+                return item, jnp.ones(r.shape, bool)
+            # rebuild the stack from the newest frames of this and earlier rows, all still in the ring
+            age = get(state.age, r).astype(jnp.int32)
+            since_oldest = (r - (state.position - state.size)) % rows
+            exact = (age >= 0) & (age <= since_oldest)
+            stored = getattr(state.data, frames)
+            lagged = jnp.stack([get(stored, r - j) for j in range(k_stack)])
+            return item._replace(**{frames: _stack(lagged, jnp.maximum(age, 0))}), exact
+
+        item, ok = take(row)
+        ok = ok & get(state.valid, row)
+        next_item = None
+        if successor:
+            next_item, next_exact = take((row + 1) % rows)
+            ok = ok & next_exact  # s' is rebuilt too (with frames): both stacks must be exact
+        weight = ok.astype(jnp.float32)
+        index = row * num_envs + env
         if end_example is None:
-            return Sample(item=item, next_item=next_item, weight=weight)
+            return Sample(item=item, next_item=next_item, weight=weight, index=index)
         ends = state.ends
-        slot = ends.slot[row, env]  # [batch_size]; -1 where the transition kept no entry
+        slot = ends.slot[row, env]  # [N]; -1 where the transition kept no entry
         at = jnp.maximum(slot, 0)
         has_end = jnp.logical_and(slot >= 0, ends.row[at, env] == row)  # not overwritten since
         end = jax.tree_util.tree_map(lambda x: x[at, env], ends.data)
-        return Sample(item=item, next_item=next_item, weight=weight, end=end, has_end=has_end)
+        return Sample(item=item, next_item=next_item, weight=weight, end=end, has_end=has_end, index=index)
 
     return ReplayBuffer(
         capacity=capacity,
@@ -271,4 +372,6 @@ def make_replay(
         sample=sample,
         end_slots=end_slots,
         end_nbytes=end_nbytes,
+        read=read,
+        frame_stack=k_stack,
     )

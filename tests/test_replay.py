@@ -206,3 +206,119 @@ class TestSample:
         for i in range(3):
             single = sample(add(buf.init(), row(i + 1)), keys[i], 4)
             np.testing.assert_array_equal(s.item.reward[i], single.item.reward)
+
+
+# ------------------------------------------------------------------------------------- frame stacks
+class F(NamedTuple):
+    obs: jax.Array  # [H, W, K] stack, oldest frame first
+    action: jax.Array
+
+
+def _frame_stream(rng, steps, num_envs, k, refill_p=0.08, keep_p=0.08, static_p=0.2, break_at=None):
+    """What a frame-stacking env would emit: ``[steps, num_envs, 2, 2, k]`` uint8 stacks. Each step pushes
+    one new 2x2 frame; with probability ``refill_p`` the stack is refilled with it (an episode start),
+    ``keep_p`` marks an episode end that does not refill (a lost life), ``static_p`` repeats the last frame.
+    ``break_at`` = (t, env): the stack given at step t and later ones carry a changed copy of frame t-1
+    (as after a reset that neither refills the stack nor continues it)."""
+    out = np.zeros((steps, num_envs, 2, 2, k), np.uint8)
+    for e in range(num_envs):
+        stack = np.repeat(rng.randint(0, 256, (2, 2, 1)), k, axis=-1).astype(
+            np.uint8
+        )  # first reset: refilled
+        for t in range(steps):
+            if t > 0:
+                frame = stack[..., -1:] if rng.rand() < static_p else rng.randint(0, 256, (2, 2, 1))
+                stack = np.concatenate([stack[..., 1:], frame.astype(np.uint8)], axis=-1)
+                if rng.rand() < refill_p:
+                    stack = np.repeat(stack[..., -1:], k, axis=-1)
+            out[t, e] = stack
+            if break_at == (t, e):
+                out[t, e, ..., k - 2] ^= 1
+                stack = out[t, e]
+    return out
+
+
+class TestFrames:
+    def _fill(self, buf, stacks):
+        add = jax.jit(buf.add)
+        rs = buf.init()
+        for t in range(stacks.shape[0]):
+            rs = add(rs, F(jnp.asarray(stacks[t]), jnp.full((stacks.shape[1],), t, jnp.int32)))
+        return rs
+
+    def _read_all(self, buf, rs):
+        rows, envs = np.meshgrid(np.arange(buf.rows), np.arange(buf.num_envs), indexing="ij")
+        return jax.jit(buf.read)(rs, jnp.asarray(rows.ravel()), jnp.asarray(envs.ravel()))
+
+    @pytest.mark.parametrize("steps", [9, 37])  # before and well after the ring wraps around
+    def test_rebuilt_stacks_are_bit_equal_across_refills_and_wrap_around(self, steps):
+        k, num_envs = 4, 3
+        stacks = _frame_stream(np.random.RandomState(steps), steps, num_envs, k)
+        buf = replay.make_replay(
+            10 * num_envs,
+            F(jnp.zeros((2, 2, k), jnp.uint8), jnp.zeros((), jnp.int32)),
+            num_envs=num_envs,
+            successor=True,
+            frames="obs",
+        )
+        rs = self._fill(buf, stacks)
+        assert rs.data.obs.shape == (10, num_envs, 2, 2) and buf.frame_stack == k  # one frame per slot
+        assert buf.bytes_per_transition == 4 + 4 + 1 + 1  # frame, action, valid flag, age
+        s = self._read_all(buf, rs)
+        t = np.asarray(s.item.action)  # the step each slot holds
+        e = np.asarray(s.index) % num_envs
+        w = np.asarray(s.weight)
+        newest = t == steps - 1  # no successor written yet; read still reports the next row's contents
+        live = np.asarray(s.index) // num_envs < min(steps, 10)
+        # weight 1 exactly where the slot's and its successor's older frames are still in the ring:
+        # age(t) rows back for t, age(t+1) for t+1 (age = steps since the last refill, at most k-1)
+        age = np.zeros((steps, num_envs), int)
+        for tt in range(1, steps):
+            refill = (stacks[tt] == stacks[tt][..., -1:]).all(axis=(1, 2, 3))
+            age[tt] = np.where(refill, 0, np.minimum(age[tt - 1] + 1, k - 1))
+        first = max(0, steps - 10)  # oldest step still held
+        for i in np.flatnonzero(live & ~newest):
+            ok = t[i] - age[t[i], e[i]] >= first and t[i] + 1 - age[t[i] + 1, e[i]] >= first
+            assert w[i] == float(ok), (t[i], e[i])
+            if ok:
+                np.testing.assert_array_equal(s.item.obs[i], stacks[t[i], e[i]])
+                np.testing.assert_array_equal(s.next_item.obs[i], stacks[t[i] + 1, e[i]])
+        assert (w[live & ~newest] == 0).sum() <= (k - 1) * num_envs  # at most the k-1 oldest rows of each env
+        if steps > 10:
+            assert (w[live & ~newest] == 0).any()  # some of the oldest rows lost their older frames
+        # sample() draws from the same slots, with the same weights and stacks (read_all is in slot order)
+        smp = jax.jit(buf.sample, static_argnums=2)(rs, jax.random.key(0), 256)
+        idx = np.asarray(smp.index)
+        np.testing.assert_array_equal(smp.weight, w[idx])
+        good = w[idx] > 0
+        np.testing.assert_array_equal(np.asarray(smp.item.obs)[good], stacks[t[idx], e[idx]][good])
+
+    def test_a_stack_that_does_not_continue_the_stored_frames_gets_weight_zero(self):
+        k = 4
+        stacks = _frame_stream(
+            np.random.RandomState(1), 12, 1, k, refill_p=0.0, static_p=0.0, break_at=(5, 0)
+        )
+        buf = replay.make_replay(
+            20, F(jnp.zeros((2, 2, k), jnp.uint8), jnp.zeros((), jnp.int32)), num_envs=1, frames="obs"
+        )
+        rs = self._fill(buf, stacks)
+        # steps 5..7 hold a changed copy of frame 4 (1, 2, 3 steps back): not rebuilt; step 8 onwards
+        # only holds frames stored since; step 0 was a refill, 1..4 continue it
+        np.testing.assert_array_equal(np.asarray(rs.age)[:12, 0], [0, 1, 2, 3, 3, -1, -1, -1, 3, 3, 3, 3])
+        s = self._read_all(buf, rs)
+        w = np.asarray(s.weight)[:12]
+        np.testing.assert_array_equal(w, [1, 1, 1, 1, 1, 0, 0, 0, 1, 1, 1, 1])
+        for i in np.flatnonzero(w):
+            np.testing.assert_array_equal(s.item.obs[i], stacks[i, 0])
+
+    def test_frames_arguments_are_checked(self):
+        ex = F(jnp.zeros((2, 2, 4), jnp.uint8), jnp.zeros((), jnp.int32))
+        with pytest.raises(ValueError, match="field of a NamedTuple"):
+            replay.make_replay(20, ex, frames="pixels")
+        with pytest.raises(ValueError, match="more than 4 rows"):
+            replay.make_replay(4, ex, frames="obs")
+        with pytest.raises(ValueError, match=">= 2 frames"):
+            replay.make_replay(20, ex._replace(obs=jnp.zeros((2, 2, 1), jnp.uint8)), frames="obs")
+        buf = replay.make_replay(20, ex, frames="obs")
+        with pytest.raises(ValueError, match="obs has shape"):
+            buf.add(buf.init(), F(jnp.zeros((1, 2, 2, 3), jnp.uint8), jnp.zeros((1,), jnp.int32)))

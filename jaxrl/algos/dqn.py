@@ -58,6 +58,10 @@ class Config:
     # for images); the true final observations of episodes cut by a time limit, which the next row
     # does not hold on same-step-reset backends, are kept apart in a small end store (replay.py).
     store_next_obs: bool = struct.field(pytree_node=False, default=True)
+    # True (with store_next_obs=False): observations that are frame stacks (envpool Atari, uint8
+    # [84, 84, 4]) are stored one newest frame per step and rebuilt exactly when sampled (replay.py,
+    # "Frame stacks"): ~7 KB per Atari transition instead of ~28 KB, so a 1M buffer takes ~7 GB.
+    dedup_frames: bool = struct.field(pytree_node=False, default=False)
     learning_rate: float = 2.5e-4  # Adam step size
     gamma: float = 0.99  # discount
     tau: float = 1.0  # target update: target <- tau * online + (1 - tau) * target (1: hard copy)
@@ -175,6 +179,7 @@ def make_buffer(
         successor=True,
         end_example=obs,
         end_slots=replay.end_slots_for(rows, max_episode_steps),
+        frames="obs" if cfg.dedup_frames else None,
     )
 
 
@@ -213,6 +218,20 @@ def validate(cfg: Config) -> None:
             f"has {env.action_space}; use PPOConfig (Gaussian policy) for continuous actions"
         )
     shape = tuple(env.observation_space.shape)
+    if cfg.dedup_frames:
+        if cfg.store_next_obs:
+            raise ValueError(
+                "DQNConfig.dedup_frames=True needs store_next_obs=False (s' is read from the next row)"
+            )
+        if getattr(env, "frame_stack", 0) < 2:
+            raise ValueError(
+                f"DQNConfig.dedup_frames=True needs observations that are frame stacks (envpool Atari, "
+                f"grey frames), but {registry.env_name(cfg.env)} does not declare one; set it to False"
+            )
+        if cfg.buffer_size // cfg.num_envs <= env.frame_stack:
+            raise ValueError(
+                f"DQNConfig.dedup_frames=True needs buffer_size // num_envs > {env.frame_stack} (the stack)"
+            )
     if cfg.network in ("nature_cnn", "minatar_cnn") and len(shape) != 3:
         raise ValueError(
             f"DQNConfig.network={cfg.network!r} needs H x W x C image observations, got shape {shape}"

@@ -13,8 +13,8 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
 import jaxrl  # noqa: E402
-from jaxrl import envs  # noqa: E402
-from jaxrl.algos import ppo  # noqa: E402
+from jaxrl import envs, replay  # noqa: E402
+from jaxrl.algos import dqn, ppo  # noqa: E402
 from jaxrl.envs import envpool as ep  # noqa: E402
 
 
@@ -163,6 +163,60 @@ def test_training_rewards_are_clipped_episode_scores_raw():
     assert ev.options["seed"] == 1 + ep.EVAL_SEED_OFFSET
 
 
+def test_replay_rebuilds_atari_frame_stacks_bit_equal():
+    # DQN's dedup_frames memory on real envpool stacks (12x12 frames to keep it cheap): Breakout with
+    # episodic life (a lost life is terminal but envpool keeps the stack), a 90-step time limit (the
+    # reset refills the stack), random play for 400 steps into a 150-row ring (wraps around twice).
+    opts = {"img_height": 12, "img_width": 12, "max_episode_steps": 90}
+    env = envs.make("envpool:Breakout-v5", 2, ep.EnvpoolParams(seed=0, options=opts))
+    assert env.frame_stack == 4 and envs.make("envpool:CartPole-v1", 1).frame_stack == 0
+    steps, rows = 400, 150
+    obs_spec = jax.ShapeDtypeStruct((12, 12, 4), jnp.uint8)
+    scalar = lambda d: jax.ShapeDtypeStruct((), d)
+    example = dqn.Stored(obs_spec, scalar(jnp.int32), scalar(jnp.float32), scalar(bool), scalar(bool), None)
+    buf = replay.make_replay(2 * rows, example, num_envs=2, successor=True, frames="obs")
+
+    @jax.jit
+    def run(key):  # DQN's store: row t holds s_t (the observation acted on) and the step's outcome
+        state, ts0 = env.reset(key)
+
+        def body(c, k):
+            s, obs, rs = c
+            a = jax.random.randint(k, (2,), 0, 4)
+            s, ts = env.step(s, a, k)
+            rs = buf.add(rs, dqn.Stored(obs, a, ts.reward, ts.terminated, ts.truncated, None), ts.valid)
+            return (s, ts.obs, rs), (obs, ts)
+
+        (_, _, rs), (obs, traj) = jax.lax.scan(
+            body, (state, ts0.obs, buf.init()), jax.random.split(key, steps)
+        )
+        return rs, obs, traj
+
+    rs, obs, traj = jax.tree_util.tree_map(np.asarray, run(jax.random.key(0)))
+    assert rs.data.obs.shape == (rows, 2, 12, 12) and rs.data.obs.dtype == np.uint8
+    # both kinds of episode start happened: after a lost life (stack kept) and after a cut (refilled)
+    after = lambda mask: [obs[t + 2, b] for t, b in np.argwhere(mask[:-2])]
+    kept, refilled = after(traj.terminated), after(traj.truncated)
+    assert kept and refilled
+    assert all((o == o[..., -1:]).all() for o in refilled) and not any((o == o[..., -1:]).all() for o in kept)
+    r, e = (x.ravel() for x in np.meshgrid(np.arange(rows), np.arange(2), indexing="ij"))
+    s = jax.tree_util.tree_map(np.asarray, jax.jit(buf.read)(rs, jnp.asarray(r), jnp.asarray(e)))
+    t = steps - rows + (r - steps) % rows  # the step each row holds
+    good = s.weight > 0
+    for i in np.flatnonzero(good):
+        np.testing.assert_array_equal(s.item.obs[i], obs[t[i], e[i]])
+        np.testing.assert_array_equal(s.next_item.obs[i], obs[t[i] + 1, e[i]])
+    # weight 0 only for invalid steps, the 3 oldest rows (older frames overwritten) and the newest row
+    # (its successor is not written yet; sample never draws it)
+    lost = rs.valid[r, e] & ~good
+    assert lost.sum() <= 2 * 4 and set(t[lost]) <= {
+        steps - rows,
+        steps - rows + 1,
+        steps - rows + 2,
+        steps - 1,
+    }
+
+
 # ----------------------------------------------------------------------------------------- MuJoCo
 def test_halfcheetah_float64_buffers_match_reference():
     env = envs.make("envpool:HalfCheetah-v4", 2, ep.EnvpoolParams(options={"max_episode_steps": 25}))
@@ -248,6 +302,25 @@ def test_bad_names_and_options_raise_clear_errors():
     hash(ep.EnvpoolParams(seed=1, options={"noop_max": 0}))  # usable as a static config field
 
 
+def test_dqn_dedup_frames_needs_frame_stacks_and_next_row_reads():
+    with pytest.raises(ValueError, match="frame stacks"):
+        dqn.validate(jaxrl.DQNConfig(env="envpool:CartPole-v1", store_next_obs=False, dedup_frames=True))
+    with pytest.raises(ValueError, match="frame stacks"):
+        dqn.validate(jaxrl.DQNConfig(env="CartPole-v1", store_next_obs=False, dedup_frames=True))
+    with pytest.raises(ValueError, match="store_next_obs=False"):
+        dqn.validate(jaxrl.DQNConfig(env="envpool:Pong-v5", num_envs=2, dedup_frames=True))
+    cfg = jaxrl.DQNConfig(
+        env="envpool:Pong-v5", num_envs=1, buffer_size=1_000_000, store_next_obs=False, dedup_frames=True
+    )
+    dqn.validate(cfg)
+    example = jax.ShapeDtypeStruct((84, 84, 4), jnp.uint8)
+    # the Atari preset's 1M buffer: one 84x84 frame + int32 action + float32 reward + 2 flags + valid
+    # + age = 7,068 bytes, and the end store's 4-byte slot index per transition
+    buf = dqn.make_buffer(cfg, example, max_episode_steps=27_000)
+    assert buf.bytes_per_transition == 84 * 84 + 4 + 4 + 1 + 1 + 1 + 1
+    assert buf.nbytes < 7.2e9 and buf.frame_stack == 4
+
+
 def test_import_jaxrl_does_not_import_envpool():
     code = "import sys, jaxrl; assert 'envpool' not in sys.modules, 'envpool imported eagerly'"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
@@ -293,11 +366,14 @@ def test_dqn_atari_smoke():
         train_frequency=16,
         batch_size=32,
         store_next_obs=False,
+        dedup_frames=True,
         loss="l2",
         max_grad_norm=None,
     )
     state, m = jax.jit(jaxrl.train)(cfg, jax.random.key(0))
-    assert state.replay.data.obs.dtype == jnp.uint8 and state.replay.data.obs.shape == (500, 4, 84, 84, 4)
+    # one newest frame per transition (the stacks are rebuilt when sampled)
+    assert state.replay.data.obs.dtype == jnp.uint8 and state.replay.data.obs.shape == (500, 4, 84, 84)
+    assert (np.asarray(state.replay.age) >= 0).mean() > 0.99
     learned = np.asarray(m.env_steps) > cfg.learning_starts
     assert np.isfinite(np.asarray(m.loss)).all() and (np.asarray(m.loss)[learned] > 0).any()
 
