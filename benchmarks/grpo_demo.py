@@ -1,18 +1,21 @@
 """GRPO demo with its control: does GRPO beat simply continuing the supervised warm-up?
 
-For each seed, on the built-in addition task (the TRL peer's task and held-out split):
+The default GRPOConfig is a scarce-demonstration regime: the warm-up sees 500 of the 9,800 training
+problems (1500 steps, step size decayed linearly to 0, so it ends at a settled point), while GRPO
+draws fresh prompts and only needs the verifier. For each seed, on the built-in addition task (the
+TRL peer's task and held-out split):
   1. random weights -> supervised warm-up (``warmup_steps``) -> held-out greedy accuracy ``before``;
   2. GRPO for ``num_iterations`` from that state -> accuracy ``grpo``, wall time ``T`` (compile excluded);
-  3. control A: from the SAME warm-up state, continue the supervised warm-up (same demonstrations,
-     same Adam state, warm-up learning rate) for the same wall time ``T`` -> accuracy ``sft``;
-  4. control B: the same at GRPO's learning rate (the peer's caveat used lr 1e-4).
+  3. control A: from the SAME warm-up state, continue supervised training on the same demonstrations
+     (same Adam state) at the warm-up's peak step size for the same wall time ``T`` -> accuracy ``sft``;
+  4. control B: the same at GRPO's step size.
 Held-out accuracy along the way is also recorded (untimed).
 
     python benchmarks/grpo_demo.py                                  # 3 seeds, default GRPOConfig
-    python benchmarks/grpo_demo.py --seeds 1 --set warmup_demos=500 --set num_iterations=300
+    python benchmarks/grpo_demo.py --seeds 1 --set warmup_demos=2000 --set warmup_steps=600
 
-Timings are wall clock on a shared 2-core machine: run it on a quiet machine for clean figures. Writes
-``benchmarks/results/grpo_demo.json``.
+Timings are wall clock on a shared 2-core machine: pin it to one core (``taskset -c 1``). Writes
+``benchmarks/results/grpo_demo.json`` (``--out`` for another name).
 """
 
 from __future__ import annotations
@@ -105,7 +108,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--set", action="append", default=[], help="GRPOConfig field=value")
-    ap.add_argument("--curve-every", type=int, default=25)
+    ap.add_argument("--curve-every", type=int, default=100)
     ap.add_argument("--out", default="grpo_demo")
     args = ap.parse_args()
     cfg = configs.apply_overrides(jaxrl.GRPOConfig(), args.set)

@@ -89,8 +89,15 @@ class KVCache(NamedTuple):
     v: jax.Array
 
 
-def init_cache(cfg: TransformerConfig, batch: int, dtype: Any = jnp.float32) -> KVCache:
-    shape = (cfg.num_layers, batch, cfg.max_len, cfg.num_heads, cfg.head_dim)
+def init_cache(
+    cfg: TransformerConfig, batch: int, length: int | None = None, dtype: Any = jnp.float32
+) -> KVCache:
+    """An empty cache for ``batch`` rows of ``length`` positions (default ``max_len``). Sampling sizes it
+    to the sequences it writes: a smaller cache is much cheaper to carry through the decoding loop."""
+    length = cfg.max_len if length is None else length
+    if not 0 < length <= cfg.max_len:
+        raise ValueError(f"cache length must be in [1, max_len={cfg.max_len}], got {length}")
+    shape = (cfg.num_layers, batch, length, cfg.num_heads, cfg.head_dim)
     return KVCache(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype))
 
 
@@ -119,23 +126,26 @@ class Block(nn.Module):
         self.fc_out = nn.Dense(c.d_model, kernel_init=out_init)
 
     def __call__(
-        self, x: jax.Array, start: jax.Array | int, kv: tuple[jax.Array, jax.Array] | None
-    ) -> tuple[jax.Array, tuple[jax.Array, jax.Array] | None]:
-        """x [B, T, D] at positions ``start .. start+T-1``; kv: this layer's cache or None."""
+        self, x: jax.Array, start: jax.Array | int, cache: KVCache | None, layer: int
+    ) -> tuple[jax.Array, KVCache | None]:
+        """x [B, T, D] at positions ``start .. start+T-1``; cache: every layer's cache (this block writes
+        and reads slot ``layer``) or None."""
         c = self.cfg
         b, t, _ = x.shape
         q, k, v = jnp.split(self.qkv(self.ln1(x)).reshape(b, t, 3 * c.num_heads, c.head_dim), 3, axis=2)
         q_pos = start + jnp.arange(t)
-        if kv is None:  # the whole sequence at once: attend within it
+        if cache is None:  # the whole sequence at once: attend within it
             att = _attend(q, k, v, q_pos, q_pos)
-        else:  # write this chunk into the cache, attend to everything written so far
-            k_all = jax.lax.dynamic_update_slice_in_dim(kv[0], k.astype(kv[0].dtype), start, axis=1)
-            v_all = jax.lax.dynamic_update_slice_in_dim(kv[1], v.astype(kv[1].dtype), start, axis=1)
-            att = _attend(q, k_all, v_all, q_pos, jnp.arange(k_all.shape[1]))
-            kv = (k_all, v_all)
+        else:  # write this chunk into the cache in place, attend to everything written so far
+            at = (layer, 0, start, 0, 0)
+            cache = KVCache(
+                jax.lax.dynamic_update_slice(cache.k, k[None].astype(cache.k.dtype), at),
+                jax.lax.dynamic_update_slice(cache.v, v[None].astype(cache.v.dtype), at),
+            )
+            att = _attend(q, cache.k[layer], cache.v[layer], q_pos, jnp.arange(cache.k.shape[2]))
         x = x + self.proj(att.reshape(b, t, c.d_model))
         x = x + self.fc_out(nn.gelu(self.fc(self.ln2(x))))
-        return x, kv
+        return x, cache
 
 
 class Transformer(nn.Module):
@@ -155,14 +165,9 @@ class Transformer(nn.Module):
         t = tokens.shape[1]
         pos = jax.lax.dynamic_slice_in_dim(self.pos_embed, start, t, axis=0)
         x = self.embed(tokens) + pos[None]
-        ks, vs = [], []
         for i, block in enumerate(self.blocks):
-            x, kv = block(x, start, None if cache is None else (cache.k[i], cache.v[i]))
-            if kv is not None:
-                ks.append(kv[0])
-                vs.append(kv[1])
-        new_cache = None if cache is None else KVCache(jnp.stack(ks), jnp.stack(vs))
-        return self.ln_f(x), new_cache
+            x, cache = block(x, start, cache, i)
+        return self.ln_f(x), cache
 
     def __call__(self, tokens: jax.Array) -> jax.Array:
         """tokens [B, L] int -> logits [B, L, V] (causal: row t sees tokens 0..t)."""
@@ -185,7 +190,7 @@ class PolicyModel:
     """What jaxrl needs from an autoregressive language model.
 
     ``apply(params, tokens[B, L]) -> logits[B, L, V]`` must be causal. ``init(key) -> params``.
-    Optional KV cache: ``init_cache(batch) -> cache`` and
+    Optional KV cache: ``init_cache(batch, length) -> cache`` (room for ``length <= max_len`` positions) and
     ``decode(params, tokens[B, T], cache, start) -> (logits[B, T, V], cache)``; without them sampling
     recomputes the whole prefix every step.
     """
@@ -195,7 +200,7 @@ class PolicyModel:
     vocab_size: int
     max_len: int
     decode: Callable[..., tuple[jax.Array, Any]] | None = None
-    init_cache: Callable[[int], Any] | None = None
+    init_cache: Callable[[int, int], Any] | None = None
 
     @property
     def has_cache(self) -> bool:
@@ -213,7 +218,7 @@ def transformer_policy(cfg: TransformerConfig) -> PolicyModel:
         decode=lambda params, tokens, cache, start: model.apply(
             params, tokens, cache, start, method=Transformer.decode
         ),
-        init_cache=lambda batch: init_cache(cfg, batch),
+        init_cache=lambda batch, length=None: init_cache(cfg, batch, length),
     )
 
 
@@ -224,7 +229,8 @@ def token_log_probs(
 
     tokens [B, L] int -> [B, L] float32; column 0 (no context) is 0.
     """
-    logits = policy.apply(params, tokens)[:, :-1].astype(jnp.float32) / temperature
+    # the last token predicts nothing here: leave it out (the model is causal, so the rest is unchanged)
+    logits = policy.apply(params, tokens[:, :-1]).astype(jnp.float32) / temperature
     logp = jnp.take_along_axis(jax.nn.log_softmax(logits, axis=-1), tokens[:, 1:, None], axis=-1)[..., 0]
     return jnp.concatenate([jnp.zeros_like(logp[:, :1]), logp], axis=1)
 
@@ -315,7 +321,7 @@ def make_sampler(
         end = prompt_len + max_new_tokens  # [B] first position after each row's budget
 
         if use_cache:
-            cache = policy.init_cache(b)
+            cache = policy.init_cache(b, length)
             logits, cache = policy.decode(params, buf[:, :prefill], cache, 0)
             first_logits = logits[:, -1]
         else:
@@ -352,7 +358,9 @@ def make_sampler(
             finished=ended.any(axis=0),
         )
 
-    def sample(params, prompts, prompt_len, key, temperature=1.0, top_p=1.0, greedy=default_greedy) -> Samples:
+    def sample(
+        params, prompts, prompt_len, key, temperature=1.0, top_p=1.0, greedy=default_greedy
+    ) -> Samples:
         p = prompts.shape[1]
         if p + max_new_tokens > policy.max_len:
             raise ValueError(
@@ -364,7 +372,14 @@ def make_sampler(
         except jax.errors.ConcretizationTypeError:
             prefill = 1
         return _sample(
-            params, prompts, prompt_len, key, temperature, top_p, jnp.asarray(greedy, bool), prefill=min(prefill, p)
+            params,
+            prompts,
+            prompt_len,
+            key,
+            temperature,
+            top_p,
+            jnp.asarray(greedy, bool),
+            prefill=min(prefill, p),
         )
 
     return sample

@@ -34,6 +34,7 @@ class TestValidate:
             ({"max_len": 8}, "max_len=8 is too short .* set max_len >= 11"),
             ({"aggregation": "mean"}, "aggregation must be one of"),
             ({"advantage_scale": "std"}, "advantage_scale must be one of"),
+            ({"warmup_schedule": "cosine"}, "warmup_schedule must be one of"),
             ({"reward": "verifier"}, "unknown GRPO reward source"),
             ({"task": "sum"}, "unknown GRPO task"),
             ({"learning_rate": -1.0}, "learning_rate must be a positive"),
@@ -85,6 +86,24 @@ class TestTrainAPI:
         assert isinstance(out, list) and len(out) == 2 and all(isinstance(t, str) for t in out)
         assert isinstance(act("1+1="), str)
         assert "warm-up" in trainer.report(SMALL, state)
+
+    def test_warmup_step_size_schedule(self):
+        # linear: 1, 1 - 1/n, ..., 1/n (0 after the last step); a zero multiplier leaves the weights as they are
+        np.testing.assert_allclose(
+            trainer.warmup_lr_scale(SMALL.replace(warmup_steps=4)), [1.0, 0.75, 0.5, 0.25]
+        )
+        np.testing.assert_array_equal(
+            trainer.warmup_lr_scale(SMALL.replace(warmup_steps=3, warmup_schedule="constant")),
+            [1.0, 1.0, 1.0],
+        )
+        state = trainer.init(SMALL.replace(warmup_steps=0), jax.random.key(2))
+        demos = trainer.init_demonstrations(SMALL, jax.random.key(2))
+        kept, _ = trainer.warmup(SMALL, state, 3, jax.random.key(3), demos=demos, lr_scale=np.zeros(3))
+        moved, _ = trainer.warmup(SMALL, state, 3, jax.random.key(3), demos=demos)
+        jax.tree_util.tree_map(np.testing.assert_array_equal, kept.params, state.params)
+        assert not np.array_equal(
+            moved.params["params"]["head"]["kernel"], state.params["params"]["head"]["kernel"]
+        )
 
     def test_kl_reference_inner_steps_and_callable_reward(self):
         # a callable reward (longer answers are better: unrelated to correctness) gives a signal from
@@ -141,44 +160,29 @@ class TestUserTask:
 
 
 # ------------------------------------------------------------------------------------ THE DEMO
-# The TRL peer's setting (addition, GPT-2-shaped 2x4x128 model from random weights, 600 warm-up steps on
-# 2000 demonstrations), with 16 prompts x 8 answers per GRPO iteration at lr 1e-4.
-DEMO = jaxrl.GRPOConfig(prompts_per_iteration=16, num_iterations=30, eval_every=30)
+# The default regime (scarce demonstrations: 500 of the 9,800 training problems, warm-up to convergence
+# with the step size decayed to 0; GRPO on fresh prompts scored by the verifier), shortened: a 1000-step
+# warm-up, 400 GRPO iterations. benchmarks/grpo_demo.py runs the full version over seeds.
+DEMO = jaxrl.GRPOConfig(warmup_steps=1000, num_iterations=400, eval_every=10**6)
 
 
 class TestDemo:
-    def test_short_demo_grpo_raises_heldout_accuracy(self):
-        # measured (key 0): warm-up 0.785 -> 0.90 after 25-30 GRPO iterations
-        state, metrics = jaxrl.train(DEMO, jax.random.key(0))
-        before, after = float(state.warmup_accuracy), float(metrics["heldout_accuracy"][-1])
-        assert float(state.init_accuracy) == 0.0
-        assert 0.5 <= before <= 0.85, before  # clearly below the ceiling after the short warm-up
-        assert after >= 0.85 and after >= before + 0.05, (before, after)
-
-    @pytest.mark.slow
-    def test_full_demo_with_supervised_control(self):
-        """100 GRPO iterations, and the control: continue the warm-up for the same wall time instead."""
-        import time
-
-        cfg = DEMO.replace(num_iterations=100, eval_every=100)
+    def test_short_demo_grpo_beats_more_supervised_training(self):
         key = jax.random.key(0)
-        state0 = trainer.init(cfg, key)
-        t0 = time.perf_counter()
+        state0 = trainer.init(DEMO, key)
+        before = float(state0.warmup_accuracy)
         state = state0
-        for _ in range(cfg.num_iterations):
-            state, _ = trainer.train_step(cfg, state)
-        grpo_s = time.perf_counter() - t0
-        before, after = float(state0.warmup_accuracy), trainer.heldout_accuracy(cfg, state.params)
-        demos = trainer.init_demonstrations(cfg, key)
-        sft, spent, k = state0, 0.0, jax.random.key(1)
-        while spent < grpo_s:
-            k, kk = jax.random.split(k)
-            t = time.perf_counter()
-            sft, _ = trainer.warmup(cfg, sft, 10, kk, demos=demos)
-            jax.block_until_ready(sft.params)
-            spent += time.perf_counter() - t
-        control = trainer.heldout_accuracy(cfg, sft.params)
-        print(
-            f"warm-up {before:.3f} -> GRPO {after:.3f} ({grpo_s:.0f} s); same time of SFT instead: {control:.3f}"
-        )
-        assert after >= 0.85 and after >= before + 0.05
+        for _ in range(DEMO.num_iterations):
+            state, _ = trainer.train_step(DEMO, state)
+        after = trainer.heldout_accuracy(DEMO, state.params)
+        # the control: as many more supervised steps as take GRPO's time (a GRPO iteration of 64
+        # completions costs ~1.5 supervised steps of 64 demonstrations here), at GRPO's step size
+        demos = trainer.init_demonstrations(DEMO, key)
+        sft_cfg = DEMO.replace(warmup_learning_rate=DEMO.learning_rate)
+        sft, _ = trainer.warmup(sft_cfg, state0, 600, jax.random.key(1), demos=demos)
+        control = trainer.heldout_accuracy(DEMO, sft.params)
+        print(f"warm-up {before:.3f} -> GRPO {after:.3f}; more supervised steps instead: {control:.3f}")
+        # measured (key 0): warm-up 0.625 -> GRPO 0.680; 600 more supervised steps instead: 0.620
+        assert float(state0.init_accuracy) == 0.0
+        assert 0.3 <= before <= 0.8, before  # clearly below the ceiling
+        assert after >= before + 0.04 and after >= control + 0.03, (before, after, control)

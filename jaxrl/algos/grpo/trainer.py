@@ -89,7 +89,8 @@ class Programs:
     sample: Callable  # sample(params, prompts, prompt_len, key, temperature, top_p, greedy) -> Samples
     update: Callable  # update(hp, params, opt_state, tokens, logp_old, mask, rewards[P, G], logp_ref)
     ref_log_probs: Callable  # (params, tokens, temperature) -> [N, L]
-    warmup_step: Callable  # (hp, params, opt_state, tokens, mask, batches[S, B]) -> (params, opt_state, losses)
+    # (hp, params, opt_state, tokens, mask, batches[S, B], lr_scale[S]) -> (params, opt_state, losses)
+    warmup_step: Callable
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -178,12 +179,14 @@ def programs(
         return transformer.token_log_probs(policy, params, tokens, temperature)
 
     @jax.jit
-    def warmup_step(hp, params, opt_state, tokens, mask, batches):
-        """``batches [S, B]`` rows of (tokens, mask) -> S supervised steps (cross-entropy on the answer)."""
+    def warmup_step(hp, params, opt_state, tokens, mask, batches, lr_scale):
+        """``batches [S, B]`` rows of (tokens, mask) -> S supervised steps (cross-entropy on the answer),
+        step ``s`` at ``lr_scale[s] * warmup_learning_rate`` (a schedule without a schedule state)."""
         opt = optimizer(hp.warmup_learning_rate, hp.max_grad_norm)
 
-        def step(carry, idx):
+        def step(carry, inp):
             params, opt_state = carry
+            idx, scale = inp
 
             def nll(p):
                 logp = transformer.token_log_probs(policy, p, tokens[idx])
@@ -191,9 +194,10 @@ def programs(
 
             loss, grads = jax.value_and_grad(nll)(params)
             updates, opt_state = opt.update(grads, opt_state, params)
+            updates = jax.tree_util.tree_map(lambda u: scale * u, updates)
             return (optax.apply_updates(params, updates), opt_state), loss
 
-        (params, opt_state), losses = jax.lax.scan(step, (params, opt_state), batches)
+        (params, opt_state), losses = jax.lax.scan(step, (params, opt_state), (batches, lr_scale))
         return params, opt_state, losses
 
     return Programs(sample=sample, update=update, ref_log_probs=ref_log_probs, warmup_step=warmup_step)
@@ -318,17 +322,35 @@ def init_demonstrations(cfg: Config, key: Any) -> tuple[np.ndarray, np.ndarray]:
     return demonstrations(cfg, jax.random.split(base.as_key(key), 4)[1])
 
 
+def warmup_lr_scale(cfg: Config) -> np.ndarray:
+    """``[warmup_steps]`` multipliers of ``warmup_learning_rate`` for ``init``'s warm-up."""
+    n = cfg.warmup_steps
+    if cfg.warmup_schedule == "linear":  # to 0 at the end: the warm-up ends at a settled point
+        return (1.0 - np.arange(n) / n).astype(np.float32)
+    return np.ones(n, np.float32)
+
+
 def warmup(
-    cfg: Config, state: State, num_steps: int, key: jax.Array, *, demos: tuple[np.ndarray, np.ndarray]
+    cfg: Config,
+    state: State,
+    num_steps: int,
+    key: jax.Array,
+    *,
+    demos: tuple[np.ndarray, np.ndarray],
+    lr_scale: np.ndarray | None = None,
 ) -> tuple[State, np.ndarray]:
-    """``num_steps`` supervised steps on ``demos`` (batches of ``warmup_batch`` drawn with replacement);
-    returns the new state and the per-step losses. Used by ``init``, and to continue supervised
-    training instead of GRPO (the control experiment)."""
+    """``num_steps`` supervised steps on ``demos`` (batches of ``warmup_batch`` drawn with replacement)
+    at ``lr_scale [num_steps]`` times ``warmup_learning_rate`` (default: constant); returns the new state
+    and the per-step losses. Used by ``init``, and to continue supervised training instead of GRPO
+    (the control experiment)."""
     s = setup(cfg)
     tokens, mask = demos
     idx = host_rng(key).integers(0, len(tokens), size=(num_steps, cfg.warmup_batch))
+    scale = np.ones(num_steps, np.float32) if lr_scale is None else np.asarray(lr_scale, np.float32)
+    if scale.shape != (num_steps,):
+        raise ValueError(f"lr_scale must have shape ({num_steps},), got {scale.shape}")
     params, opt_state, losses = s.programs.warmup_step(
-        HParams.of(cfg), state.params, state.warmup_opt_state, tokens, mask, idx
+        HParams.of(cfg), state.params, state.warmup_opt_state, tokens, mask, idx, scale
     )
     return state._replace(params=params, warmup_opt_state=opt_state), np.asarray(losses)
 
@@ -351,7 +373,8 @@ def init(cfg: Config, key: jax.Array) -> State:
         warmup_accuracy=jnp.full((), jnp.nan, jnp.float32),
     )
     if cfg.warmup_steps > 0:
-        state, _ = warmup(cfg, state, cfg.warmup_steps, k_batch, demos=demonstrations(cfg, k_demo))
+        demos = demonstrations(cfg, k_demo)
+        state, _ = warmup(cfg, state, cfg.warmup_steps, k_batch, demos=demos, lr_scale=warmup_lr_scale(cfg))
     return state._replace(
         ref_params=state.params,
         warmup_accuracy=jnp.asarray(heldout_accuracy(cfg, state.params), jnp.float32),
