@@ -3,10 +3,13 @@
     python benchmarks/scale_population.py                      # CPU sweep: PPO CartPole, 1..64 members
     python benchmarks/scale_population.py --preset gpu         # GPU: headline runs + sweep to 4096
     python benchmarks/scale_population.py --sizes 1 8 --timesteps 65536   # a quick look
+    XLA_FLAGS=--xla_force_host_platform_device_count=2 python benchmarks/scale_population.py  # 2 CPU devices
 
 For each population size N it trains N PPO CartPole-v1 members (PureJaxRL settings, --timesteps steps
 each) with ``jaxrl.parallel.train_population`` over all local devices and records compile time, run time,
 total env steps/s, and XLA's memory estimate for the compiled program (arguments + outputs + temporaries).
+It then does the same for one agent with growing ``num_envs`` (``--num-envs``; same steps per env, so the
+work grows with num_envs), the other axis along which a single PPO run scales.
 Results: ``benchmarks/results/scale_<device>.json`` and a PNG of steps/s and memory vs N.
 No timing is asserted anywhere; figures go to benchmarks/RESULTS.md by hand with the device named.
 """
@@ -69,6 +72,14 @@ def time_population(cfg, n: int, seed: int = 0) -> dict:
     }
 
 
+def time_num_envs(num_envs: int, steps_per_env: int) -> dict:
+    """One PPO CartPole agent with ``num_envs`` environments (minibatch size grows with it)."""
+    cfg = jaxrl.PPOConfig(num_envs=num_envs, total_timesteps=num_envs * steps_per_env)
+    r = time_population(cfg, 1)
+    r["num_envs"] = num_envs
+    return r
+
+
 def headline_runs(quick: bool) -> list[dict]:
     """The issue's accelerator runs: PPO CartPole x2048 seeds, PPO Breakout-MinAtar (1 and 256
     agents), DQN Breakout-MinAtar. Each is timed end to end (compile separately)."""
@@ -115,15 +126,25 @@ def plot(rows: list[dict], path: Path, device: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [r for r in rows if "name" not in r]
-    n = [r["population"] for r in rows]
+    pop = [r for r in rows if "name" not in r and "num_envs" not in r]
+    env = [r for r in rows if "num_envs" in r]
     fig, ax = plt.subplots(1, 2, figsize=(10, 4))
-    ax[0].loglog(n, [r["env_steps_per_s"] for r in rows], "o-")
-    ax[0].set(xlabel="population size (members)", ylabel="env steps / s (all members)",
-              title=f"PPO CartPole throughput ({device})")
-    mem = [r["memory_bytes"] / 2**20 if r["memory_bytes"] else float("nan") for r in rows]
-    ax[1].loglog(n, mem, "o-")
-    ax[1].set(xlabel="population size (members)", ylabel="XLA memory estimate (MiB)", title="memory")
+
+    def mib(rs):
+        return [r["memory_bytes"] / 2**20 if r["memory_bytes"] else float("nan") for r in rs]
+
+    ax[0].loglog([r["population"] for r in pop], [r["env_steps_per_s"] for r in pop], "o-",
+                 label="population size (members x 4 envs)")
+    ax[1].loglog([r["population"] for r in pop], mib(pop), "o-", label="population size (members x 4 envs)")
+    if env:
+        ax[0].loglog([r["num_envs"] for r in env], [r["env_steps_per_s"] for r in env], "s--",
+                     label="num_envs of one agent")
+        ax[1].loglog([r["num_envs"] for r in env], mib(env), "s--", label="num_envs of one agent")
+    ax[0].set(xlabel="members, or envs of one agent", ylabel="env steps / s (all members)",
+              title=f"PPO CartPole throughput ({device}, {len(jax.devices())} device(s))")
+    ax[1].set(xlabel="members, or envs of one agent", ylabel="XLA memory estimate (MiB)", title="memory")
+    for a in ax:
+        a.legend(fontsize=8)
     for a in ax:
         a.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
@@ -136,6 +157,8 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="*", default=None)
     ap.add_argument("--timesteps", type=int, default=None, help="env steps per member in the sweep")
     ap.add_argument("--quick", action="store_true", help="shorter headline runs")
+    ap.add_argument("--num-envs", type=int, nargs="*", default=None,
+                    help="num_envs of one agent (default: 4 16 64 on CPU, up to 16384 on GPU)")
     args = ap.parse_args()
     device = jax.devices()[0].device_kind
     if args.sizes is None:
@@ -146,10 +169,17 @@ def main() -> None:
         r = time_population(cfg, n)
         print(json.dumps(r), flush=True)
         rows.append(r)
+    steps_per_env = cfg.total_timesteps // 4  # as many steps per env as the population members take
+    for e in args.num_envs if args.num_envs is not None else (
+        [4, 16, 64] if args.preset == "cpu" else [4, 64, 1024, 4096, 16384]
+    ):
+        r = time_num_envs(e, steps_per_env)
+        print(json.dumps(r), flush=True)
+        rows.append(r)
     if args.preset == "gpu":
         rows += headline_runs(args.quick)
     RESULTS.mkdir(exist_ok=True)
-    tag = device.replace(" ", "_").lower()
+    tag = device.replace(" ", "_").lower() + (f"_x{len(jax.devices())}" if len(jax.devices()) > 1 else "")
     meta = {"device": device, "devices": len(jax.devices()), "jax": jax.__version__,
             "host": platform.node(), "timesteps_per_member": cfg.total_timesteps}
     (RESULTS / f"scale_{tag}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))

@@ -70,8 +70,9 @@ def train_population(
 
     Returns ``(states, metrics)`` with a leading population axis, equal to
     ``jax.vmap(jaxrl.train)(cfgs, keys)`` on one device. If the population does not divide over the
-    devices, ``pad=True`` runs repeated copies of the last member on the spare slots and drops them;
-    ``pad=False`` raises instead.
+    devices, ``pad=True`` runs repeated copies of the last member on the spare slots and drops them
+    (the kept rows are then gathered through host memory onto the default device); ``pad=False`` raises
+    instead.
     """
     mesh = mesh or make_mesh(POP_AXIS)
     axis = mesh.axis_names[0]
@@ -103,8 +104,32 @@ def train_population(
     fn = jax.jit(jax.vmap(base.train, in_axes=in_axes), out_shardings=row)
     states, metrics = fn(cfgs, keys)
     if total != n:
-        states, metrics = jax.tree_util.tree_map(lambda x: x[:n], (states, metrics))
+        states, metrics = jax.tree_util.tree_map(lambda x: _first_rows(x, n), (states, metrics))
     return states, metrics
+
+
+def _first_rows(x: jax.Array, n: int) -> jax.Array:
+    """``x[:n]`` of a population-sharded array, assembled through the host: each shard is copied out on
+    its own, with no cross-device program (an eager gather over simulated CPU devices can deadlock)."""
+    if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+        data = np.asarray(jax.random.key_data(x))[:n]
+        return jax.random.wrap_key_data(jnp.asarray(data), impl=jax.random.key_impl(x))
+    return jnp.asarray(np.asarray(x)[:n])
+
+
+def shard_population(tree: Any, *, mesh: Mesh | None = None) -> Any:
+    """Place the leading (member) axis of every array leaf of ``tree`` across ``mesh`` (default: all
+    devices, axis ``"pop"``), so that a jitted, vmapped program over the members runs each device's
+    share there. Unchanged on one device, or when the member count does not divide over the devices
+    (then the population runs on the default device, as a plain ``jax.vmap`` does). Used by the runtime
+    driver for ``jaxrl.run(..., seeds=N)`` / ``jaxrl train --seeds N --sweep ...``."""
+    mesh = mesh or make_mesh(POP_AXIS)
+    n_dev = mesh.shape[mesh.axis_names[0]]
+    leaves = [x for x in jax.tree_util.tree_leaves(tree) if jnp.ndim(x) > 0]
+    if n_dev == 1 or not leaves or any(int(jnp.shape(x)[0]) % n_dev for x in leaves):
+        return tree
+    row = NamedSharding(mesh, P(mesh.axis_names[0]))
+    return jax.tree_util.tree_map(lambda x: jax.device_put(x, row) if jnp.ndim(x) > 0 else x, tree)
 
 
 # -------------------------------------------------------------------------------- DATA PARALLEL

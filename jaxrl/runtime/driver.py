@@ -43,6 +43,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxrl import parallel
 from jaxrl.algos import base
 from jaxrl.envs import registry
 from jaxrl.runtime import checkpoint, chunks, configs, logs
@@ -453,6 +454,10 @@ def execute(
         seeds = plan.spec["seeds"]
         seed_keys = jax.random.split(key, seeds) if seeds > 1 else key[None]
         keys = jnp.concatenate([seed_keys] * plan.num_points) if plan.num_points > 1 else seed_keys
+        if not algo.host_loop:  # several devices: each runs its share of the members
+            keys = parallel.shard_population(keys)
+            if plan.batched:
+                cfg_arg = parallel.shard_population(cfg_arg)
     else:
         keys = key
     state = chunks.make_init_fn(algo, population=population, configs_batched=plan.batched)(cfg_arg, keys)

@@ -28,13 +28,19 @@ def population():
 
 def test_population_sharded_equals_vmapped(population):
     assert population["devices"] == 4
-    assert population["pop_shape"][0] == 6  # padding to 8 slots is dropped again
+    assert population["pop_shape"][0] == 3  # padding to 4 slots is dropped again
     assert population["pop_params"] < 1e-5
     assert population["pop_metrics"] < 1e-4
 
 
 def test_population_sweep_sharded_equals_vmapped(population):
     assert population["sweep_params"] < 1e-5
+    assert population["pop_devices_used"] == 4
+
+
+def test_runtime_population_spread_over_devices(population):
+    assert population["run_devices_used"] == 4
+    assert population["run_params"] < 1e-5
 
 
 def test_uneven_population_refused_without_padding(population):
