@@ -291,9 +291,11 @@ def make_replay(
     def _stack(lagged: jax.Array, age: jax.Array) -> jax.Array:
         """Stacks ``[N, ..., K]`` from ``lagged [K, N, ...]`` (entry ``j``: the newest frame ``j`` rows back)
         and ``age [N]``: channel ``K-1-k`` is entry ``min(k, age)``, oldest channel first."""
-        n = jnp.arange(age.shape[0])
-        lag = lambda k: lagged[jnp.minimum(k, age), n]
-        return jnp.stack([lag(k) for k in range(k_stack - 1, -1, -1)], axis=-1)
+        age = age.reshape(age.shape + (1,) * (lagged.ndim - 2))
+        chans = [lagged[0]]
+        for k in range(1, k_stack):  # selects, not a gather (XLA:CPU gathers byte by byte)
+            chans.append(jnp.where(age >= k, lagged[k], chans[-1]))
+        return jnp.stack(chans[::-1], axis=-1)
 
     def _frame_age(state: ReplayState, stack: jax.Array) -> jax.Array:
         """``age [num_envs]`` int8 of the stacks about to be written at ``position`` (see "Frame stacks"),
@@ -341,8 +343,9 @@ def make_replay(
             since_oldest = (r - (state.position - state.size)) % rows
             exact = (age >= 0) & (age <= since_oldest)
             stored = getattr(state.data, frames)
-            lagged = jnp.stack([get(stored, r - j) for j in range(k_stack)])
-            return item._replace(**{frames: _stack(lagged, jnp.maximum(age, 0))}), exact
+            at = jnp.maximum(age, 0)
+            lagged = [get(stored, r - jnp.minimum(k, at)) for k in range(k_stack - 1, -1, -1)]
+            return item._replace(**{frames: jnp.stack(lagged, axis=-1)}), exact
 
         item, ok = take(row)
         ok = ok & get(state.valid, row)
