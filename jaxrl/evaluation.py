@@ -24,8 +24,24 @@ def evaluate(
 
     Returns ``[num_episodes]`` undiscounted returns of each environment's first complete episode.
     Episodes still running after ``max_steps`` (default: the env's time limit) count their partial
-    return. Traceable: ``jax.vmap`` it over stacked states/configs.
+    return. Stepping stops as soon as every environment has finished an episode (a ``lax.while_loop``
+    capped at ``max_steps``), so a short Atari game does not pay for the 27,000-step time limit; the
+    returns are those of the full-length scan (later steps could not change them). Traceable:
+    ``jax.vmap`` it over stacked states/configs (the loop then runs until every member has finished).
     """
+    return run_episodes(cfg, state, key, num_episodes, deterministic=deterministic, max_steps=max_steps)[0]
+
+
+def run_episodes(
+    cfg: Any,
+    state: Any,
+    key: Any,
+    num_episodes: int = 32,
+    *,
+    deterministic: bool = True,
+    max_steps: int | None = None,
+) -> tuple[jax.Array, jax.Array]:
+    """:func:`evaluate`'s returns ``[num_episodes]`` and the number of vector steps it took ``[]``."""
     algo = base.algorithm_for(cfg)
     key = base.as_key(key)
     # evaluation=True: backends with training-only shaping (envpool Atari: episodic life, reward
@@ -35,17 +51,23 @@ def evaluate(
     k_reset, k_run = jax.random.split(key)
     carry = rollout.reset(env, k_reset)
     horizon = int(max_steps or env.max_episode_steps + 1)
+    step_keys = jax.random.split(k_run, horizon)  # step t uses step_keys[t], however early the loop stops
 
-    def step(c, k):
-        env_carry, finished, returns = c
-        k_act, k_env = jax.random.split(k)
+    def step(c):
+        t, env_carry, finished, returns = c
+        k_act, k_env = jax.random.split(step_keys[t])
         action = act(env_carry.timestep.obs, k_act)
         env_state, ts = env.step(env_carry.env_state, action, k_env)
         ended = env_state.episode_end
         first = jnp.logical_and(ended, ~finished)
         returns = jnp.where(first, env_state.returned_episode_return, returns)
-        return (rollout.EnvCarry(env_state, ts), finished | ended, returns), None
+        return t + 1, rollout.EnvCarry(env_state, ts), finished | ended, returns
 
-    init = (carry, jnp.zeros((num_episodes,), bool), jnp.zeros((num_episodes,), jnp.float32))
-    (final, finished, returns), _ = jax.lax.scan(step, init, jax.random.split(k_run, horizon))
-    return jnp.where(finished, returns, final.env_state.episode_return)
+    def running(c):
+        t, _, finished, _ = c
+        return jnp.logical_and(t < horizon, ~jnp.all(finished))
+
+    zeros = jnp.zeros((num_episodes,), jnp.float32)
+    init = (jnp.zeros((), jnp.int32), carry, jnp.zeros((num_episodes,), bool), zeros)
+    steps, final, finished, returns = jax.lax.while_loop(running, step, init)
+    return jnp.where(finished, returns, final.env_state.episode_return), steps
