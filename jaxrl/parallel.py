@@ -26,6 +26,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from jaxrl import envs
 from jaxrl.algos import base
 
 POP_AXIS = "pop"
@@ -43,6 +44,23 @@ def initialize_distributed(**kwargs: Any) -> None:
     and id, or auto-detected on SLURM/TPU pods). Call it on every host before any other JAX call; then
     :func:`train_population` / :func:`train_data_parallel` shard over all hosts' devices unchanged."""
     jax.distributed.initialize(**kwargs)
+
+
+def _refuse_stateful_env(cfg: Any, what: str) -> None:
+    """Environments whose state lives outside JAX (envpool: one C++ pool per process, stepped on the
+    host) can be neither copied per member nor split over devices; say so before tracing anything."""
+    name = getattr(cfg, "env", None)
+    if name is None:
+        return
+    env = envs.make(name, 1, getattr(cfg, "env_params", None))
+    if getattr(env, "stateful", False):
+        raise ValueError(
+            f"{what} cannot run {getattr(env, 'name', name)}: its environments hold their state outside JAX "
+            f"(an envpool pool, one per run, stepped on the host), so they can be neither vmapped into "
+            f"population members nor sharded over devices. Run one training run per process "
+            f"(jaxrl.train / jaxrl.run, different seeds via EnvpoolParams(seed=...)) and raise num_envs "
+            f"for more environments, or use a gymnax environment."
+        )
 
 
 # ----------------------------------------------------------------------------------- POPULATION
@@ -85,10 +103,9 @@ def train_population(
         if n_cfg != {n}:
             raise ValueError(f"stacked configs have {sorted(n_cfg)} members but {n} keys were given")
     algo = base.algorithm_for(cfgs)
-    if stacked:
-        algo.validate(jax.tree_util.tree_map(lambda x: x[0] if jnp.ndim(x) > 0 else x, cfgs))
-    else:
-        algo.validate(cfgs)
+    first = jax.tree_util.tree_map(lambda x: x[0] if jnp.ndim(x) > 0 else x, cfgs) if stacked else cfgs
+    _refuse_stateful_env(first, "train_population")
+    algo.validate(first)
     total = -(-n // n_dev) * n_dev
     if total != n and not pad:
         raise ValueError(
@@ -151,6 +168,8 @@ def shard_batch(tree: Any, axis: int = 0) -> Any:
 
     A no-op outside :func:`data_parallel` (the usual single-device case), so shared code (the rollout,
     minibatching) calls it unconditionally. Leaves whose axis does not divide are left alone.
+    Environments with state outside JAX (envpool) are refused before tracing by
+    :func:`train_data_parallel`; use :func:`data_parallel` directly only with gymnax environments.
     """
     if not _ACTIVE:
         return tree
@@ -175,6 +194,7 @@ def train_data_parallel(cfg: Any, key: Any, *, mesh: Mesh | None = None) -> tupl
     mesh = mesh or make_mesh(DATA_AXIS)
     n_dev = mesh.shape[mesh.axis_names[0]]
     algo = base.algorithm_for(cfg)
+    _refuse_stateful_env(cfg, "train_data_parallel")
     algo.validate(cfg)
     num_envs = getattr(cfg, "num_envs", None)
     if num_envs is not None and num_envs % n_dev:

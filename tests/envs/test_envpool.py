@@ -274,6 +274,23 @@ def test_vmap_over_seeds_or_configs_raises_clear_error():
         jax.vmap(lambda a: env.step(state, a, jax.random.key(0)))(jnp.zeros((3, 2), jnp.int32))
 
 
+def test_data_parallel_and_population_training_are_refused():
+    from jaxrl import parallel
+
+    cfg = ppo.Config(
+        env="envpool:CartPole-v1", num_envs=2, num_steps=8, total_timesteps=32, num_minibatches=2
+    )
+    # refused before tracing, even on one device (shard_batch would constrain envpool's handle)
+    with pytest.raises(ValueError, match="train_data_parallel cannot run envpool:CartPole-v1.*outside JAX"):
+        parallel.train_data_parallel(cfg, 0)
+    with pytest.raises(ValueError, match="train_population cannot run envpool:CartPole-v1.*EnvpoolParams"):
+        parallel.train_population(cfg, jax.random.split(jax.random.key(0), 2))
+    stacked = jaxrl.stack_configs([cfg, cfg.replace(learning_rate=1e-3)])
+    with pytest.raises(ValueError, match="train_population cannot run"):
+        parallel.train_population(stacked, jax.random.split(jax.random.key(0), 2))
+    assert not ep._POOLS  # nothing was traced: no pool was built
+
+
 def test_compiled_program_reruns_and_fresh_pools_reproduce():
     env = envs.make("envpool:CartPole-v1", 2, ep.EnvpoolParams(seed=5))
     actions = np.random.RandomState(0).randint(0, 2, (30, 2)).astype(np.int32)
