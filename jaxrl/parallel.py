@@ -26,7 +26,6 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxrl import envs
 from jaxrl.algos import base
 
 POP_AXIS = "pop"
@@ -50,12 +49,9 @@ def _refuse_stateful_env(cfg: Any, what: str) -> None:
     """Environments whose state lives outside JAX (envpool: one C++ pool per process, stepped on the
     host) can be neither copied per member nor split over devices; say so before tracing anything."""
     name = getattr(cfg, "env", None)
-    if name is None:
-        return
-    env = envs.make(name, 1, getattr(cfg, "env_params", None))
-    if getattr(env, "stateful", False):
+    if base.env_is_stateful(cfg):
         raise ValueError(
-            f"{what} cannot run {getattr(env, 'name', name)}: its environments hold their state outside JAX "
+            f"{what} cannot run {name}: its environments hold their state outside JAX "
             f"(an envpool pool, one per run, stepped on the host), so they can be neither vmapped into "
             f"population members nor sharded over devices. Run one training run per process "
             f"(jaxrl.train / jaxrl.run, different seeds via EnvpoolParams(seed=...)) and raise num_envs "

@@ -1,4 +1,6 @@
-"""Algorithms. Importing this package registers every built-in algorithm."""
+"""Algorithms. Importing this package registers every built-in algorithm (in this order: the CLI lists them so)."""
+
+# ruff: noqa: I001
 
 from jaxrl.algos import ppo  # noqa: F401
 from jaxrl.algos import a2c, reinforce  # noqa: F401

@@ -49,6 +49,11 @@ class Algorithm:
     #: ``report(cfg, state) -> str``: lines for the end of ``jaxrl train`` (e.g. GRPO's held-out
     #: accuracy before and after training), for algorithms whose result is not an env return.
     report: Callable[[Any, Any], str] | None = None
+    #: ``restart_envs(cfg, restored, fresh) -> state``: a resumed state whose environments were
+    #: restarted, for backends whose state lives outside JAX (envpool) and so is not in a checkpoint.
+    #: Default :func:`restart_envs` (the fresh environment carry); DQN also drops the transition whose
+    #: successor row the restart breaks.
+    restart_envs: Callable[[Any, Any, Any], Any] | None = None
 
 
 _REGISTRY: dict[str, Algorithm] = {}
@@ -93,6 +98,31 @@ def make_env(cfg: Any, num_envs: int | None = None) -> envs.EpisodeStats:
     """``cfg.env`` (with ``cfg.env_params``), ``num_envs`` wide (default ``cfg.num_envs``), with
     episode statistics: the environment every algorithm trains on."""
     return envs.EpisodeStats(envs.make(cfg.env, num_envs or cfg.num_envs, cfg.env_params))
+
+
+def env_is_stateful(cfg: Any) -> bool:
+    """True if ``cfg.env`` keeps its state outside JAX (envpool): it cannot be checkpointed, vmapped
+    into population members or sharded. False for configs without an environment (GRPO)."""
+    name = getattr(cfg, "env", None)
+    if name is None or not hasattr(cfg, "num_envs"):
+        return False
+    return bool(getattr(envs.make(name, 1, getattr(cfg, "env_params", None)), "stateful", False))
+
+
+def restart_envs(cfg: Any, restored: Any, fresh: Any) -> Any:
+    """``restored`` (a state read from a checkpoint) continuing on freshly reset environments: its
+    environment carry (``.env``: last time step, episode statistics, backend state) replaced by the one
+    of ``fresh`` (``init`` in this process, whose environments the backend now holds).
+
+    Needed where the environments live outside JAX (envpool): the checkpoint holds the last time step of
+    episodes the new process no longer has, and stepping on from it would join the old episode's last
+    observation to the new episode's next one in one transition. Learner state, replay memory and keys
+    stay as restored; the episodes that follow differ from an uninterrupted run's. States without an
+    environment carry (REINFORCE resets every update) are returned unchanged."""
+    del cfg
+    if not hasattr(restored, "env"):
+        return restored
+    return restored._replace(env=fresh.env)
 
 
 def init_env_and_params(env: envs.Env, net: Any, key: jax.Array) -> tuple[rollout.EnvCarry, Any, jax.Array]:

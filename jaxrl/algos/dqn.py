@@ -418,6 +418,18 @@ def make_value_fn(cfg: Config, state: State):
     return lambda obs: jnp.max(net.apply(state.params, obs), axis=-1)
 
 
+def restart_envs(cfg: Config, restored: State, fresh: State) -> State:
+    """:func:`base.restart_envs`, and with ``store_next_obs=False`` the newest replay row made invalid:
+    its s' would be read from the next row, which now holds the restarted episodes' first observations
+    (one transition per environment dropped, so none joins two episodes)."""
+    state = base.restart_envs(cfg, restored, fresh)
+    if cfg.store_next_obs:
+        return state
+    rs = state.replay
+    newest = (rs.position - 1) % rs.valid.shape[0]
+    return state._replace(replay=rs._replace(valid=rs.valid.at[newest].set(False)))
+
+
 ALGORITHM = base.register(
     base.Algorithm(
         name="dqn",
@@ -430,5 +442,6 @@ ALGORITHM = base.register(
         validate=validate,
         description="DQN with replay memory and target network; Double DQN and dueling options",
         steps_per_iteration=lambda cfg: cfg.env_steps_per_iteration,
+        restart_envs=restart_envs,
     )
 )

@@ -468,8 +468,13 @@ def execute(
     if plan.resume:
         step = ckpt.latest() if ckpt else None
         if step is not None:
+            fresh = state
             state, _ = ckpt.restore(step, state, plan.spec)
             start = int(step)
+            if not population and base.env_is_stateful(cfg):
+                # the environments (envpool) were not in the checkpoint: go on from this process's
+                # freshly reset ones, not from the last time step of episodes that no longer exist
+                state = (algo.restart_envs or base.restart_envs)(cfg, state, fresh)
             bar.message(f"Resuming {plan.description} from update {start}/{total} ({ckpt.path(step)})")
         else:
             bar.message(f"No checkpoint in {run_dir}; starting {plan.description} from the beginning")

@@ -403,3 +403,59 @@ def test_ppo_mujoco_smoke():
     state, m = jax.jit(jaxrl.train)(cfg, jax.random.key(0))
     assert m.total_loss.shape == (3,) and np.isfinite(np.asarray(m.total_loss)).all()
     assert state.env.timestep.obs.dtype == jnp.float32
+
+
+def test_resumed_run_restarts_episodes_without_joining_two(tmp_path):
+    """envpool's environments are not in a checkpoint. A resume (a new process: fresh pools) must go on
+    from freshly reset environments, not from the checkpoint's last time step of episodes that no longer
+    exist, and DQN (s' read from the next replay row) must drop the newest pre-checkpoint row."""
+    from jaxrl import runtime
+
+    cfg = jaxrl.DQNConfig(
+        env="envpool:CartPole-v1",
+        num_envs=2,
+        total_timesteps=48,
+        train_frequency=4,  # 2 steps of both envs per iteration
+        buffer_size=64,
+        learning_starts=1_000,
+        store_next_obs=False,
+    )
+    out, seen = str(tmp_path / "run"), {}
+
+    class Crash(Exception):
+        pass
+
+    def watch(crash_at):
+        def callback(info):
+            seen[info.iteration] = jax.device_get(info.state)
+            if crash_at is None or info.iteration == crash_at:
+                raise Crash
+
+        return callback
+
+    opts = dict(chunk_size=1, eval_episodes=0, checkpoint_every=1, progress=False, plot=False)
+    with pytest.raises(Crash):
+        runtime.run(cfg, 0, out, host_callback=watch(9), **opts)
+    first_run = dict(seen)
+    seen.clear()
+    ep.clear_pools()  # what a new process has
+    with pytest.raises(Crash):  # stop after the first resumed iteration
+        runtime.run(cfg, 0, out, resume=True, host_callback=watch(None), **opts)
+    ((resumed_at, after),) = seen.items()
+    before = first_run[resumed_at - 1]  # the checkpoint it resumed from
+    assert before.env.env_state.episode_length.max() > 2  # episodes under way at the checkpoint
+    # two steps since the restart: the running episodes are 2 steps old (CartPole cannot end sooner)
+    np.testing.assert_array_equal(after.env.env_state.episode_length, [2, 2])
+    rows = before.replay.valid.shape[0]
+    newest, first_new = (before.replay.position - 1) % rows, before.replay.position % rows
+    # the rows written after the restart start from CartPole's reset states (|x| <= 0.05)
+    assert np.abs(after.replay.data.obs[first_new]).max() <= 0.05
+    # the newest pre-checkpoint row (whose s' would be the next row, a new episode) no longer samples
+    assert before.replay.valid[newest].all() and not after.replay.valid[newest].any()
+    keep = np.arange(rows) != newest
+    keep[first_new : first_new + 2] = False
+    np.testing.assert_array_equal(after.replay.valid[keep], before.replay.valid[keep])
+    for a, b in zip(
+        jax.tree_util.tree_leaves(after.params), jax.tree_util.tree_leaves(before.params), strict=True
+    ):
+        np.testing.assert_array_equal(a, b)  # the learner state as restored (no learning yet)

@@ -8,7 +8,6 @@ os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_p
 os.environ["JAX_PLATFORMS"] = "cpu"
 
 import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import jaxrl  # noqa: E402
@@ -17,8 +16,10 @@ from jaxrl import parallel  # noqa: E402
 
 def maxdiff(a, b):
     # on the host: each shard is copied out alone (no cross-device program between differently placed arrays)
-    return max(float(np.max(np.abs(np.asarray(x, np.float32) - np.asarray(y, np.float32))))
-               for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True))
+    return max(
+        float(np.max(np.abs(np.asarray(x, np.float32) - np.asarray(y, np.float32))))
+        for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True)
+    )
 
 
 out = {"devices": len(jax.devices())}
