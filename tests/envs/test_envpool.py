@@ -369,7 +369,11 @@ def test_ppo_atari_smoke():
     assert state.env.timestep.obs.dtype == jnp.uint8 and state.env.timestep.obs.shape == (8, 84, 84, 4)
     assert m.total_loss.shape == (2,) and np.isfinite(np.asarray(m.total_loss)).all()
     assert int(m.env_steps[-1]) == 2048
-    assert any("NatureCNN" in k for k in state.params["params"])
+    # the Nature CNN torso (Mnih et al. 2015): 32 8x8/4, 64 4x4/2, 64 3x3/1 convolutions, 512 units
+    shapes = {k: v.shape for k, v in jax.tree_util.tree_leaves_with_path(state.params) if "kernel" in str(k)}
+    kernels = sorted(shapes.values(), key=len, reverse=True)
+    assert kernels[:3] == [(8, 8, 4, 32), (4, 4, 32, 64), (3, 3, 64, 64)], shapes
+    assert (3136, 512) in kernels and (512, 6) in kernels, shapes  # 7x7x64 -> 512 -> 6 Pong actions
 
 
 @pytest.mark.slow
