@@ -160,29 +160,77 @@ class TestUserTask:
 
 
 # ------------------------------------------------------------------------------------ THE DEMO
-# The default regime (scarce demonstrations: 500 of the 9,800 training problems, warm-up to convergence
-# with the step size decayed to 0; GRPO on fresh prompts scored by the verifier), shortened: a 1000-step
-# warm-up, 400 GRPO iterations. benchmarks/grpo_demo.py runs the full version over seeds.
+def sampled_reward(cfg, params, k=8):
+    """Mean verifier reward of ``k`` sampled answers (temperature 1) to each of the 200 held-out problems:
+    what GRPO maximises, and less noisy than greedy accuracy on 200 problems."""
+    task = trainer.setup(cfg).task
+    problems = list(task.heldout_problems()) * k
+    texts, finished = trainer.generate(cfg, params, problems, jax.random.key(0), greedy=False)
+    return float(np.mean(task.score(problems, texts, finished)))
+
+
+# The default regime (scarce demonstrations: 500 of the 9,800 training problems, warm-up with the step size
+# decayed to 0; GRPO on fresh prompts scored by the verifier), shortened: a 1000-step warm-up, 400 GRPO
+# iterations. benchmarks/grpo_demo.py runs the full version over seeds.
 DEMO = jaxrl.GRPOConfig(warmup_steps=1000, num_iterations=400, eval_every=10**6)
 
 
 class TestDemo:
-    def test_short_demo_grpo_beats_more_supervised_training(self):
+    def test_short_demo_grpo_raises_the_verifier_reward(self):
+        """GRPO raises the held-out reward, and the same time of supervised training at GRPO's step size
+        does not. Supervised training at the warm-up's peak step size (1e-3) is not asserted against: its
+        outcome depends on the batch order (key 1's warm-up: 0.19 -> 0.31 sampled in 600 steps, beating
+        GRPO's 0.22) and it ties or beats GRPO on seeds 0/1 of the full demo (benchmarks/RESULTS.md)."""
         key = jax.random.key(0)
         state0 = trainer.init(DEMO, key)
-        before = float(state0.warmup_accuracy)
         state = state0
         for _ in range(DEMO.num_iterations):
             state, _ = trainer.train_step(DEMO, state)
-        after = trainer.heldout_accuracy(DEMO, state.params)
         # the control: as many more supervised steps as take GRPO's time (a GRPO iteration of 64
         # completions costs ~1.5 supervised steps of 64 demonstrations here), at GRPO's step size
         demos = trainer.init_demonstrations(DEMO, key)
         sft_cfg = DEMO.replace(warmup_learning_rate=DEMO.learning_rate)
         sft, _ = trainer.warmup(sft_cfg, state0, 600, jax.random.key(1), demos=demos)
-        control = trainer.heldout_accuracy(DEMO, sft.params)
-        print(f"warm-up {before:.3f} -> GRPO {after:.3f}; more supervised steps instead: {control:.3f}")
-        # measured (key 0): warm-up 0.625 -> GRPO 0.680; 600 more supervised steps instead: 0.620
+        before, after, control = (sampled_reward(DEMO, s.params) for s in (state0, state, sft))
+        greedy_before, greedy_after = (
+            float(state0.warmup_accuracy),
+            trainer.heldout_accuracy(DEMO, state.params),
+        )
+        print(
+            f"sampled reward: warm-up {before:.3f} -> GRPO {after:.3f}, more supervised steps instead "
+            f"{control:.3f}; greedy accuracy {greedy_before:.3f} -> {greedy_after:.3f}"
+        )
+        # measured (key 0, pinned to one core; the same with XLA_FLAGS=--xla_cpu_multi_thread_eigen=false):
+        # sampled 0.590 -> GRPO 0.671, supervised instead 0.592; greedy 0.625 -> 0.715. Other warm-ups (as
+        # another XLA thread count gives: CI's warm-up ended at 0.645), keys 1 / 2: sampled 0.192 -> 0.222
+        # / 0.689 -> 0.742, supervised instead 0.189 / 0.699. A different GRPO trajectory from the same
+        # warm-up moves the final reward by ~0.01 (sd), so key 0 clears the bounds by ~5 sd and the
+        # weakest warm-up (key 1) still clears them.
         assert float(state0.init_accuracy) == 0.0
-        assert 0.3 <= before <= 0.8, before  # clearly below the ceiling
-        assert after >= before + 0.04 and after >= control + 0.03, (before, after, control)
+        assert 0.3 <= greedy_before <= 0.8, greedy_before  # clearly below the ceiling
+        assert after >= before + 0.025 and after >= control + 0.025, (before, after, control)
+        assert greedy_after >= greedy_before, (greedy_before, greedy_after)
+
+    @pytest.mark.slow
+    @pytest.mark.parametrize("seed", [0, 1, 2])
+    def test_full_demo_grpo_gain_is_not_more_supervised_training(self, seed):
+        """The default config (1500-step warm-up, 1000 GRPO iterations; ~2.5 min per seed): GRPO raises
+        the sampled held-out reward on every seed, supervised training at GRPO's step size for the same
+        time does not. Continuing at the warm-up's peak step size (1e-3) is NOT beaten on every seed
+        (2026-11-25: it ties on seed 0 and wins on seed 1; benchmarks/RESULTS.md), so it is not asserted."""
+        cfg = jaxrl.GRPOConfig(eval_every=10**6)
+        key = jax.random.key(seed)
+        state0 = trainer.init(cfg, key)
+        state = state0
+        for _ in range(cfg.num_iterations):
+            state, _ = trainer.train_step(cfg, state)
+        demos = trainer.init_demonstrations(cfg, key)
+        sft_cfg = cfg.replace(warmup_learning_rate=cfg.learning_rate)
+        sft, _ = trainer.warmup(sft_cfg, state0, 1500, jax.random.key(1), demos=demos)
+        before, after, control = (sampled_reward(cfg, s.params) for s in (state0, state, sft))
+        print(
+            f"seed {seed}: sampled reward warm-up {before:.3f} -> GRPO {after:.3f}; supervised instead {control:.3f}"
+        )
+        # measured (4 samples per problem, pinned): seeds 0/1/2 0.650/0.215/0.706 -> 0.783/0.415/0.780,
+        # supervised instead 0.639/0.216/0.710
+        assert after >= before + 0.05 and after >= control + 0.05, (before, after, control)

@@ -17,9 +17,16 @@ WARMUP_SCHEDULES = ("constant", "linear")
 @struct.dataclass
 class Config:
     """GRPO settings. Defaults: the TRL peer's addition set-up (GPT-2 shape 2x4x128, G = 8, 64 completions
-    per step, at most 4 new tokens, lr 1e-4, beta 0), with scarce demonstrations: the warm-up sees only 500
-    of the 9,800 training problems (to convergence, step size decayed to 0), GRPO then learns from fresh
-    prompts scored by the verifier (``benchmarks/grpo_demo.py``)."""
+    per step, at most 4 new tokens, beta 0; lr 3e-5 rather than the peer's 1e-4, see below), with scarce
+    demonstrations: the warm-up sees only 500 of the 9,800 training problems (step size decayed to 0),
+    GRPO then learns from fresh prompts scored by the verifier (``benchmarks/grpo_demo.py``).
+
+    Step size: the warmed-up model is sharp (N(0, 0.01) noise on its weights drops held-out accuracy
+    0.645 -> 0.42) and a 64-completion policy gradient is mostly noise (over 16 batches: per-batch
+    gradient norm ~13, norm of their mean ~3.7), while Adam moves every weight by about
+    ``learning_rate`` per step whatever the signal. At 1e-4 that noise-driven walk costs about what the
+    signal gains (400 iterations after a 1000-step warm-up made seed 1 worse, 0.18 -> 0.135 sampled
+    reward); 3e-5 improved all of seeds 0-2 (benchmarks/RESULTS.md, GRPO section)."""
 
     # TASK, MODEL, REWARD
     task: str | Task = struct.field(pytree_node=False, default="addition")  # task name or a jaxrl.Task
@@ -46,7 +53,7 @@ class Config:
     aggregation: str = struct.field(pytree_node=False, default="sequence")  # sequence | token | constant
     ref_update_every: int = struct.field(pytree_node=False, default=0)  # 0: reference = warm-up policy
     eval_every: int = struct.field(pytree_node=False, default=100)  # held-out greedy accuracy period
-    learning_rate: float = 1e-4  # Adam step size of the GRPO updates (constant)
+    learning_rate: float = 3e-5  # Adam step size of the GRPO updates (constant; 1e-4 is too noisy here)
     warmup_learning_rate: float = 1e-3  # Adam step size of the warm-up
     beta: float = 0.0  # KL(pi || pi_ref) penalty weight (k3 estimator)
     clip_eps_low: float = 0.2  # ratio clipped to [1 - clip_eps_low, 1 + clip_eps_high]
