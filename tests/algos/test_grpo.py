@@ -232,5 +232,5 @@ class TestDemo:
             f"seed {seed}: sampled reward warm-up {before:.3f} -> GRPO {after:.3f}; supervised instead {control:.3f}"
         )
         # measured (4 samples per problem, pinned): seeds 0/1/2 0.650/0.215/0.706 -> 0.783/0.415/0.780,
-        # supervised instead 0.639/0.216/0.710
+        # supervised instead 0.639/0.216/0.710; as this test (8 answers), seed 2: 0.712 -> 0.781, 0.718 (195 s)
         assert after >= before + 0.05 and after >= control + 0.05, (before, after, control)
