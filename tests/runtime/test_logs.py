@@ -81,6 +81,21 @@ def test_tensorboard_event_file(tmp_path):
     log.close()
     events = list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
     assert events and events[0].stat().st_size > 0
+    # read the records back (TFRecord framing: u64 length, u32 crc, payload, u32 crc)
+    from tensorboardX.proto import event_pb2
+
+    data, pos, scalars = events[0].read_bytes(), 0, {}
+    while pos < len(data):
+        n = int.from_bytes(data[pos : pos + 8], "little")
+        ev = event_pb2.Event.FromString(data[pos + 12 : pos + 12 + n])
+        pos += 12 + n + 4
+        for v in ev.summary.value:
+            scalars.setdefault(v.tag, {})[ev.step] = v.simple_value
+    # logged against env steps (4 t): members, then the mean/min/max over members that have a value
+    assert scalars["member_0/episode_return"] == {4: 10.0, 8: 20.0}
+    assert scalars["member_1/episode_return"][8] == 21.0
+    assert scalars["episode_return"] == {4: 10.0, 8: 20.5}
+    assert scalars["episode_return_min"][8] == 20.0 and scalars["episode_return_max"][8] == 21.0
 
 
 def test_wandb_is_offline_by_default(tmp_path, monkeypatch):
