@@ -104,9 +104,7 @@ def env_is_stateful(cfg: Any) -> bool:
     """True if ``cfg.env`` keeps its state outside JAX (envpool): it cannot be checkpointed, vmapped
     into population members or sharded. False for configs without an environment (GRPO)."""
     name = getattr(cfg, "env", None)
-    if name is None or not hasattr(cfg, "num_envs"):
-        return False
-    return bool(getattr(envs.make(name, 1, getattr(cfg, "env_params", None)), "stateful", False))
+    return name is not None and envs.holds_state_outside_jax(name)
 
 
 def restart_envs(cfg: Any, restored: Any, fresh: Any) -> Any:

@@ -105,5 +105,13 @@ def _make(env: Any, num_envs: int, env_params: Any = None, **kwargs: Any) -> bas
     )
 
 
+def holds_state_outside_jax(env: Any) -> bool:
+    """True for backends whose state lives outside JAX (envpool), from the name or instance alone:
+    nothing is built (an envpool pool would be)."""
+    if isinstance(env, str):
+        return env.startswith(ENVPOOL_PREFIX)
+    return bool(getattr(env, "stateful", False))
+
+
 def env_name(env: Any) -> str:
     return env if isinstance(env, str) else getattr(env, "name", type(env).__name__)

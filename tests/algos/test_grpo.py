@@ -169,6 +169,21 @@ def sampled_reward(cfg, params, k=8):
     return float(np.mean(task.score(problems, texts, finished)))
 
 
+def grpo_and_supervised_instead(cfg, key, supervised_steps):
+    """Warm-up (``init``), then ``cfg.num_iterations`` GRPO iterations, and from the same warm-up instead
+    ``supervised_steps`` more supervised steps on the warm-up's demonstrations at GRPO's step size.
+    Returns (warm-up state, GRPO state, sampled reward of the warm-up, of GRPO, of the supervised control)."""
+    state0 = trainer.init(cfg, key)
+    state = state0
+    for _ in range(cfg.num_iterations):
+        state, _ = trainer.train_step(cfg, state)
+    demos = trainer.init_demonstrations(cfg, key)
+    sft_cfg = cfg.replace(warmup_learning_rate=cfg.learning_rate)
+    sft, _ = trainer.warmup(sft_cfg, state0, supervised_steps, jax.random.key(1), demos=demos)
+    before, after, control = (sampled_reward(cfg, s.params) for s in (state0, state, sft))
+    return state0, state, before, after, control
+
+
 # The default regime (scarce demonstrations: 500 of the 9,800 training problems, warm-up with the step size
 # decayed to 0; GRPO on fresh prompts scored by the verifier), shortened: a 1000-step warm-up, 400 GRPO
 # iterations. benchmarks/grpo_demo.py runs the full version over seeds.
@@ -181,17 +196,9 @@ class TestDemo:
         does not. Supervised training at the warm-up's peak step size (1e-3) is not asserted against: its
         outcome depends on the batch order (key 1's warm-up: 0.19 -> 0.31 sampled in 600 steps, beating
         GRPO's 0.22) and it ties or beats GRPO on seeds 0/1 of the full demo (benchmarks/RESULTS.md)."""
-        key = jax.random.key(0)
-        state0 = trainer.init(DEMO, key)
-        state = state0
-        for _ in range(DEMO.num_iterations):
-            state, _ = trainer.train_step(DEMO, state)
         # the control: as many more supervised steps as take GRPO's time (a GRPO iteration of 64
         # completions costs ~1.5 supervised steps of 64 demonstrations here), at GRPO's step size
-        demos = trainer.init_demonstrations(DEMO, key)
-        sft_cfg = DEMO.replace(warmup_learning_rate=DEMO.learning_rate)
-        sft, _ = trainer.warmup(sft_cfg, state0, 600, jax.random.key(1), demos=demos)
-        before, after, control = (sampled_reward(DEMO, s.params) for s in (state0, state, sft))
+        state0, state, before, after, control = grpo_and_supervised_instead(DEMO, jax.random.key(0), 600)
         greedy_before, greedy_after = (
             float(state0.warmup_accuracy),
             trainer.heldout_accuracy(DEMO, state.params),
@@ -219,15 +226,7 @@ class TestDemo:
         time does not. Continuing at the warm-up's peak step size (1e-3) is NOT beaten on every seed
         (2026-11-25: it ties on seed 0 and wins on seed 1; benchmarks/RESULTS.md), so it is not asserted."""
         cfg = jaxrl.GRPOConfig(eval_every=10**6)
-        key = jax.random.key(seed)
-        state0 = trainer.init(cfg, key)
-        state = state0
-        for _ in range(cfg.num_iterations):
-            state, _ = trainer.train_step(cfg, state)
-        demos = trainer.init_demonstrations(cfg, key)
-        sft_cfg = cfg.replace(warmup_learning_rate=cfg.learning_rate)
-        sft, _ = trainer.warmup(sft_cfg, state0, 1500, jax.random.key(1), demos=demos)
-        before, after, control = (sampled_reward(cfg, s.params) for s in (state0, state, sft))
+        _, _, before, after, control = grpo_and_supervised_instead(cfg, jax.random.key(seed), 1500)
         print(
             f"seed {seed}: sampled reward warm-up {before:.3f} -> GRPO {after:.3f}; supervised instead {control:.3f}"
         )
