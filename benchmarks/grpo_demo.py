@@ -82,6 +82,10 @@ def run_seed(cfg, seed: int, curve_every: int) -> dict:
     k_ctrl = jax.random.key(10_000 + seed)
     sft_state, sft_steps, sft_s = continue_sft(cfg, state0, demos, grpo_s, k_ctrl, None)
     sft_lo_state, sft_lo_steps, sft_lo_s = continue_sft(cfg, state0, demos, grpo_s, k_ctrl, cfg.learning_rate)
+    sampled = {  # mean verifier reward of 8 sampled answers per held-out problem (less noisy than greedy)
+        name: trainer.sampled_heldout_reward(cfg, st.params)
+        for name, st in (("before", state0), ("grpo", state), ("sft", sft_state), ("sft_grpo_lr", sft_lo_state))
+    }
     row = {
         "seed": seed,
         "acc_init": float(state0.init_accuracy),
@@ -89,6 +93,7 @@ def run_seed(cfg, seed: int, curve_every: int) -> dict:
         "acc_grpo": after,
         "acc_sft_same_time": trainer.heldout_accuracy(cfg, sft_state.params),
         "acc_sft_same_time_grpo_lr": trainer.heldout_accuracy(cfg, sft_lo_state.params),
+        **{f"sampled_{k}": v for k, v in sampled.items()},
         "warmup_s_incl_compile": warm_s,
         "grpo_s": grpo_s,
         "grpo_s_per_iteration": grpo_s / cfg.num_iterations,
@@ -115,6 +120,7 @@ def main() -> None:
     grpo.validate(cfg)
     rows = [run_seed(cfg, s, args.curve_every) for s in range(args.seeds)]
     keys = ["acc_before", "acc_grpo", "acc_sft_same_time", "acc_sft_same_time_grpo_lr", "grpo_s"]
+    keys += ["sampled_before", "sampled_grpo", "sampled_sft", "sampled_sft_grpo_lr"]
     summary = {k: float(np.mean([r[k] for r in rows])) for k in keys}
     print("mean over seeds:", json.dumps(summary))
     path = H.write_json(

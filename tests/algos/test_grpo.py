@@ -22,6 +22,8 @@ SMALL = jaxrl.GRPOConfig(
     eval_every=2,
     beta=0.1,  # (the KL test below shares these compiled programs: same static settings)
     inner_steps=3,
+    oversample=1,  # (dynamic sampling and the step-size schedule have their own tests)
+    lr_schedule="constant",
 )
 
 
@@ -35,6 +37,8 @@ class TestValidate:
             ({"aggregation": "mean"}, "aggregation must be one of"),
             ({"advantage_scale": "std"}, "advantage_scale must be one of"),
             ({"warmup_schedule": "cosine"}, "warmup_schedule must be one of"),
+            ({"lr_schedule": "cosine"}, "lr_schedule must be one of"),
+            ({"oversample": 0}, "oversample must be a positive"),
             ({"reward": "verifier"}, "unknown GRPO reward source"),
             ({"task": "sum"}, "unknown GRPO task"),
             ({"learning_rate": -1.0}, "learning_rate must be a positive"),
@@ -105,6 +109,54 @@ class TestTrainAPI:
             moved.params["params"]["head"]["kernel"], state.params["params"]["head"]["kernel"]
         )
 
+    def test_grpo_step_size_schedule(self):
+        # linear: 1 at the first iteration, 1/n at the last (0 after it); constant: 1
+        lin = SMALL.replace(num_iterations=4, lr_schedule="linear")
+        np.testing.assert_allclose([trainer.grpo_lr_scale(lin, i) for i in range(5)], [1.0, 0.75, 0.5, 0.25, 0.0])
+        assert [trainer.grpo_lr_scale(SMALL, i) for i in (0, 2)] == [1.0, 1.0]
+        # the multiplier reaches the update: at 0 the weights do not move, with the same Adam state update
+        # as at 1 (a schedule on the step, not on the gradient)
+        cfg = SMALL.replace(warmup_steps=0, inner_steps=1, beta=0.0)
+        s = trainer.setup(cfg)
+        state = trainer.init(cfg, jax.random.key(4))
+        tokens = np.tile(np.arange(12, dtype=np.int32) % 10 + 3, (8, 1))
+        mask = np.zeros((8, 12), np.float32)
+        mask[:, 8:] = 1.0
+        logp_old = np.full((8, 12), -1.0, np.float32)
+        rewards = np.array([[1.0, 0.0, 0.0, 1.0], [0.0, 1.0, 1.0, 1.0]], np.float32)
+        args = (trainer.HParams.of(cfg), state.params, state.opt_state, tokens, logp_old, mask, rewards, None)
+        p0, o0, _ = s.programs.update(*args, np.float32(0.0))
+        p1, o1, _ = s.programs.update(*args, np.float32(1.0))
+        jax.tree_util.tree_map(np.testing.assert_array_equal, p0, state.params)
+        jax.tree_util.tree_map(np.testing.assert_allclose, o0, o1)
+        assert not np.array_equal(p1["params"]["head"]["kernel"], state.params["params"]["head"]["kernel"])
+
+    def test_dynamic_sampling_keeps_the_groups_with_signal(self):
+        rewards = np.array(
+            [[1, 1, 1, 1], [0, 1, 0, 0], [0, 0, 0, 0], [1, 0, 1, 0], [0.5, 0, 0, 0], [1, 1, 0, 1]], np.float32
+        )
+        # stds: 0, .433, 0, .5, .217, .433 -> the top 3 are groups 3, 1, 5 (1 before 5 on the tie)
+        np.testing.assert_array_equal(trainer.select_groups(rewards, 3), [1, 3, 5])
+        np.testing.assert_array_equal(trainer.select_groups(rewards, 4), [1, 3, 4, 5])
+        np.testing.assert_array_equal(trainer.select_groups(rewards, 6), np.arange(6))
+        with pytest.raises(ValueError, match="cannot keep 7 of 6"):
+            trainer.select_groups(rewards, 7)
+        # in training: twice the prompts sampled, the update on the prompts_per_iteration most varied groups
+        # (same update shapes as without); same key, same run
+        cfg = SMALL.replace(oversample=2, num_iterations=2, inner_steps=1, beta=0.0, lr_schedule="linear")
+        state0 = trainer.init(cfg, jax.random.key(5))
+        runs = []
+        for _ in range(2):
+            state, m1 = trainer.train_step(cfg, state0)
+            state, m2 = trainer.train_step(cfg, state)
+            runs.append((state, m1, m2))
+        (sa, a1, a2), (sb, b1, b2) = runs
+        jax.tree_util.tree_map(np.testing.assert_array_equal, sa.params, sb.params)
+        assert (int(a1.env_steps), int(a2.env_steps)) == (16, 32)  # 4 prompts x 4 answers sampled
+        for m, n in ((a1, b1), (a2, b2)):
+            assert float(m.reward) == float(n.reward) and float(m.loss) == float(n.loss)
+            assert float(m.used_zero_std_fraction) <= float(m.zero_std_fraction)
+
     def test_kl_reference_inner_steps_and_callable_reward(self):
         # a callable reward (longer answers are better: unrelated to correctness) gives a signal from
         # random weights; beta > 0 with a frozen reference: KL is measured; 3 inner steps move the ratio
@@ -150,7 +202,14 @@ class TestUserTask:
             num_heldout=64,
         )
         cfg = jaxrl.GRPOConfig(
-            task=task, model="nano", warmup_steps=0, num_iterations=80, eval_every=40, learning_rate=1e-3
+            task=task,
+            model="nano",
+            warmup_steps=0,
+            num_iterations=80,
+            eval_every=40,
+            learning_rate=1e-3,
+            lr_schedule="constant",  # (the settings its figures were measured with)
+            oversample=1,
         )
         state, metrics = jaxrl.train(cfg, jax.random.key(0))
         # measured: 0.0 -> 0.70 (seeds 1, 2: 0.70, 0.56); chance (right letter and stop) is ~0.01
@@ -160,15 +219,6 @@ class TestUserTask:
 
 
 # ------------------------------------------------------------------------------------ THE DEMO
-def sampled_reward(cfg, params, k=8):
-    """Mean verifier reward of ``k`` sampled answers (temperature 1) to each of the 200 held-out problems:
-    what GRPO maximises, and less noisy than greedy accuracy on 200 problems."""
-    task = trainer.setup(cfg).task
-    problems = list(task.heldout_problems()) * k
-    texts, finished = trainer.generate(cfg, params, problems, jax.random.key(0), greedy=False)
-    return float(np.mean(task.score(problems, texts, finished)))
-
-
 def grpo_and_supervised_instead(cfg, key, supervised_steps):
     """Warm-up (``init``), then ``cfg.num_iterations`` GRPO iterations, and from the same warm-up instead
     ``supervised_steps`` more supervised steps on the warm-up's demonstrations at GRPO's step size.
@@ -180,7 +230,7 @@ def grpo_and_supervised_instead(cfg, key, supervised_steps):
     demos = trainer.init_demonstrations(cfg, key)
     sft_cfg = cfg.replace(warmup_learning_rate=cfg.learning_rate)
     sft, _ = trainer.warmup(sft_cfg, state0, supervised_steps, jax.random.key(1), demos=demos)
-    before, after, control = (sampled_reward(cfg, s.params) for s in (state0, state, sft))
+    before, after, control = (trainer.sampled_heldout_reward(cfg, s.params) for s in (state0, state, sft))
     return state0, state, before, after, control
 
 

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxrl import optim
+from jaxrl import optim, schedules
 from jaxrl.algos import base
 from jaxrl.algos.grpo import rewards as reward_sources
 from jaxrl.algos.grpo import tasks as task_lib
@@ -54,7 +54,8 @@ class Metrics(NamedTuple):
     heldout_accuracy: Any  # greedy accuracy on the held-out prompts after this iteration (NaN: not evaluated)
     completion_length: Any  # mean completion tokens (<eos> included)
     finished_fraction: Any  # completions that ended with <eos>
-    zero_std_fraction: Any  # groups whose rewards were all equal (no learning signal)
+    zero_std_fraction: Any  # sampled groups whose rewards were all equal (no learning signal)
+    used_zero_std_fraction: Any  # the same among the groups of the update (dynamic sampling lowers it)
     loss: Any
     kl: Any  # k3 KL(pi || pi_ref) per token (0 when beta = 0)
     clip_fraction: Any  # tokens whose gradient the ratio clip removed (0 with inner_steps = 1)
@@ -87,7 +88,8 @@ class Programs:
     """The jitted functions, shared by every config with the same model and shape settings."""
 
     sample: Callable  # sample(params, prompts, prompt_len, key, temperature, top_p, greedy) -> Samples
-    update: Callable  # update(hp, params, opt_state, tokens, logp_old, mask, rewards[P, G], logp_ref)
+    # update(hp, params, opt_state, tokens, logp_old, mask, rewards[P, G], logp_ref, lr_scale)
+    update: Callable
     ref_log_probs: Callable  # (params, tokens, temperature) -> [N, L]
     # (hp, params, opt_state, tokens, mask, batches[S, B], lr_scale[S]) -> (params, opt_state, losses)
     warmup_step: Callable
@@ -158,8 +160,9 @@ def programs(
         )
 
     @jax.jit
-    def update(hp, params, opt_state, tokens, logp_old, mask, rewards, logp_ref):
-        """``inner_steps`` Adam steps on one batch; rewards [P, G] -> group advantages inside."""
+    def update(hp, params, opt_state, tokens, logp_old, mask, rewards, logp_ref, lr_scale):
+        """``inner_steps`` Adam steps on one batch at ``lr_scale * learning_rate``; rewards [P, G] -> group
+        advantages inside."""
         adv = grpo_losses.group_advantages(rewards, scale=advantage_scale, eps=hp.advantage_eps).reshape(-1)
         opt = optimizer(hp.learning_rate, hp.max_grad_norm)
 
@@ -169,6 +172,7 @@ def programs(
                 params, hp, tokens, logp_old, mask, adv, logp_ref
             )
             updates, opt_state = opt.update(grads, opt_state, params)
+            updates = jax.tree_util.tree_map(lambda u: lr_scale * u, updates)
             return (optax.apply_updates(params, updates), opt_state), (loss, diag, optax.tree.norm(grads))
 
         (params, opt_state), (loss, diag, gnorm) = jax.lax.scan(step, (params, opt_state), None, inner_steps)
@@ -293,6 +297,15 @@ def heldout_accuracy(
     return float(np.mean(r >= s.task.success_threshold))
 
 
+def sampled_heldout_reward(cfg: Config, params: Any, *, answers: int = 8) -> float:
+    """Mean verifier reward of ``answers`` sampled answers (``cfg.temperature``, fixed key) to each held-out
+    problem: what GRPO maximises, and a much less noisy measure than greedy accuracy on 200 problems."""
+    s = setup(cfg)
+    problems = list(s.task.heldout_problems()) * answers
+    texts, finished = generate(cfg, params, problems, jax.random.key(0), greedy=False)
+    return float(np.mean(s.task.score(problems, texts, finished)))
+
+
 # ------------------------------------------------------------------------------------- WARM-UP
 def demonstrations(cfg: Config, key: jax.Array) -> tuple[np.ndarray, np.ndarray]:
     """``warmup_demos`` training problems as (tokens [D, L], answer mask [D, L]): <bos> prompt solution
@@ -326,8 +339,29 @@ def warmup_lr_scale(cfg: Config) -> np.ndarray:
     """``[warmup_steps]`` multipliers of ``warmup_learning_rate`` for ``init``'s warm-up."""
     n = cfg.warmup_steps
     if cfg.warmup_schedule == "linear":  # to 0 at the end: the warm-up ends at a settled point
-        return (1.0 - np.arange(n) / n).astype(np.float32)
+        return np.asarray(schedules.linear(1.0, 0.0, n, np.arange(n)), np.float32)
     return np.ones(n, np.float32)
+
+
+def grpo_lr_scale(cfg: Config, iteration: int) -> np.float32:
+    """Multiplier of ``learning_rate`` for GRPO iteration ``iteration`` (0-based): 1 throughout for
+    ``lr_schedule="constant"``; ``1 - iteration / num_iterations`` for ``"linear"`` (1 at the first
+    iteration, ``1 / num_iterations`` at the last: GRPO ends at a settled point, like the warm-up)."""
+    if cfg.lr_schedule == "linear":
+        return np.float32(schedules.linear(1.0, 0.0, cfg.num_iterations, iteration))
+    return np.float32(1.0)
+
+
+def select_groups(rewards: np.ndarray, k: int) -> np.ndarray:
+    """Dynamic sampling: indices (ascending) of the ``k`` groups of ``rewards [S, G]`` whose rewards
+    vary most (largest std; ties: the earlier group). Groups of all-equal rewards have advantage 0 and
+    carry no gradient, so an update on the selected ``k`` of ``S`` sampled groups has more signal at the
+    same cost. ``k = S`` keeps all of them."""
+    rewards = np.asarray(rewards, np.float32)
+    if not 0 < k <= rewards.shape[0]:
+        raise ValueError(f"cannot keep {k} of {rewards.shape[0]} groups")
+    order = np.argsort(-rewards.std(axis=1), kind="stable")
+    return np.sort(order[:k])
 
 
 def warmup(
@@ -390,7 +424,8 @@ def train_step(cfg: Config, state: State) -> tuple[State, Metrics]:
     key, k_prob, k_sample = jax.random.split(state.key, 3)
 
     # SAMPLE: G answers to each of the prompts
-    problems = s.task.sample_problems(host_rng(k_prob), cfg.prompts_per_iteration)
+    n_sampled = cfg.num_sampled_prompts
+    problems = s.task.sample_problems(host_rng(k_prob), n_sampled)
     prompts, plen = encode_prompts(s, cfg, problems)
     prompts, plen = np.repeat(prompts, g, axis=0), np.repeat(plen, g)
     out = s.programs.sample(state.params, prompts, plen, k_sample, cfg.temperature, cfg.top_p, False)
@@ -404,21 +439,30 @@ def train_step(cfg: Config, state: State) -> tuple[State, Metrics]:
     if reward.shape != (len(reps),):
         raise ValueError(f"the reward source returned shape {reward.shape}; expected ({len(reps)},)")
     true_reward = reward if cfg.reward == "task" else s.task.score(reps, texts, finished)
-    grouped = reward.reshape(cfg.prompts_per_iteration, g)
+    grouped = reward.reshape(n_sampled, g)
+
+    # DYNAMIC SAMPLING: keep the prompts_per_iteration groups whose rewards vary most (static shapes)
+    upd_tokens, upd_logp, upd_mask, upd_rewards = out.tokens, out.log_probs, out.completion_mask, grouped
+    if n_sampled > cfg.prompts_per_iteration:
+        keep = select_groups(grouped, cfg.prompts_per_iteration)
+        rows = (keep[:, None] * g + np.arange(g)).reshape(-1)
+        upd_tokens, upd_logp, upd_mask = (x[rows] for x in (out.tokens, out.log_probs, out.completion_mask))
+        upd_rewards = grouped[keep]
 
     # UPDATE (advantages inside: rewards [P, G])
     logp_ref = None
     if float(cfg.beta) != 0.0:
-        logp_ref = s.programs.ref_log_probs(state.ref_params, out.tokens, cfg.temperature)
+        logp_ref = s.programs.ref_log_probs(state.ref_params, upd_tokens, cfg.temperature)
     params, opt_state, (loss, diag, gnorm) = s.programs.update(
         HParams.of(cfg),
         state.params,
         state.opt_state,
-        out.tokens,
-        out.log_probs,
-        out.completion_mask,
-        grouped,
+        upd_tokens,
+        upd_logp,
+        upd_mask,
+        upd_rewards,
         logp_ref,
+        grpo_lr_scale(cfg, int(state.iteration)),
     )
     iteration = int(state.iteration) + 1
     ref = state.ref_params
@@ -437,13 +481,14 @@ def train_step(cfg: Config, state: State) -> tuple[State, Metrics]:
     f32 = np.float32
     metrics = Metrics(
         episode_return=f32(reward.mean()),
-        env_steps=np.int64(iteration * cfg.batch_size),
+        env_steps=np.int64(iteration * n_sampled * g),  # completions sampled
         reward=f32(reward.mean()),
         true_reward=f32(np.mean(true_reward)),
         heldout_accuracy=f32(acc),
         completion_length=f32(mask.sum(axis=1).mean()),
         finished_fraction=f32(finished.mean()),
-        zero_std_fraction=f32(np.mean(grouped.std(axis=1) == 0)),
+        zero_std_fraction=f32(np.mean(grouped.std(axis=1) == 0)),  # of the sampled groups
+        used_zero_std_fraction=f32(np.mean(upd_rewards.std(axis=1) == 0)),  # of the groups updated on
         loss=f32(loss),
         kl=f32(diag.kl),
         clip_fraction=f32(diag.clip_fraction),
