@@ -15,7 +15,9 @@ from jaxrl.algos.reward_model import scoring
 from jaxrl.data import preferences as prefs
 
 TOK = tasks.make_task("addition").tokenizer  # <pad> 0, <bos> 1, <eos> 2, '0'..'9' 3..12, '+' 13, '=' 14
-SMALL = rm.Config(model="nano", num_pairs=256, num_eval_pairs=64, batch_size=64, num_epochs=2, max_len=16)
+SMALL = rm.Config(
+    model="nano", num_pairs=256, num_eval_pairs=64, batch_size=64, num_epochs=2, max_len=16, readout="head"
+)
 
 
 def _rows(texts, width=12):
@@ -253,10 +255,12 @@ class TestEndToEnd:
 
 
 @pytest.mark.slow
-def test_learns_synthetic_addition_preferences():
-    """From random weights, a short run already ranks most held-out pairs right (the full default run
-    reaches ~0.89; see benchmarks/RESULTS.md). Chance is 0.5."""
-    cfg = rm.Config(num_pairs=10_000, num_eval_pairs=1_000, num_epochs=4)
-    _, m = _train(cfg, jax.random.key(0))
-    assert float(m.eval_accuracy[-1]) > 0.72
-    assert float(m.eval_accuracy[-1]) > float(m.eval_accuracy[0])
+def test_default_reward_model_reaches_90_percent():
+    """The issue's check: the default RewardModelConfig (tiny transformer, loglik readout, 20,000 synthetic
+    addition pairs, 4 epochs), trained from random weights, ranks >= 90% of the held-out pairs right
+    (measured 0.936 in 84 s on one quiet core; benchmarks/RESULTS.md). Chance is 0.5."""
+    _, m = _train(rm.Config(), jax.random.key(0))
+    acc = np.asarray(m.eval_accuracy)
+    print("held-out pair accuracy per epoch:", acc)
+    assert acc[-1] >= 0.90
+    assert acc[-1] > acc[0]

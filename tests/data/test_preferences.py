@@ -154,3 +154,35 @@ class TestSynthetic:
 def _truth(p, task):
     a, _, b = p.prompt[:-1].partition("+" if task == "addition" else "*")
     return int(a) + int(b) if task == "addition" else int(a) * int(b)
+
+
+class TestLabelSamples:
+    def test_pairs_from_a_policys_answers_follow_the_rule(self):
+        from jaxrl.algos.grpo import tasks
+
+        task = tasks.make_task("addition")
+        p1 = tasks.Problem(prompt="12+34=", answer=46, solution="46")
+        p2 = tasks.Problem(prompt="5+5=", answer=10, solution="10")
+        texts = [
+            "46", "46", "47", "56", "4<", "",   # p1: correct, near miss, tens slip, un-encodable, empty
+            "10", "10", "10", "10", "10", "10",  # p2: all the same answer: nothing to compare
+        ]  # fmt: skip
+        pairs = prefs.label_samples(task, [p1, p2], texts, 6, pairs_per_prompt=10)
+        # p1's distinct encodable answers: 46 (0), 47 (-1), 56 (-10): 46>47, 46>56, 47>56 (47 is 10x closer)
+        assert sorted(pairs) == sorted(
+            [PreferencePair("12+34=", "46", "47"), PreferencePair("12+34=", "46", "56"),
+             PreferencePair("12+34=", "47", "56")]
+        )  # fmt: skip
+        assert len(prefs.label_samples(task, [p1, p2], texts, 6, pairs_per_prompt=2)) == 2
+        assert prefs.label_samples(task, [p1, p2], texts, 6, pairs_per_prompt=2, seed=3) == prefs.label_samples(
+            task, [p1, p2], texts, 6, pairs_per_prompt=2, seed=3
+        )
+
+    def test_near_ties_skipped_and_shape_checked(self):
+        from jaxrl.algos.grpo import tasks
+
+        task = tasks.make_task("addition")
+        p = tasks.Problem(prompt="12+34=", answer=46, solution="46")
+        assert prefs.label_samples(task, [p], ["44", "49"], 2) == []  # -2 vs -3: a near-tie
+        with pytest.raises(ValueError, match="3 answers for 1 problems x group_size 2"):
+            prefs.label_samples(task, [p], ["44", "49", "46"], 2)

@@ -15,7 +15,8 @@ READOUTS = ("head", "loglik")
 
 @struct.dataclass
 class Config:
-    """Reward-model settings; defaults train a ``tiny`` transformer on synthetic addition preferences."""
+    """Reward-model settings; defaults train a ``tiny`` transformer on synthetic addition preferences
+    (held-out pair accuracy 0.94 in ~1.5 min on one CPU core)."""
 
     # DATA
 
@@ -35,9 +36,11 @@ class Config:
     # the scalar reward: "head" (a linear head on the last token's features, the usual reward model) or
     # "loglik" (log-probability of the answer under the trunk's own next-token head: the implicit
     # reward of DPO with a uniform reference, Rafailov et al. 2023, arXiv:2305.18290)
-    readout: str = struct.field(pytree_node=False, default="head")
+    # (default "loglik": 0.94 held-out pair accuracy on synthetic addition in 4 epochs where "head" reaches
+    # 0.89 in 8, and GRPO exploits it less; benchmarks/RESULTS.md)
+    readout: str = struct.field(pytree_node=False, default="loglik")
     # TRAINING
-    num_epochs: int = struct.field(pytree_node=False, default=8)  # passes over the pairs (one per iteration)
+    num_epochs: int = struct.field(pytree_node=False, default=4)  # passes over the pairs (one per iteration)
     batch_size: int = struct.field(pytree_node=False, default=64)  # pairs per gradient step
     anneal_lr: bool = struct.field(pytree_node=False, default=True)  # linear decay of the step size to 0
     learning_rate: float = 2e-3  # Adam step size (initial, if annealed)
