@@ -1,11 +1,13 @@
 """Reward model from synthetic preferences, then GRPO with the reward model as its only reward.
 
 On the built-in addition task:
+  0. the supervised warm-up policy (GRPO's warm-up, saved as a run directory ``<out>/sft``);
   1. preference pairs labelled by a hidden rule (correct > closer wrong > farther wrong > malformed): by
      default, pairs of the warm-up policy's own answers to training prompts (``--onpolicy-prompts``,
      ``preferences.label_samples``: labels where the policy actually errs, as RLHF collects them)
-     topped up with synthetic candidates to 20,000 pairs; a reward model trained from random weights
-     (default ``RewardModelConfig``, ``jaxrl.run``: progress, logs, checkpoints) -> held-out pair
+     topped up with synthetic candidates to 20,000 pairs; a reward model (default ``RewardModelConfig``,
+     ``jaxrl.run``: progress, logs, checkpoints) whose transformer starts from the warm-up policy
+     (``init_from``, as RLHF starts from the SFT model; ``--rm-init random``: from random weights) -> held-out pair
      accuracy per epoch on the synthetic held-out pairs, split into pair kinds;
   2. GRPO from the same warm-started policy with ``reward="rm:<rm run dir>"`` (nothing else), once
      with ``beta=0`` and once with a KL penalty ``beta>0``; every iteration logs the reward-model score
@@ -121,21 +123,21 @@ def rm_on_policy_samples(grpo_cfg, policy_params, rm_cfg, rm_params, key, group:
     }
 
 
-def onpolicy_data(grpo_cfg, seed: int, num_prompts: int, out: str) -> tuple[str, str, dict]:
+def onpolicy_data(
+    grpo_cfg, policy_params, warmup_accuracy: float, seed: int, num_prompts: int, out: str
+) -> tuple[str, str, dict]:
     """Preference data as RLHF collects it: the warm-up policy (GRPO's, same config and seed) answers
     ``num_prompts`` training problems ``group_size`` times; the hidden rule labels pairs of its distinct
     answers (``preferences.label_samples``); mixed with as many synthetic pairs as the default
     ``num_pairs`` minus those, into ``<out>/prefs.jsonl``. Held-out pairs: the usual synthetic ones on
     the held-out prompts (``<out>/prefs_eval.jsonl``), so the pair accuracy is comparable."""
-    from jaxrl.algos import base
     from jaxrl.algos.grpo import trainer
 
-    state = trainer.init(grpo_cfg, base.as_key(seed))
     task = trainer.setup(grpo_cfg).task
     problems = task.sample_problems(np.random.default_rng(10_000 + seed), num_prompts)
     g = grpo_cfg.group_size
     rows = [p for p in problems for _ in range(g)]
-    texts, _ = trainer.generate(grpo_cfg, state.params, rows, jax.random.key(10_000 + seed), greedy=False)
+    texts, _ = trainer.generate(grpo_cfg, policy_params, rows, jax.random.key(10_000 + seed), greedy=False)
     own = prefs.label_samples(task, problems, texts, g, seed=seed)
     n_syn = max(jaxrl.RewardModelConfig().num_pairs - len(own), 0)
     mixed = own + prefs.synthetic_pairs(task, n_syn, seed=seed)
@@ -146,7 +148,7 @@ def onpolicy_data(grpo_cfg, seed: int, num_prompts: int, out: str) -> tuple[str,
     prefs.write_jsonl(held, eval_data)
     ok = np.mean([prefs.numeric_score(p.answer, t) == 0 for p, t in zip(rows, texts, strict=True)])
     info = {
-        "warmup_accuracy": float(state.warmup_accuracy),
+        "warmup_accuracy": warmup_accuracy,
         "sample_accuracy": float(ok),
         "onpolicy_pairs": len(own),
         "synthetic_pairs": n_syn,
@@ -211,6 +213,10 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--rm-dir", default=None, help="reuse a trained reward-model run instead of training one")
     ap.add_argument(
+        "--rm-init", choices=("sft", "random"), default="sft",
+        help="the reward model's starting weights: the supervised warm-up policy (RLHF's usual start) or random",
+    )  # fmt: skip
+    ap.add_argument(
         "--onpolicy-prompts", type=int, default=14_000,
         help="training problems the warm-up policy answers (group_size times) for rule-labelled pairs of its "
         "own answers, mixed into the reward model's data; 0: synthetic pairs only",
@@ -225,10 +231,24 @@ def main() -> None:
     rm_dir = args.rm_dir or os.path.join(args.out, "rm")
     if args.rm_dir is None:
         rm_overrides = list(RM_DEFAULTS)
-        if args.onpolicy_prompts > 0:
-            grpo_cfg = configs.apply_overrides(jaxrl.GRPOConfig(), GRPO_DEFAULTS + args.grpo_set)
+        grpo_cfg = configs.apply_overrides(jaxrl.GRPOConfig(), GRPO_DEFAULTS + args.grpo_set)
+        sft_dir = os.path.join(args.out, "sft")
+        if args.onpolicy_prompts > 0 or args.rm_init == "sft":
+            # the supervised (warm-up) policy as a run directory: one GRPO iteration, whose reference policy
+            # (ref_params) is the warm-up's; the GRPO runs below start from the same warm-up (same key)
             t0 = time.perf_counter()
-            data, eval_data, info = onpolicy_data(grpo_cfg, args.seed, args.onpolicy_prompts, args.out)
+            sft = jaxrl.run(
+                grpo_cfg.replace(num_iterations=1, eval_every=1), args.seed, out_dir=sft_dir, progress=False
+            )
+            result["sft_wall_s"] = time.perf_counter() - t0
+        if args.rm_init == "sft":
+            rm_overrides.append(f"init_from={os.path.abspath(sft_dir)}")
+        if args.onpolicy_prompts > 0:
+            t0 = time.perf_counter()
+            data, eval_data, info = onpolicy_data(
+                grpo_cfg, sft.state.ref_params, float(sft.state.warmup_accuracy), args.seed, args.onpolicy_prompts,
+                args.out,
+            )  # fmt: skip
             result["onpolicy_data"] = {**info, "wall_s": time.perf_counter() - t0}
             print("on-policy preference data:", json.dumps(result["onpolicy_data"]), flush=True)
             rm_overrides += [f"data={data}", f"eval_data={eval_data}"]

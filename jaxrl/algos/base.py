@@ -54,6 +54,9 @@ class Algorithm:
     #: Default :func:`restart_envs` (the fresh environment carry); DQN also drops the transition whose
     #: successor row the restart breaks.
     restart_envs: Callable[[Any, Any, Any], Any] | None = None
+    #: ``state_template(cfg, key) -> state`` of ``jax.ShapeDtypeStruct`` leaves, for loading a saved state
+    #: when ``init`` cannot be traced with ``jax.eval_shape`` (host-loop algorithms). Default: eval_shape(init).
+    state_template: Callable[[Any, Any], Any] | None = None
 
 
 _REGISTRY: dict[str, Algorithm] = {}

@@ -327,7 +327,9 @@ def label_samples(
     rng = random.Random(seed)
     out: list[PreferencePair] = []
     for i, p in enumerate(problems):
-        answers = sorted({t for t in texts[i * group_size : (i + 1) * group_size] if t and set(t) <= alphabet})
+        answers = sorted(
+            {t for t in texts[i * group_size : (i + 1) * group_size] if t and set(t) <= alphabet}
+        )
         if len(answers) < 2:
             continue
         numeric = isinstance(p.answer, int | np.integer)

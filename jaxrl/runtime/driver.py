@@ -791,7 +791,10 @@ def load_state(run_dir: str) -> tuple[Any, Any]:
         )
     else:
         cfg_arg = cfg
-        template = jax.eval_shape(algo.init, cfg, key)
+        if algo.state_template is not None:
+            template = algo.state_template(cfg, key)
+        else:
+            template = jax.eval_shape(algo.init, cfg, key)
     with open(os.path.join(run_dir, FINAL_STATE), "rb") as f:
         raw = serialization.msgpack_restore(f.read())
     leaves = [np.asarray(raw[f"leaf_{i:05d}"]) for i in range(len(raw))]

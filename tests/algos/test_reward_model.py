@@ -264,3 +264,33 @@ def test_default_reward_model_reaches_90_percent():
     print("held-out pair accuracy per epoch:", acc)
     assert acc[-1] >= 0.90
     assert acc[-1] > acc[0]
+
+
+def test_init_from_a_grpo_policy(tmp_path):
+    """``init_from``: the reward model's transformer starts from a GRPO run's reference (warm-up) policy,
+    and a policy of another size or a run of another algorithm is a clear error before training."""
+    g_dir = str(tmp_path / "sft")
+    grpo_cfg = jaxrl.GRPOConfig(
+        model="nano", max_len=16, warmup_steps=5, warmup_demos=32, warmup_batch=16, num_iterations=1,
+        prompts_per_iteration=2, group_size=4, eval_every=1,
+    )  # fmt: skip
+    jaxrl.run(grpo_cfg, 0, out_dir=g_dir, progress=False, checkpoint_every=0)
+    from jaxrl.runtime import driver
+
+    _, g_state = driver.load_state(g_dir)
+    cfg = SMALL.replace(readout="loglik", init_from=g_dir)
+    state = _init(cfg, jax.random.key(0))
+    chex_equal = jax.tree_util.tree_map(
+        lambda a, b: bool(np.array_equal(np.asarray(a), np.asarray(b))),
+        state.params["params"]["trunk"],
+        g_state.ref_params["params"],
+    )
+    assert all(jax.tree_util.tree_leaves(chex_equal))
+    # the reward of an answer is then the warm-up policy's log-probability of it
+    row = _rows([("12+34=", "46")])
+    logp = rm.make_network(cfg).apply(state.params, *row)
+    assert np.isfinite(np.asarray(logp)).all()
+    with pytest.raises(ValueError, match="does not fit this reward model"):
+        rm.validate(SMALL.replace(model="tiny", init_from=g_dir))
+    with pytest.raises(FileNotFoundError, match="not a finished jaxrl run"):
+        rm.validate(SMALL.replace(init_from=str(tmp_path)))

@@ -174,9 +174,9 @@ class TestLabelSamples:
              PreferencePair("12+34=", "47", "56")]
         )  # fmt: skip
         assert len(prefs.label_samples(task, [p1, p2], texts, 6, pairs_per_prompt=2)) == 2
-        assert prefs.label_samples(task, [p1, p2], texts, 6, pairs_per_prompt=2, seed=3) == prefs.label_samples(
+        assert prefs.label_samples(
             task, [p1, p2], texts, 6, pairs_per_prompt=2, seed=3
-        )
+        ) == prefs.label_samples(task, [p1, p2], texts, 6, pairs_per_prompt=2, seed=3)
 
     def test_near_ties_skipped_and_shape_checked(self):
         from jaxrl.algos.grpo import tasks

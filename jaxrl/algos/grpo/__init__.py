@@ -26,6 +26,30 @@ from jaxrl.algos.grpo.trainer import (
     train_step,
 )
 
+
+def state_template(cfg: Config, key) -> State:
+    """The shapes of ``init(cfg, key)``'s state without running it (``init`` warms up on the host and
+    cannot be traced), for loading a saved run (``jaxrl.runtime.driver.load_state``)."""
+    import jax
+    import jax.numpy as jnp
+
+    s = trainer.setup(cfg)
+    params = jax.eval_shape(s.policy.init, key)
+    opt = jax.eval_shape(trainer.optimizer(cfg.learning_rate, cfg.max_grad_norm).init, params)
+    warm = jax.eval_shape(trainer.optimizer(cfg.warmup_learning_rate, cfg.max_grad_norm).init, params)
+    scalar = lambda dtype: jax.ShapeDtypeStruct((), dtype)  # noqa: E731
+    return State(
+        params=params,
+        opt_state=opt,
+        warmup_opt_state=warm,
+        ref_params=params,
+        key=jax.eval_shape(lambda k: k, key),
+        iteration=scalar(jnp.int32),
+        init_accuracy=scalar(jnp.float32),
+        warmup_accuracy=scalar(jnp.float32),
+    )
+
+
 ALGORITHM = base.register(
     base.Algorithm(
         name="grpo",
@@ -39,6 +63,7 @@ ALGORITHM = base.register(
         steps_per_iteration=lambda cfg: cfg.batch_size,
         host_loop=True,
         report=trainer.report,
+        state_template=state_template,
     )
 )
 

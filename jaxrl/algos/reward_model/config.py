@@ -39,6 +39,10 @@ class Config:
     # (default "loglik": 0.94 held-out pair accuracy on synthetic addition in 4 epochs where "head" reaches
     # 0.89 in 8, and GRPO exploits it less; benchmarks/RESULTS.md)
     readout: str = struct.field(pytree_node=False, default="loglik")
+    # a GRPO run directory: the transformer starts from that run's reference policy (its supervised warm-up
+    # unless ref_update_every was set) instead of random weights, as RLHF starts its reward model from the
+    # SFT model; model size, max_len and task must match. None: random weights.
+    init_from: str | None = struct.field(pytree_node=False, default=None)
     # TRAINING
     num_epochs: int = struct.field(pytree_node=False, default=4)  # passes over the pairs (one per iteration)
     batch_size: int = struct.field(pytree_node=False, default=64)  # pairs per gradient step
@@ -75,3 +79,7 @@ def validate(cfg: Config) -> None:
     if not 0.0 < cfg.eval_fraction < 1.0:
         raise ValueError(f"RewardModelConfig.eval_fraction must be in (0, 1), got {cfg.eval_fraction!r}")
     data.dataset(cfg)
+    if cfg.init_from is not None:
+        from jaxrl.algos.reward_model import train
+
+        train.policy_trunk(cfg)  # loads and checks it now, before any training

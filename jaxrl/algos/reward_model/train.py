@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any, NamedTuple
 
 import jax
@@ -49,7 +50,43 @@ def init(cfg: Config, key: jax.Array) -> State:
     k_net, key = jax.random.split(key)
     first = jax.tree_util.tree_map(lambda x: jnp.asarray(x[:1]), data.train)
     params = make_network(cfg).init(k_net, first.chosen, first.chosen_len, first.prompt_len, with_logits=True)
+    if cfg.init_from is not None:
+        params = {"params": {**params["params"], "trunk": policy_trunk(cfg)}}
     return State(params, _optimizer(cfg).init(params), key, jnp.zeros((), jnp.int32))
+
+
+def policy_trunk(cfg: Config) -> Any:
+    """The transformer parameters of ``cfg.init_from``'s reference policy (a GRPO run directory), checked
+    to fit this reward model's trunk (same size, context and vocabulary)."""
+    from jaxrl.runtime import driver  # lazy: the runtime pulls in checkpointing
+
+    run_dir = cfg.init_from
+    if not os.path.isfile(os.path.join(run_dir, driver.FINAL_STATE)):
+        raise FileNotFoundError(
+            f"RewardModelConfig.init_from={run_dir!r} is not a finished jaxrl run (no {driver.FINAL_STATE}); "
+            f"give the directory of a GRPO run (jaxrl train --algo grpo --out DIR)"
+        )
+    algo = driver.read_spec(run_dir).get("algo")
+    if algo != "grpo":
+        raise ValueError(f"RewardModelConfig.init_from={run_dir!r} holds a {algo} run, not a GRPO policy")
+    _, state = driver.load_state(run_dir)
+    trunk = state.ref_params["params"]
+    net = make_network(cfg)
+    data = dataset(cfg)
+    first = jax.tree_util.tree_map(lambda x: jnp.asarray(x[:1]), data.train)
+    shapes = jax.eval_shape(
+        lambda: net.init(
+            jax.random.key(0), first.chosen, first.chosen_len, first.prompt_len, with_logits=True
+        )
+    )["params"]["trunk"]
+    want = jax.tree_util.tree_map(lambda x: x.shape, shapes)
+    got = jax.tree_util.tree_map(lambda x: tuple(x.shape), trunk)
+    if jax.tree_util.tree_structure(want) != jax.tree_util.tree_structure(got) or want != got:
+        raise ValueError(
+            f"RewardModelConfig.init_from={run_dir!r}: that policy's transformer does not fit this reward model "
+            f"(model={cfg.model!r}, max_len={cfg.max_len}); use the GRPO run's model and max_len"
+        )
+    return jax.tree_util.tree_map(jnp.asarray, trunk)
 
 
 # ----------------------------------------------------------------------------------------- LOSS
