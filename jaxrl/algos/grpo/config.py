@@ -48,7 +48,7 @@ class Config:
     # step size over the warm-up: "constant" or "linear" (decayed to 0 at the last step)
     warmup_schedule: str = struct.field(pytree_node=False, default="linear")
     # GRPO
-    num_iterations: int = struct.field(pytree_node=False, default=1500)  # sample-score-update iterations
+    num_iterations: int = struct.field(pytree_node=False, default=2000)  # iterations (~80 ms each here; 1500 left seed 0 at 0.895)
     group_size: int = struct.field(pytree_node=False, default=8)  # G answers per prompt
     prompts_per_iteration: int = struct.field(pytree_node=False, default=8)  # prompts per update
     # dynamic sampling (DAPO-style): sample oversample x prompts_per_iteration prompts and update on the
