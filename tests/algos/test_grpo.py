@@ -235,19 +235,22 @@ def grpo_and_supervised_instead(cfg, key, supervised_steps):
 
 
 # The default regime (scarce demonstrations: 500 of the 9,800 training problems, warm-up with the step size
-# decayed to 0; GRPO on fresh prompts scored by the verifier), shortened: a 1000-step warm-up, 400 GRPO
-# iterations. benchmarks/grpo_demo.py runs the full version over seeds.
-DEMO = jaxrl.GRPOConfig(warmup_steps=1000, num_iterations=400, eval_every=10**6)
+# decayed to 0; GRPO on fresh prompts scored by the verifier, dynamic sampling, step size decayed to 0),
+# shortened: a 1000-step warm-up, 300 GRPO iterations from a peak step size of 1e-4 (the default 2e-4
+# decayed over only 300 iterations made key 1's weak warm-up worse: sampled 0.170 -> 0.138).
+# benchmarks/grpo_demo.py runs the full version over seeds.
+DEMO = jaxrl.GRPOConfig(warmup_steps=1000, num_iterations=300, learning_rate=1e-4, eval_every=10**6)
 
 
 class TestDemo:
     def test_short_demo_grpo_raises_the_verifier_reward(self):
         """GRPO raises the held-out reward, and the same time of supervised training at GRPO's step size
         does not. Supervised training at the warm-up's peak step size (1e-3) is not asserted against: its
-        outcome depends on the batch order (key 1's warm-up: 0.19 -> 0.31 sampled in 600 steps, beating
-        GRPO's 0.22) and it ties or beats GRPO on seeds 0/1 of the full demo (benchmarks/RESULTS.md)."""
-        # the control: as many more supervised steps as take GRPO's time (a GRPO iteration of 64
-        # completions costs ~1.5 supervised steps of 64 demonstrations here), at GRPO's step size
+        outcome depends on the batch order, and it nearly ties GRPO on seed 2 of the full demo
+        (benchmarks/RESULTS.md)."""
+        # the control: about as many more supervised steps as take GRPO's time (a GRPO iteration, 128
+        # completions sampled and 64 updated on, costs ~2 supervised steps of 64 demonstrations here), at
+        # GRPO's peak step size
         state0, state, before, after, control = grpo_and_supervised_instead(DEMO, jax.random.key(0), 600)
         greedy_before, greedy_after = (
             float(state0.warmup_accuracy),
@@ -257,29 +260,31 @@ class TestDemo:
             f"sampled reward: warm-up {before:.3f} -> GRPO {after:.3f}, more supervised steps instead "
             f"{control:.3f}; greedy accuracy {greedy_before:.3f} -> {greedy_after:.3f}"
         )
-        # measured (key 0, pinned to one core; the same with XLA_FLAGS=--xla_cpu_multi_thread_eigen=false):
-        # sampled 0.590 -> GRPO 0.671, supervised instead 0.592; greedy 0.625 -> 0.715. Other warm-ups (as
-        # another XLA thread count gives: CI's warm-up ended at 0.645), keys 1 / 2: sampled 0.192 -> 0.222
-        # / 0.689 -> 0.742, supervised instead 0.189 / 0.699. A different GRPO trajectory from the same
-        # warm-up moves the final reward by ~0.01 (sd), so key 0 clears the bounds by ~5 sd and the
-        # weakest warm-up (key 1) still clears them.
+        # measured (key 0, pinned to one core): sampled 0.585 -> GRPO 0.707, supervised instead 0.589;
+        # greedy 0.635 -> 0.735. Other warm-ups (as another XLA thread count gives: CI runs 2 threads),
+        # keys 1 / 2: sampled 0.170 -> 0.241 / 0.695 -> 0.783, supervised instead 0.169 / 0.711 (greedy
+        # 0.17 -> 0.28 / 0.715 -> 0.825). A different GRPO trajectory from the same warm-up moves the final
+        # reward by ~0.01 (sd), so the tightest margin (key 1: 0.071 over the warm-up and the control)
+        # clears the 0.04 bounds by ~3 sd and key 0 by ~8 sd.
         assert float(state0.init_accuracy) == 0.0
         assert 0.3 <= greedy_before <= 0.8, greedy_before  # clearly below the ceiling
-        assert after >= before + 0.025 and after >= control + 0.025, (before, after, control)
+        assert after >= before + 0.04 and after >= control + 0.04, (before, after, control)
         assert greedy_after >= greedy_before, (greedy_before, greedy_after)
 
     @pytest.mark.slow
     @pytest.mark.parametrize("seed", [0, 1, 2])
     def test_full_demo_grpo_gain_is_not_more_supervised_training(self, seed):
-        """The default config (1500-step warm-up, 1000 GRPO iterations; ~2.5 min per seed): GRPO raises
-        the sampled held-out reward on every seed, supervised training at GRPO's step size for the same
-        time does not. Continuing at the warm-up's peak step size (1e-3) is NOT beaten on every seed
-        (2026-11-25: it ties on seed 0 and wins on seed 1; benchmarks/RESULTS.md), so it is not asserted."""
+        """The default config (1500-step warm-up, 2000 GRPO iterations; ~6 min per seed): GRPO raises
+        the sampled held-out reward on every seed, supervised training at GRPO's (peak) step size for about
+        the same time (4000 steps) does not. Continuing at the warm-up's peak step size (1e-3) is NOT
+        clearly beaten on every seed (2026-11-25: a near tie on seed 2; benchmarks/RESULTS.md), so it is
+        not asserted."""
         cfg = jaxrl.GRPOConfig(eval_every=10**6)
-        _, _, before, after, control = grpo_and_supervised_instead(cfg, jax.random.key(seed), 1500)
+        _, _, before, after, control = grpo_and_supervised_instead(cfg, jax.random.key(seed), 4000)
         print(
             f"seed {seed}: sampled reward warm-up {before:.3f} -> GRPO {after:.3f}; supervised instead {control:.3f}"
         )
-        # measured (4 samples per problem, pinned): seeds 0/1/2 0.650/0.215/0.706 -> 0.783/0.415/0.780,
-        # supervised instead 0.639/0.216/0.710; as this test (8 answers), seed 2: 0.712 -> 0.781, 0.718 (195 s)
-        assert after >= before + 0.05 and after >= control + 0.05, (before, after, control)
+        # measured by benchmarks/grpo_demo.py (pinned; its control: calls of 10 steps for GRPO's time, 4130-5250
+        # steps): seeds 0/1/2 0.639/0.236/0.651 -> 0.932/0.799/0.900, supervised instead 0.626/0.234/0.666.
+        # Not run as this test (one 4000-step call) since the defaults changed.
+        assert after >= before + 0.15 and after >= control + 0.15, (before, after, control)
