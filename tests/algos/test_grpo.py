@@ -112,7 +112,9 @@ class TestTrainAPI:
     def test_grpo_step_size_schedule(self):
         # linear: 1 at the first iteration, 1/n at the last (0 after it); constant: 1
         lin = SMALL.replace(num_iterations=4, lr_schedule="linear")
-        np.testing.assert_allclose([trainer.grpo_lr_scale(lin, i) for i in range(5)], [1.0, 0.75, 0.5, 0.25, 0.0])
+        np.testing.assert_allclose(
+            [trainer.grpo_lr_scale(lin, i) for i in range(5)], [1.0, 0.75, 0.5, 0.25, 0.0]
+        )
         assert [trainer.grpo_lr_scale(SMALL, i) for i in (0, 2)] == [1.0, 1.0]
         # the multiplier reaches the update: at 0 the weights do not move, with the same Adam state update
         # as at 1 (a schedule on the step, not on the gradient)
