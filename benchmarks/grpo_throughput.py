@@ -84,7 +84,8 @@ def bench_sampling(size: str, new_tokens: int, use_cache: bool, repeats: int) ->
 
 
 def bench_iteration(size: str, repeats: int) -> dict:
-    cfg = jaxrl.GRPOConfig(model=size, warmup_steps=0, eval_every=10**9, num_iterations=10**6)
+    # 64 completions sampled and updated on (no oversampling), as in the recorded figures
+    cfg = jaxrl.GRPOConfig(model=size, warmup_steps=0, eval_every=10**9, num_iterations=10**6, oversample=1)
     state = trainer.init(cfg, jax.random.key(0))
     t0 = time.perf_counter()
     state, _ = trainer.train_step(cfg, state)
