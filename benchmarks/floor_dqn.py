@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -81,20 +80,12 @@ def jaxrl_train(iterations: int):
 
 
 def time_it(name: str, train, seeds: int, repeats: int, steps: int = 0) -> H.Timing:
+    """``jit(vmap(train))`` over ``seeds`` keys: compile, one warm-up call, best of ``repeats``."""
     import jax
 
-    fn = jax.jit(jax.vmap(train))
     keys = jax.random.split(jax.random.key(0), seeds)
-    t0 = time.perf_counter()
-    compiled = fn.lower(keys).compile()
-    compile_s = time.perf_counter() - t0
-    runs = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(compiled(keys))
-        runs.append(time.perf_counter() - t0)
-    return H.Timing(name=name, compile_s=compile_s, run_best_s=min(runs),
-                    run_median_s=sorted(runs)[len(runs) // 2], cpu_best_s=float("nan"), runs_s=runs, steps=steps)
+    timing, _ = H.measure(name, jax.vmap(train), lambda i: (keys,), steps=steps, repeats=repeats)
+    return timing
 
 
 def main() -> None:
@@ -105,17 +96,30 @@ def main() -> None:
     args = p.parse_args()
     rows = [
         time_it("naive floor (learning work only)", floor_train(args.iterations), args.seeds, args.repeats),
-        time_it("jaxrl DQN (everything)", jaxrl_train(args.iterations), args.seeds, args.repeats, steps=args.iterations * 10 * args.seeds),
+        time_it(
+            "jaxrl DQN (everything)",
+            jaxrl_train(args.iterations),
+            args.seeds,
+            args.repeats,
+            steps=args.iterations * 10 * args.seeds,
+        ),
     ]
     ratio = rows[1].run_best_s / rows[0].run_best_s
     for r in rows:
         per_it = r.run_best_s / args.iterations * 1e6
-        print(f"{r.name}: compile {r.compile_s:.1f} s, best run {r.run_best_s:.2f} s ({per_it:.0f} us / iteration)")
+        print(
+            f"{r.name}: compile {r.compile_s:.1f} s, best run {r.run_best_s:.2f} s ({per_it:.0f} us / iteration)"
+        )
     print(f"jaxrl / floor: {ratio:.3f}")
     path = H.write_json(
         "floor_dqn",
-        {"iterations": args.iterations, "seeds": args.seeds, "rows": [r.as_dict() for r in rows],
-         "jaxrl_over_floor": ratio, "machine": H.machine_info()},
+        {
+            "iterations": args.iterations,
+            "seeds": args.seeds,
+            "rows": [r.as_dict() for r in rows],
+            "jaxrl_over_floor": ratio,
+            "machine": H.machine_info(),
+        },
     )
     print(f"wrote {path}")
 

@@ -40,6 +40,7 @@ import numpy as np  # noqa: E402
 
 import jaxrl  # noqa: E402
 from jaxrl.algos import reward_model as rm  # noqa: E402
+from jaxrl.algos.grpo import trainer  # noqa: E402
 from jaxrl.data import preferences as prefs  # noqa: E402
 from jaxrl.runtime import configs  # noqa: E402
 
@@ -51,17 +52,6 @@ GRPO_DEFAULTS = [
     "task=addition", "num_iterations=400", "eval_every=50",
     "learning_rate=1e-5", "lr_schedule=constant", "oversample=1",
 ]  # fmt: skip
-
-
-def sampled_true_reward(cfg, params, k: int = 8) -> float:
-    """Mean verifier reward of ``k`` sampled answers (temperature 1) per held-out problem: the true
-    objective, less noisy than greedy accuracy on 200 problems."""
-    from jaxrl.algos.grpo import trainer
-
-    task = trainer.setup(cfg).task
-    problems = list(task.heldout_problems()) * k
-    texts, finished = trainer.generate(cfg, params, problems, jax.random.key(0), greedy=False)
-    return float(np.mean(task.score(problems, texts, finished)))
 
 
 def pair_kinds(cfg: rm.Config) -> dict[str, np.ndarray]:
@@ -95,7 +85,7 @@ def rm_on_policy_samples(grpo_cfg, policy_params, rm_cfg, rm_params, key, group:
     """How well the reward model ranks what the policy actually writes: ``group`` samples for every
     held-out prompt; over all (correct, wrong) pairs of samples of a prompt, the fraction the reward
     model orders right, and how often its favourite sample of a group is correct."""
-    from jaxrl.algos.grpo import rewards, trainer
+    from jaxrl.algos.grpo import rewards
 
     s = trainer.setup(grpo_cfg)
     problems = s.task.heldout_problems()
@@ -131,8 +121,6 @@ def onpolicy_data(
     answers (``preferences.label_samples``); mixed with as many synthetic pairs as the default
     ``num_pairs`` minus those, into ``<out>/prefs.jsonl``. Held-out pairs: the usual synthetic ones on
     the held-out prompts (``<out>/prefs_eval.jsonl``), so the pair accuracy is comparable."""
-    from jaxrl.algos.grpo import trainer
-
     task = trainer.setup(grpo_cfg).task
     problems = task.sample_problems(np.random.default_rng(10_000 + seed), num_prompts)
     g = grpo_cfg.group_size
@@ -284,7 +272,7 @@ def main() -> None:
         if "rm_on_warmup_policy_samples" not in result:  # the warm-up policy is the same in every run
             result["rm_on_warmup_policy_samples"] = rm_on_policy_samples(
                 cfg,
-                state.ref_params if beta == 0 else state.ref_params,
+                state.ref_params,
                 rm_cfg,
                 rm_state.params,
                 jax.random.key(7),
@@ -295,8 +283,8 @@ def main() -> None:
         k = max(1, len(gm["reward"]) // 10)
         result[name] = {
             "heldout_accuracy_after_warmup": float(state.warmup_accuracy),
-            "heldout_sampled_reward_after_warmup": sampled_true_reward(cfg, state.ref_params),
-            "heldout_sampled_reward_final": sampled_true_reward(cfg, state.params),
+            "heldout_sampled_reward_after_warmup": trainer.sampled_heldout_reward(cfg, state.ref_params),
+            "heldout_sampled_reward_final": trainer.sampled_heldout_reward(cfg, state.params),
             "heldout_accuracy_final": float(acc[-1]),
             "heldout_accuracy_curve": [round(float(a), 3) for a in acc],
             "rm_score_first10pct": float(gm["reward"][:k].mean()),

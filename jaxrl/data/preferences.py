@@ -212,6 +212,13 @@ def numeric_score(answer: int | float, text: str) -> float:
     return -abs(int(text) - answer)
 
 
+def _near_tie(score_a: float, score_b: float) -> bool:
+    """Two wrong numbers about equally far off (neither at least twice as far as the other): like labellers
+    who mark near-ties as ties, the synthetic rule does not compare them."""
+    lo, hi = min(score_a, score_b), max(score_a, score_b)
+    return MALFORMED < lo and hi < 0 and lo > 2 * hi
+
+
 def _numeric_candidate(rng: random.Random, answer: int, alphabet: str, max_chars: int) -> str:
     """One candidate answer for an arithmetic problem: correct (20%), near miss (25%), tens slip (10%),
     one digit changed (15%), far off (20%), or malformed (10%: leading zero, operator character, too long)."""
@@ -287,8 +294,8 @@ def synthetic_pairs(
             flat_t = [t for c in cand for t in c]
             scores = task.score(flat_p, flat_t, np.ones(len(flat_t), bool)).reshape(n, 2)
         for p, (a, b), (sa, sb) in zip(problems, cand, scores, strict=True):
-            if numeric and MALFORMED < min(sa, sb) and max(sa, sb) < 0 and min(sa, sb) > 2 * max(sa, sb):
-                continue  # two wrong numbers about equally far off: a near-tie, not labelled
+            if numeric and _near_tie(sa, sb):
+                continue
             if sa != sb and a and b and len(out) < num_pairs:
                 out.append(PreferencePair(p.prompt, a, b) if sa > sb else PreferencePair(p.prompt, b, a))
     if len(out) < num_pairs:
@@ -344,8 +351,8 @@ def label_samples(
                 sa, sb = score[a], score[b]
                 if sa <= sb:
                     continue
-                if numeric and MALFORMED < sb and sa < 0 and sb > 2 * sa:
-                    continue  # two wrong numbers about equally far off: a near-tie, not labelled
+                if numeric and _near_tie(sa, sb):
+                    continue
                 pairs.append(PreferencePair(p.prompt, a, b))
         rng.shuffle(pairs)
         out += pairs[:pairs_per_prompt]

@@ -81,7 +81,7 @@ def policy_trunk(cfg: Config) -> Any:
     )["params"]["trunk"]
     want = jax.tree_util.tree_map(lambda x: x.shape, shapes)
     got = jax.tree_util.tree_map(lambda x: tuple(x.shape), trunk)
-    if jax.tree_util.tree_structure(want) != jax.tree_util.tree_structure(got) or want != got:
+    if want != got:  # nested dicts of shape tuples: structure and shapes
         raise ValueError(
             f"RewardModelConfig.init_from={run_dir!r}: that policy's transformer does not fit this reward model "
             f"(model={cfg.model!r}, max_len={cfg.max_len}); use the GRPO run's model and max_len"
