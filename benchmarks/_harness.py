@@ -32,6 +32,19 @@ from typing import Any
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
+def set_cpu_threads(n: int) -> None:
+    """XLA CPU thread pool of ``n`` threads (0: XLA's default) for this process, jaxrl or not: loads
+    ``jaxrl/cpu.py`` by path (it imports nothing from jaxrl), so a peer framework's interpreter gets the
+    same setting. Call before the first JAX computation."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parent.parent / "jaxrl" / "cpu.py"
+    spec = importlib.util.spec_from_file_location("_jaxrl_cpu", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    mod.set_cpu_threads(n)
+
+
 @dataclasses.dataclass
 class Timing:
     """One benchmarked configuration (all times in seconds)."""

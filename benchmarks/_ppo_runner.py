@@ -143,7 +143,9 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=1)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--timesteps", type=int, default=524_288)
+    p.add_argument("--cpu-threads", type=int, default=0, help="XLA CPU threads (0: XLA's default)")
     args = p.parse_args()
+    H.set_cpu_threads(args.cpu_threads)
 
     import jax
     import numpy as np
@@ -161,7 +163,12 @@ def main() -> None:
         return (k,) if n == 1 else (jax.random.split(k, n),)
 
     timing, out = H.measure(
-        f"{args.framework} {n} seed{'s' if n > 1 else ''}",
+        f"{args.framework} {n} seed{'s' if n > 1 else ''}"
+        + (
+            f", {args.cpu_threads} thread{'s' if args.cpu_threads > 1 else ''}"
+            if args.cpu_threads
+            else ", XLA threads"
+        ),
         fn,
         args_for,
         steps=args.timesteps * n,
@@ -179,6 +186,7 @@ def main() -> None:
         "eval_return_per_seed": [float(x) for x in per_seed],
         "seeds": n,
         "timesteps_per_seed": args.timesteps,
+        "cpu_threads": args.cpu_threads,
     }
     if args.framework == "jaxrl":
         tr = np.asarray(train_returns(out[1])).reshape(n)

@@ -105,8 +105,9 @@ def rejax_problem(timesteps: int):
     return train, returns, steps
 
 
-def worker(framework: str, timesteps: int, seeds: int, repeats: int) -> dict:
+def worker(framework: str, timesteps: int, seeds: int, repeats: int, threads: int) -> dict:
     """Runs in the framework's own interpreter; returns the JSON document the parent reads."""
+    H.set_cpu_threads(threads)  # before the first JAX computation
     import jax
     import numpy as np
 
@@ -126,7 +127,7 @@ def worker(framework: str, timesteps: int, seeds: int, repeats: int) -> dict:
     per_seed = ret.mean(axis=1)
     best = int(np.argmin(runs))
     timing = H.Timing(
-        name=f"{framework} {seeds} seed(s)",
+        name=f"{framework} {seeds} seed(s), " + (f"{threads} cpu thread(s)" if threads else "XLA threads"),
         compile_s=compile_s,
         run_best_s=runs[best],
         run_median_s=float(np.median(runs)),
@@ -135,6 +136,7 @@ def worker(framework: str, timesteps: int, seeds: int, repeats: int) -> dict:
         steps=steps * seeds,
         extra={
             "compile_cpu_s": compile_cpu_s,
+            "cpu_threads": threads,
             "eval_return_mean": float(per_seed.mean()),
             "eval_return_std_over_seeds": float(per_seed.std()),
             "eval_return_per_seed": per_seed.tolist(),
@@ -158,10 +160,19 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=1, help="alternating jaxrl/rejax rounds (fresh processes)")
     p.add_argument("--rejax-python", default=default_rejax_python())
     p.add_argument("--no-rejax", action="store_true")
+    p.add_argument(
+        "--cpu-threads",
+        type=int,
+        nargs="+",
+        default=[1, 0],
+        help="XLA CPU thread-pool sizes to run each framework with (0: XLA's default, one per CPU; "
+        "jaxrl.cpu.set_cpu_threads, applied to both frameworks); default: 1 and 0",
+    )
     p.add_argument("--framework", choices=["jaxrl", "rejax"], help=argparse.SUPPRESS)  # worker mode
     args = p.parse_args()
     if args.framework:
-        print(json.dumps(worker(args.framework, args.timesteps, args.seeds, args.repeats)))
+        threads = args.cpu_threads[0]
+        print(json.dumps(worker(args.framework, args.timesteps, args.seeds, args.repeats, threads)))
         return
     if not args.no_rejax and not (args.rejax_python and Path(args.rejax_python).exists()):
         sys.exit(
@@ -170,22 +181,39 @@ def main() -> None:
 
     machine = H.machine_info()
     rows = []
+    rounds: list[list[H.Timing]] = []
     for rnd in range(args.rounds):  # alternate the frameworks so drifts of the machine's load hit both
-        for framework, python in [("jaxrl", sys.executable), ("rejax", args.rejax_python)]:
-            if framework == "rejax" and args.no_rejax:
-                continue
-            print(f"... {framework} (round {rnd + 1})", flush=True)
-            cmd = [python, __file__, "--framework", framework, "--timesteps", str(args.timesteps)]
-            out = H.run_json_subprocess(cmd + ["--seeds", str(args.seeds), "--repeats", str(args.repeats)])
-            rows.append(H.Timing.from_dict(out["timing"]))
+        rounds.append([])
+        for threads in args.cpu_threads:
+            for framework, python in [("jaxrl", sys.executable), ("rejax", args.rejax_python)]:
+                if framework == "rejax" and args.no_rejax:
+                    continue
+                print(
+                    f"... {framework}, cpu threads {threads or 'XLA default'} (round {rnd + 1})", flush=True
+                )
+                cmd = [python, __file__, "--framework", framework, "--timesteps", str(args.timesteps)]
+                cmd += [
+                    "--seeds",
+                    str(args.seeds),
+                    "--repeats",
+                    str(args.repeats),
+                    "--cpu-threads",
+                    str(threads),
+                ]
+                out = H.run_json_subprocess(cmd)
+                rounds[-1].append(H.Timing.from_dict(out["timing"]))
+    rows = [r for rnd in rounds for r in rnd]
 
     def speedup(r: H.Timing) -> str:
-        if not r.name.startswith("rejax"):
+        """A jaxrl row against the faster rejax row of the same round (whatever its thread setting)."""
+        same_round = next(rnd for rnd in rounds if any(q is r for q in rnd))
+        peers = [q for q in same_round if q.name.startswith("rejax")]
+        if not peers or not r.name.startswith("jaxrl"):
             return ""
-        mine = rows[rows.index(r) - 1]  # the jaxrl row of the same round
+        peer = min(peers, key=lambda q: q.run_best_s)
         return (
-            f"jaxrl {r.run_best_s / mine.run_best_s:.2f}x faster (wall), {r.cpu_best_s / mine.cpu_best_s:.2f}x (CPU time); "
-            f"compile {r.extra['compile_cpu_s'] / mine.extra['compile_cpu_s']:.2f}x (CPU time)"
+            f"{peer.run_best_s / r.run_best_s:.2f}x faster (wall), {peer.cpu_best_s / r.cpu_best_s:.2f}x (CPU time) "
+            f"than {peer.name}; compile {peer.extra['compile_cpu_s'] / r.extra['compile_cpu_s']:.2f}x (CPU time)"
         )
 
     cols = [
@@ -193,7 +221,7 @@ def main() -> None:
             "greedy return (mean ± sd over seeds)",
             lambda r: f"{r.extra['eval_return_mean']:.1f} ± {r.extra['eval_return_std_over_seeds']:.1f}",
         ),
-        ("jaxrl vs rejax (same round)", speedup),
+        ("jaxrl vs the faster rejax row (same round)", speedup),
     ]
     print(
         f"\nDQN CartPole-v1, {args.timesteps:,} steps x {args.seeds} seeds; {machine['cpu']}, {machine['cores']} cores, "
@@ -212,6 +240,7 @@ def main() -> None:
                 "network": "relu 64x64",
                 "loss": "0.5 td^2",
                 "eval_episodes_per_seed": EVAL_EPISODES,
+                "cpu_threads": args.cpu_threads,
             },
             "rows": [r.as_dict() for r in rows],
             "machine": machine,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from jaxrl import cpu
 from jaxrl.algos import base
 
 
@@ -16,6 +17,7 @@ def train(cfg: Any, key: Any) -> tuple[Any, Any]:
     Metrics are a typed NamedTuple of ``[num_iterations]`` arrays, also readable as
     ``metrics["episode_return"]``.
     """
+    cpu.warn_if_default_pool()
     return base.train(cfg, key)
 
 

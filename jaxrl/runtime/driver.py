@@ -43,7 +43,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxrl import parallel
+from jaxrl import cpu, parallel
 from jaxrl.algos import base
 from jaxrl.envs import registry
 from jaxrl.runtime import checkpoint, chunks, configs, logs
@@ -399,6 +399,7 @@ def run(
     Raises ``NonFiniteError`` when a loss or parameter becomes NaN/Inf (after writing the metrics up
     to it; the last good checkpoint is kept) and ``KeyboardInterrupt`` after a Ctrl-C checkpoint.
     """
+    cpu.warn_if_default_pool()
     plan = prepare(
         cfg,
         key,
