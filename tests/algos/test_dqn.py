@@ -250,7 +250,14 @@ class TestLearning:
 
 class TestTransforms:
     def test_vmap_over_seeds_and_configs_matches_separate_runs(self, action_run):
-        cfgs = [probe_cfg("probe:ActionReward", learning_rate=lr) for lr in (3e-3, 1e-3)]
+        # 2,000 env steps (450 gradient steps): vmapped and single runs agree to ~1e-6. Over the 4,000 steps
+        # of the other probes they agreed on an AVX2 CPU but drifted apart by up to 6e-3 on an AVX-512 one:
+        # XLA vectorises the batched and the unbatched program differently, and once the probe's Q is
+        # learned Adam's normalised steps (size ~lr whatever the gradient) amplify those rounding
+        # differences. The comparison is meant for the update rule, so it stops before that regime.
+        cfgs = [
+            probe_cfg("probe:ActionReward", learning_rate=lr, total_timesteps=2_000) for lr in (3e-3, 1e-3)
+        ]
         keys = jax.random.split(jax.random.key(3), 2)
         states, _ = jax.jit(jax.vmap(jaxrl.train))(jaxrl.stack_configs(cfgs), keys)
         for i in range(2):
