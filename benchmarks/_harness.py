@@ -32,6 +32,18 @@ from typing import Any
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
+def add_cpu_threads_arg(parser: Any) -> None:
+    """``--cpu-threads N [N ...]``: the XLA CPU pool sizes a peer comparison runs each framework with."""
+    parser.add_argument(
+        "--cpu-threads",
+        type=int,
+        nargs="+",
+        default=[1, 0],
+        help="XLA CPU thread-pool sizes to run each framework with (0: XLA's default, one per CPU; "
+        "jaxrl.cpu.set_cpu_threads, applied to both frameworks); default: 1 and 0",
+    )
+
+
 def set_cpu_threads(n: int) -> None:
     """XLA CPU thread pool of ``n`` threads (0: XLA's default) for this process, jaxrl or not: loads
     ``jaxrl/cpu.py`` by path (it imports nothing from jaxrl), so a peer framework's interpreter gets the

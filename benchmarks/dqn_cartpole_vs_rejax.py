@@ -160,14 +160,7 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=1, help="alternating jaxrl/rejax rounds (fresh processes)")
     p.add_argument("--rejax-python", default=default_rejax_python())
     p.add_argument("--no-rejax", action="store_true")
-    p.add_argument(
-        "--cpu-threads",
-        type=int,
-        nargs="+",
-        default=[1, 0],
-        help="XLA CPU thread-pool sizes to run each framework with (0: XLA's default, one per CPU; "
-        "jaxrl.cpu.set_cpu_threads, applied to both frameworks); default: 1 and 0",
-    )
+    H.add_cpu_threads_arg(p)
     p.add_argument("--framework", choices=["jaxrl", "rejax"], help=argparse.SUPPRESS)  # worker mode
     args = p.parse_args()
     if args.framework:

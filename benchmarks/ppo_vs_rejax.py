@@ -74,14 +74,7 @@ def main() -> None:
     p.add_argument(
         "--timeout", type=float, default=1200, help="seconds before a run is killed (default 1200)"
     )
-    p.add_argument(
-        "--cpu-threads",
-        type=int,
-        nargs="+",
-        default=[1, 0],
-        help="XLA CPU thread-pool sizes to run each framework with (0: XLA's default, one per CPU; "
-        "jaxrl.cpu.set_cpu_threads, applied to both frameworks); default: 1 and 0",
-    )
+    H.add_cpu_threads_arg(p)
     args = p.parse_args()
     timesteps = args.timesteps or (65_536 if args.quick else 524_288)
     seeds = args.seeds or ([1, 4] if args.quick else [1, 16])
