@@ -127,6 +127,26 @@ def measure(
     return timing, out
 
 
+def merge_rounds(timings: Sequence[Timing]) -> Timing:
+    """One row from the same setting measured in several rounds: every timed call pooled (best and
+    median over all of them), the median compile time, the last round's ``extra`` plus
+    ``rounds_best_s`` (each round's best)."""
+    if len(timings) == 1:
+        return timings[0]
+    runs = [x for t in timings for x in t.runs_s]
+    best = min(timings, key=lambda t: t.run_best_s)
+    return Timing(
+        name=timings[0].name,
+        compile_s=statistics.median(t.compile_s for t in timings),
+        run_best_s=best.run_best_s,
+        run_median_s=statistics.median(runs),
+        cpu_best_s=best.cpu_best_s,
+        runs_s=runs,
+        steps=timings[0].steps,
+        extra={**timings[-1].extra, "rounds_best_s": [t.run_best_s for t in timings]},
+    )
+
+
 def load_average() -> float | None:
     try:
         return os.getloadavg()[0]

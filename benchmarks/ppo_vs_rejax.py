@@ -2,6 +2,7 @@
 
     python benchmarks/ppo_vs_rejax.py            # full: 524,288 steps per seed, 1 seed and 16 vmapped seeds
     python benchmarks/ppo_vs_rejax.py --quick    # short check (65,536 steps, 1 and 4 seeds, 1 repeat)
+    python benchmarks/ppo_vs_rejax.py --seeds 1 --cpu-threads 1 --rounds 4   # 4 paired rounds
 
 Each framework runs in its own subprocess (rejax in its own virtual environment: it needs gymnax 0.0.9;
 create it with ``python -m venv ../venv-rejax && ../venv-rejax/bin/pip install rejax==0.1.3 gymnax==0.0.9``
@@ -12,12 +13,15 @@ work each alone, ``floor_ppo.py``) is run first for reference. Results: ``result
 (``..._quick.json`` with ``--quick``) and a Markdown table on stdout.
 
 Timings depend on the machine and on what else runs on it: compare rows from the same invocation only.
+On a machine whose speed drifts, use ``--rounds R``: every framework and setting is run R times,
+alternating, and each round's ratio (rejax's best / jaxrl's best) is reported with their median.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 from pathlib import Path
 
@@ -74,6 +78,14 @@ def main() -> None:
     p.add_argument(
         "--timeout", type=float, default=1200, help="seconds before a run is killed (default 1200)"
     )
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run every framework and setting this many times, alternating (default 1); the table "
+        "then gives each round's jaxrl/rejax ratio and their median, which slow drifts of a shared "
+        "machine's speed bias far less than one run per framework",
+    )
     H.add_cpu_threads_arg(p)
     args = p.parse_args()
     timesteps = args.timesteps or (65_536 if args.quick else 524_288)
@@ -90,23 +102,36 @@ def main() -> None:
     if not args.no_floor and timesteps == 524_288:
         print("... floor (env steps and network work alone)", flush=True)
         floor = floor_ppo.run_floor()
-    rows: list[H.Timing] = []
+    per_key: dict[tuple[int, int, str], list[H.Timing]] = {}
     failed: list[str] = []
-    for n in seeds:  # alternate frameworks per setting so slow drifts of the machine hit both
-        for threads in args.cpu_threads:
-            for fw, py in [("jaxrl", sys.executable)] + (
-                [("rejax", args.rejax_python)] if with_rejax else []
-            ):
-                r = run(py, fw, n, repeats, timesteps, threads, args.timeout)
-                (failed if isinstance(r, str) else rows).append(r)
+    for _ in range(args.rounds):  # whole rounds, frameworks alternating within each setting
+        for n in seeds:
+            for threads in args.cpu_threads:
+                for fw, py in [("jaxrl", sys.executable)] + (
+                    [("rejax", args.rejax_python)] if with_rejax else []
+                ):
+                    r = run(py, fw, n, repeats, timesteps, threads, args.timeout)
+                    if isinstance(r, str):
+                        failed.append(r)
+                    else:
+                        per_key.setdefault((n, threads, fw), []).append(r)
+    rows = [H.merge_rounds(ts) for ts in per_key.values()]
 
     def speedup(r: H.Timing) -> str:
-        """Against the faster rejax row of the same work (whatever its thread setting)."""
+        """Against the faster rejax row of the same work (whatever its thread setting); with several
+        rounds also each round's ratio (rejax's best / jaxrl's best in that round) and their median."""
         peers = [q for q in rows if q.name.startswith("rejax") and q.steps == r.steps]
         if not peers or not r.name.startswith("jaxrl"):
             return ""
         peer = min(peers, key=lambda q: q.run_best_s)
-        return f"{peer.run_best_s / r.run_best_s:.2f}x run, {peer.compile_s / r.compile_s:.2f}x compile (vs {peer.name})"
+        text = f"{peer.run_best_s / r.run_best_s:.2f}x run, {peer.compile_s / r.compile_s:.2f}x compile (vs {peer.name})"
+        mine = next(v for v in per_key.values() if v[0].name == r.name)
+        theirs = next(v for v in per_key.values() if v[0].name == peer.name)
+        if len(mine) > 1 and len(mine) == len(theirs):
+            ratios = [b.run_best_s / a.run_best_s for a, b in zip(mine, theirs)]
+            r.extra["round_ratios"] = ratios
+            text += f"; rounds {'/'.join(f'{x:.2f}' for x in ratios)}, median {statistics.median(ratios):.2f}x"
+        return text
 
     cols = [
         (
@@ -148,6 +173,7 @@ def main() -> None:
                 "lr": "2.5e-4 annealed",
                 "network": "tanh 64x64 x2",
                 "cpu_threads": args.cpu_threads,
+                "rounds": args.rounds,
             },
             "rows": [r.as_dict() for r in rows],
             "no_result": failed,

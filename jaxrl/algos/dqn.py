@@ -50,7 +50,10 @@ class Config:
     )  # env steps between target updates
     double_dqn: bool = struct.field(pytree_node=False, default=False)  # online net picks a', target values it
     dueling: bool = struct.field(pytree_node=False, default=False)  # Q = V + A - mean A head
-    loss: str = struct.field(pytree_node=False, default="l2")  # "l2" (0.5 td^2) or "huber" (delta 1)
+    # "l2" (0.5 td^2) or "huber" (delta 1). Huber diverges on CartPole with these CleanRL defaults
+    # (Q ~ 1e5 by 100k steps: the rare terminal transitions that bound Q weigh no more than any other
+    # sample; benchmarks/RESULTS.md, DQN).
+    loss: str = struct.field(pytree_node=False, default="l2")
     network: str = struct.field(pytree_node=False, default="auto")  # auto | mlp | nature_cnn | minatar_cnn
     hidden: tuple[int, ...] = struct.field(pytree_node=False, default=(120, 84))  # MLP widths
     activation: str = struct.field(pytree_node=False, default="relu")  # MLP activation
