@@ -117,19 +117,27 @@ def main() -> None:
                         per_key.setdefault((n, threads, fw), []).append(r)
     rows = [H.merge_rounds(ts) for ts in per_key.values()]
 
+    def faster_peer(key: tuple[int, int, str]) -> tuple[int, int, str] | None:
+        """The rejax setting of the same seeds with the best run time (whatever its thread count)."""
+        peers = [k for k in per_key if k[2] == "rejax" and k[0] == key[0]]
+        return min(peers, key=lambda k: min(t.run_best_s for t in per_key[k]), default=None)
+
+    # each round's ratio (rejax's best / jaxrl's best in that round), before the table and the JSON
+    for key, row in zip(per_key, rows):
+        peer = faster_peer(key) if key[2] == "jaxrl" else None
+        if peer and len(per_key[key]) > 1 and len(per_key[key]) == len(per_key[peer]):
+            row.extra["round_ratios"] = [b.run_best_s / a.run_best_s for a, b in zip(per_key[key], per_key[peer])]
+
     def speedup(r: H.Timing) -> str:
-        """Against the faster rejax row of the same work (whatever its thread setting); with several
-        rounds also each round's ratio (rejax's best / jaxrl's best in that round) and their median."""
-        peers = [q for q in rows if q.name.startswith("rejax") and q.steps == r.steps]
-        if not peers or not r.name.startswith("jaxrl"):
+        """Against the faster rejax row of the same work; with several rounds also the rounds' ratios."""
+        key = next(k for k, row in zip(per_key, rows) if row is r)
+        peer_key = faster_peer(key) if key[2] == "jaxrl" else None
+        if peer_key is None:
             return ""
-        peer = min(peers, key=lambda q: q.run_best_s)
+        peer = rows[list(per_key).index(peer_key)]
         text = f"{peer.run_best_s / r.run_best_s:.2f}x run, {peer.compile_s / r.compile_s:.2f}x compile (vs {peer.name})"
-        mine = next(v for v in per_key.values() if v[0].name == r.name)
-        theirs = next(v for v in per_key.values() if v[0].name == peer.name)
-        if len(mine) > 1 and len(mine) == len(theirs):
-            ratios = [b.run_best_s / a.run_best_s for a, b in zip(mine, theirs)]
-            r.extra["round_ratios"] = ratios
+        ratios = r.extra.get("round_ratios")
+        if ratios:
             text += f"; rounds {'/'.join(f'{x:.2f}' for x in ratios)}, median {statistics.median(ratios):.2f}x"
         return text
 

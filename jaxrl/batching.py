@@ -36,11 +36,11 @@ def permutations(key: jax.Array, num: int, n: int) -> jax.Array:
     rounds = max(1, math.ceil(3 * math.log(max(n, 2)) / (random_bits * math.log(2))))
     low = jnp.uint32((1 << index_bits) - 1)
     position = jnp.arange(n, dtype=jnp.uint32)
-    perm = jnp.broadcast_to(jnp.arange(n, dtype=jnp.int32), (num, n))
+    perm = None
     for k in jax.random.split(key, rounds):
         bits = jax.random.bits(k, (num, n), jnp.uint32)
         order = (jnp.sort((bits & ~low) | position[None, :], axis=-1) & low).astype(jnp.int32)
-        perm = jnp.take_along_axis(perm, order, axis=-1)
+        perm = order if perm is None else jnp.take_along_axis(perm, order, axis=-1)
     return perm
 
 
