@@ -288,7 +288,7 @@ class TestCleanRLCartPole:
         updates while the rest sit at 500), and float rounding differs between CPUs, so one group of 8
         seeds gives a mean within about +-20 of the expectation. The test asks the mean of three such
         groups (24 seeds, each group one ``jit(vmap(train))`` call) to be >= 475; on the AVX-512 CPU of
-        2026-12-03 the groups gave 462.2, 483.6 and 497.7 (mean 481.2), on the earlier AVX2 CPU
+        2026-12-03 the groups gave 462.7, 483.2 and 496.8 (mean 480.9), on the earlier AVX2 CPU
         group 0 gave 500.0. Every group's figures are printed."""
         cfg = jaxrl.DQNConfig()
         train = jax.jit(jax.vmap(jaxrl.train, in_axes=(None, 0)))
