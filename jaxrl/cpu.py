@@ -93,9 +93,9 @@ def threads_from_env(default: int) -> int:
 
 def warn_if_default_pool() -> None:
     """Warn once per process when jaxrl trains on a multi-core CPU with XLA's default thread pool and
-    the user has not chosen one (:func:`set_cpu_threads`, ``taskset``): it is slower for RL programs,
-    and jaxlib 0.10's multi-thread CPU runtime has been seen to hang on vmapped jaxrl programs
-    (``benchmarks/RESULTS.md``, "CPU threads")."""
+    the user has not chosen one (:func:`set_cpu_threads`, ``taskset``): it is slower for RL programs
+    (``benchmarks/RESULTS.md``, "CPU threads"). (The hangs once seen with XLA's default pool came from
+    batched LAPACK QRs in jax's orthogonal initialiser; :mod:`jaxrl.networks.init` removes them.)"""
     global _warned
     if _chosen or _warned or not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2:
         return
@@ -107,8 +107,8 @@ def warn_if_default_pool() -> None:
     import warnings
 
     warnings.warn(
-        "jaxrl is training on a CPU with XLA's default thread pool (one thread per core). RL programs run "
-        "faster with one thread, and jaxlib's multi-thread CPU runtime has been seen to hang on them: call "
+        "jaxrl is training on a CPU with XLA's default thread pool (one thread per core). RL programs of "
+        "tiny kernels run faster with one thread: call "
         "jaxrl.cpu.set_cpu_threads(1) at the top of your script, before any JAX computation "
         "(set_cpu_threads(0) keeps XLA's default and silences this warning).",
         RuntimeWarning,

@@ -19,6 +19,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxrl.networks.init import orthogonal
+
 
 def _as_float_image(x: jax.Array) -> jax.Array:
     """uint8 pixels -> [0, 1] floats; float inputs pass unchanged."""
@@ -43,7 +45,7 @@ class ConvTorso(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        init = nn.initializers.orthogonal(np.sqrt(2))
+        init = orthogonal(np.sqrt(2))
 
         def net(h):
             h = _as_float_image(h)

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxrl.networks.cnn import MinAtarCNN, NatureCNN
+from jaxrl.networks.init import orthogonal
 from jaxrl.networks.mlp import MLP
 
 IMAGE_TORSOS = {"nature_cnn": NatureCNN, "minatar_cnn": MinAtarCNN}
@@ -61,8 +62,8 @@ class ActorCritic(nn.Module):
             x = flatten_obs(obs.astype(jnp.float32), self.obs_ndim)
             h_pi = MLP(self.hidden, self.activation, name="actor")(x)
             h_v = MLP(self.hidden, self.activation, name="critic")(x)
-        out = nn.Dense(self.action_dim, kernel_init=nn.initializers.orthogonal(0.01), name="pi")(h_pi)
-        value = nn.Dense(1, kernel_init=nn.initializers.orthogonal(1.0), name="v")(h_v)[..., 0]
+        out = nn.Dense(self.action_dim, kernel_init=orthogonal(0.01), name="pi")(h_pi)
+        value = nn.Dense(1, kernel_init=orthogonal(1.0), name="v")(h_v)[..., 0]
         if self.discrete:
             log_std = jnp.zeros((0,), jnp.float32)
         else:

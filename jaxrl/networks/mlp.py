@@ -9,6 +9,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxrl.networks.init import orthogonal
+
 ACTIVATIONS = {"tanh": nn.tanh, "relu": nn.relu, "gelu": nn.gelu, "silu": nn.silu}
 
 
@@ -29,7 +31,7 @@ class MLP(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         act = activation(self.activation)
-        init = self.kernel_init or nn.initializers.orthogonal(np.sqrt(2))
+        init = self.kernel_init or orthogonal(np.sqrt(2))
         x = x.astype(jnp.float32)
         for h in self.hidden:
             x = act(nn.Dense(h, kernel_init=init)(x))
