@@ -123,14 +123,16 @@ def main() -> None:
         return min(peers, key=lambda k: min(t.run_best_s for t in per_key[k]), default=None)
 
     # each round's ratio (rejax's best / jaxrl's best in that round), before the table and the JSON
-    for key, row in zip(per_key, rows):
+    for key, row in zip(per_key, rows, strict=True):
         peer = faster_peer(key) if key[2] == "jaxrl" else None
         if peer and len(per_key[key]) > 1 and len(per_key[key]) == len(per_key[peer]):
-            row.extra["round_ratios"] = [b.run_best_s / a.run_best_s for a, b in zip(per_key[key], per_key[peer])]
+            row.extra["round_ratios"] = [
+                b.run_best_s / a.run_best_s for a, b in zip(per_key[key], per_key[peer], strict=True)
+            ]
 
     def speedup(r: H.Timing) -> str:
         """Against the faster rejax row of the same work; with several rounds also the rounds' ratios."""
-        key = next(k for k, row in zip(per_key, rows) if row is r)
+        key = next(k for k, row in zip(per_key, rows, strict=True) if row is r)
         peer_key = faster_peer(key) if key[2] == "jaxrl" else None
         if peer_key is None:
             return ""
@@ -138,7 +140,9 @@ def main() -> None:
         text = f"{peer.run_best_s / r.run_best_s:.2f}x run, {peer.compile_s / r.compile_s:.2f}x compile (vs {peer.name})"
         ratios = r.extra.get("round_ratios")
         if ratios:
-            text += f"; rounds {'/'.join(f'{x:.2f}' for x in ratios)}, median {statistics.median(ratios):.2f}x"
+            text += (
+                f"; rounds {'/'.join(f'{x:.2f}' for x in ratios)}, median {statistics.median(ratios):.2f}x"
+            )
         return text
 
     cols = [

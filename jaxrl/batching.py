@@ -11,7 +11,6 @@ import jax.numpy as jnp
 
 from jaxrl import parallel
 
-
 #: Fewest random bits a sort key of :func:`permutations` keeps after the index bits; below it (batches
 #: of more than 2**20 rows) ``jax.random.permutation`` is used.
 MIN_KEY_BITS = 12

@@ -76,12 +76,38 @@ def _code_and_comment(line: str) -> tuple[str, str]:
     return line, ""
 
 
+_SOURCE_LINES: dict[type, list[str]] = {}
+
+
+def _class_source_lines(config_cls: type) -> list[str]:
+    """The class's source lines (``[]`` if unavailable), read once per class.
+
+    ``inspect.getsource`` parses the module with ``ast``; CPython 3.11.7's ``ast`` keeps its recursion
+    counters per interpreter, not per thread, so a parse racing another thread's (3.11's traceback
+    formatting parses source lines too, e.g. orbax logging a background task's error) can fail with
+    ``SystemError: AST constructor recursion depth mismatch``. Cached, and retried on that error."""
+    cached = _SOURCE_LINES.get(config_cls)
+    if cached is not None:
+        return cached
+    lines: list[str] = []
+    for attempt in range(3):
+        try:
+            lines = inspect.getsource(config_cls).splitlines()
+            break
+        except (OSError, TypeError):
+            break
+        except SystemError:
+            if attempt == 2:
+                raise
+    _SOURCE_LINES[config_cls] = lines
+    return lines
+
+
 def field_docs(config_cls: type) -> dict[str, str]:
     """``{field: comment}`` from the class source: a ``# comment`` on the field's line(s), or the
     comment lines right above it."""
-    try:
-        lines = inspect.getsource(config_cls).splitlines()
-    except (OSError, TypeError):
+    lines = _class_source_lines(config_cls)
+    if not lines:
         return {}
     names = {f.name for f in dataclasses.fields(config_cls)}
     docs: dict[str, str] = {}

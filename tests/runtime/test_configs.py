@@ -1,5 +1,6 @@
 """Config parsing from dataclass field types, overrides, sweeps and the JSON round trip."""
 
+import dataclasses
 import typing
 
 import pytest
@@ -105,3 +106,40 @@ def test_field_docs_come_from_source_comments():
 
 def test_diff_names_nested_keys():
     assert configs.diff({"config": {"a": 1, "b": 2}}, {"config": {"a": 1, "b": 3}}) == ["config.b: 2 -> 3"]
+
+
+def test_field_docs_survive_the_python_311_ast_race(monkeypatch):
+    """CPython 3.11.7's ast recursion counters are not per thread: a class-source parse racing another
+    thread's traceback formatting raised ``SystemError: AST constructor recursion depth mismatch`` once in
+    CI (resuming a checkpoint while orbax logged a background error). The source is read once per class
+    and the read is retried on that error."""
+    import inspect
+
+    from jaxrl.runtime import configs as cfgmod
+
+    @dataclasses.dataclass(frozen=True)
+    class Tiny:
+        alpha: float = 0.1  # step size
+
+    real, calls = inspect.getsource, []
+
+    def flaky(obj):
+        calls.append(obj)
+        if len(calls) == 1:
+            raise SystemError("AST constructor recursion depth mismatch (before=147, after=199)")
+        return real(obj)
+
+    monkeypatch.setattr(cfgmod.inspect, "getsource", flaky)
+    assert cfgmod.field_docs(Tiny) == {"alpha": "step size"}
+    assert cfgmod.field_docs(Tiny) == {"alpha": "step size"} and len(calls) == 2  # read once, then cached
+
+    @dataclasses.dataclass(frozen=True)
+    class Other:
+        beta: int = 1  # b
+
+    def broken(obj):
+        raise SystemError("AST constructor recursion depth mismatch")
+
+    monkeypatch.setattr(cfgmod.inspect, "getsource", broken)
+    with pytest.raises(SystemError):
+        cfgmod.field_docs(Other)
