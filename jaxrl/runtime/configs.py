@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import difflib
+import functools
 import inspect
 import itertools
 import re
@@ -76,9 +77,7 @@ def _code_and_comment(line: str) -> tuple[str, str]:
     return line, ""
 
 
-_SOURCE_LINES: dict[type, list[str]] = {}
-
-
+@functools.cache
 def _class_source_lines(config_cls: type) -> list[str]:
     """The class's source lines (``[]`` if unavailable), read once per class.
 
@@ -86,21 +85,15 @@ def _class_source_lines(config_cls: type) -> list[str]:
     counters per interpreter, not per thread, so a parse racing another thread's (3.11's traceback
     formatting parses source lines too, e.g. orbax logging a background task's error) can fail with
     ``SystemError: AST constructor recursion depth mismatch``. Cached, and retried on that error."""
-    cached = _SOURCE_LINES.get(config_cls)
-    if cached is not None:
-        return cached
-    lines: list[str] = []
     for attempt in range(3):
         try:
-            lines = inspect.getsource(config_cls).splitlines()
-            break
+            return inspect.getsource(config_cls).splitlines()
         except (OSError, TypeError):
-            break
+            return []
         except SystemError:
             if attempt == 2:
                 raise
-    _SOURCE_LINES[config_cls] = lines
-    return lines
+    return []
 
 
 def field_docs(config_cls: type) -> dict[str, str]:
