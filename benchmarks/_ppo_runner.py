@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -30,12 +31,10 @@ EVAL_EPISODES = 32
 
 
 # ------------------------------------------------------------------------------------------ jaxrl
-def jaxrl_problem(timesteps: int):
-    import jax
-
+def jaxrl_config(timesteps: int):
     import jaxrl
 
-    cfg = jaxrl.PPOConfig(
+    return jaxrl.PPOConfig(
         env="CartPole-v1",
         total_timesteps=timesteps,
         num_envs=NUM_ENVS,
@@ -55,6 +54,14 @@ def jaxrl_problem(timesteps: int):
         shared_network=False,
     )
 
+
+def jaxrl_problem(timesteps: int):
+    import jax
+
+    import jaxrl
+
+    cfg = jaxrl_config(timesteps)
+
     def train(key):
         return jaxrl.train(cfg, key)
 
@@ -65,6 +72,20 @@ def jaxrl_problem(timesteps: int):
         return metrics.episode_return[..., -1]
 
     return train, evaluate, train_returns, jax.random.key
+
+
+def jaxrl_population(timesteps: int, devices: int):
+    """``keys [N] -> (states, metrics)`` with the seeds split over ``devices`` CPU devices by
+    ``jaxrl.parallel.train_population`` (each device runs its share as one vmapped program; members
+    never communicate; the result equals the one-device ``jit(vmap(train))``)."""
+    import jax
+
+    from jaxrl import parallel
+
+    if len(jax.devices()) != devices:
+        raise RuntimeError(f"asked for {devices} CPU devices, JAX has {jax.devices()}")
+    cfg = jaxrl_config(timesteps)
+    return lambda keys: parallel.train_population(cfg, keys)
 
 
 # ------------------------------------------------------------------------------------------ rejax
@@ -144,7 +165,21 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--timesteps", type=int, default=524_288)
     p.add_argument("--cpu-threads", type=int, default=0, help="XLA CPU threads (0: XLA's default)")
+    p.add_argument(
+        "--devices",
+        type=int,
+        default=1,
+        help="jaxrl only: split the seeds over this many CPU devices (XLA's "
+        "--xla_force_host_platform_device_count) with jaxrl.parallel.train_population, e.g. 2 to use "
+        "both cores of a 2-core machine for a population (default 1: one device, plain jit(vmap))",
+    )
     args = p.parse_args()
+    if args.devices > 1:
+        if args.framework != "jaxrl":
+            p.error("--devices is a jaxrl option (jaxrl.parallel.train_population)")
+        os.environ["XLA_FLAGS"] = (
+            os.environ.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={args.devices}"
+        ).strip()
     H.set_cpu_threads(args.cpu_threads)
 
     import jax
@@ -157,6 +192,10 @@ def main() -> None:
         fn, ev = train, evaluate
     else:
         fn, ev = jax.vmap(train), jax.vmap(evaluate)
+    if args.devices > 1:
+        if n % args.devices:
+            p.error(f"--seeds {n} does not divide over --devices {args.devices}")
+        fn = jaxrl_population(args.timesteps, args.devices)
 
     def args_for(i):  # a fresh key per call: nothing can be cached
         k = make_key(1000 * i)
@@ -164,6 +203,7 @@ def main() -> None:
 
     timing, out = H.measure(
         f"{args.framework} {n} seed{'s' if n > 1 else ''}"
+        + (f", {args.devices} CPU devices" if args.devices > 1 else "")
         + (
             f", {args.cpu_threads} thread{'s' if args.cpu_threads > 1 else ''}"
             if args.cpu_threads
@@ -187,6 +227,7 @@ def main() -> None:
         "seeds": n,
         "timesteps_per_seed": args.timesteps,
         "cpu_threads": args.cpu_threads,
+        "devices": args.devices,
     }
     if args.framework == "jaxrl":
         tr = np.asarray(train_returns(out[1])).reshape(n)

@@ -3,6 +3,7 @@
     python benchmarks/ppo_vs_rejax.py            # full: 524,288 steps per seed, 1 seed and 16 vmapped seeds
     python benchmarks/ppo_vs_rejax.py --quick    # short check (65,536 steps, 1 and 4 seeds, 1 repeat)
     python benchmarks/ppo_vs_rejax.py --seeds 1 --cpu-threads 1 --rounds 4   # 4 paired rounds
+    python benchmarks/ppo_vs_rejax.py --seeds 16 --jaxrl-devices 1 2   # + jaxrl's seeds over 2 CPU devices
 
 Each framework runs in its own subprocess (rejax in its own virtual environment: it needs gymnax 0.0.9;
 create it with ``python -m venv ../venv-rejax && ../venv-rejax/bin/pip install rejax==0.1.3 gymnax==0.0.9``
@@ -15,6 +16,12 @@ work each alone, ``floor_ppo.py``) is run first for reference. Results: ``result
 Timings depend on the machine and on what else runs on it: compare rows from the same invocation only.
 On a machine whose speed drifts, use ``--rounds R``: every framework and setting is run R times,
 alternating, and each round's ratio (rejax's best / jaxrl's best) is reported with their median.
+
+``--jaxrl-devices 1 2`` adds rows where jaxrl splits the seeds over two simulated CPU devices
+(``jaxrl.parallel.train_population``): a population then uses every core, one device program per core.
+Those rows use more of the machine than a one-thread rejax row; rejax's "XLA threads" rows (its own best
+use of several cores) are the like-for-like comparison, and the table compares each jaxrl row with the
+faster rejax row whatever its thread count.
 """
 
 from __future__ import annotations
@@ -43,7 +50,14 @@ def default_rejax_python() -> str:
 
 
 def run(
-    python: str, framework: str, seeds: int, repeats: int, timesteps: int, threads: int, timeout: float
+    python: str,
+    framework: str,
+    seeds: int,
+    repeats: int,
+    timesteps: int,
+    threads: int,
+    timeout: float,
+    devices: int = 1,
 ) -> H.Timing | str:
     """One framework and setting in a subprocess: its timing, or a line saying why there is none (a run
     that fails or outlives ``timeout``, e.g. XLA's CPU runtime stuck; see RESULTS.md) so that the other
@@ -52,7 +66,9 @@ def run(
 
     cmd = [python, str(RUNNER), "--framework", framework, "--seeds", str(seeds)]
     cmd += ["--repeats", str(repeats), "--timesteps", str(timesteps), "--cpu-threads", str(threads)]
+    cmd += ["--devices", str(devices)] if devices > 1 else []
     what = f"{framework}, {seeds} seed(s), cpu threads {threads or 'XLA default'}"
+    what += f", {devices} CPU devices" if devices > 1 else ""
     print(f"... {what}", flush=True)
     try:
         out = H.run_json_subprocess(cmd, timeout=timeout)
@@ -86,6 +102,15 @@ def main() -> None:
         "then gives each round's jaxrl/rejax ratio and their median, which slow drifts of a shared "
         "machine's speed bias far less than one run per framework",
     )
+    p.add_argument(
+        "--jaxrl-devices",
+        type=int,
+        nargs="+",
+        default=[1],
+        help="for settings of several seeds, also run jaxrl with the seeds split over this many CPU "
+        "devices (jaxrl.parallel.train_population; 2 uses both cores of a 2-core machine), e.g. "
+        "--jaxrl-devices 1 2 (default: 1 only)",
+    )
     H.add_cpu_threads_arg(p)
     args = p.parse_args()
     timesteps = args.timesteps or (65_536 if args.quick else 524_288)
@@ -102,22 +127,27 @@ def main() -> None:
     if not args.no_floor and timesteps == 524_288:
         print("... floor (env steps and network work alone)", flush=True)
         floor = floor_ppo.run_floor()
-    per_key: dict[tuple[int, int, str], list[H.Timing]] = {}
+    # key of a row: (seeds, cpu threads, framework, CPU devices)
+    per_key: dict[tuple[int, int, str, int], list[H.Timing]] = {}
     failed: list[str] = []
     for _ in range(args.rounds):  # whole rounds, frameworks alternating within each setting
         for n in seeds:
             for threads in args.cpu_threads:
-                for fw, py in [("jaxrl", sys.executable)] + (
-                    [("rejax", args.rejax_python)] if with_rejax else []
-                ):
-                    r = run(py, fw, n, repeats, timesteps, threads, args.timeout)
+                runs = [
+                    ("jaxrl", sys.executable, d)
+                    for d in args.jaxrl_devices
+                    if d == 1 or (n > 1 and n % d == 0)
+                ]
+                runs += [("rejax", args.rejax_python, 1)] if with_rejax else []
+                for fw, py, devices in runs:
+                    r = run(py, fw, n, repeats, timesteps, threads, args.timeout, devices)
                     if isinstance(r, str):
                         failed.append(r)
                     else:
-                        per_key.setdefault((n, threads, fw), []).append(r)
+                        per_key.setdefault((n, threads, fw, devices), []).append(r)
     rows = [H.merge_rounds(ts) for ts in per_key.values()]
 
-    def faster_peer(key: tuple[int, int, str]) -> tuple[int, int, str] | None:
+    def faster_peer(key: tuple[int, int, str, int]) -> tuple[int, int, str, int] | None:
         """The rejax setting of the same seeds with the best run time (whatever its thread count)."""
         peers = [k for k in per_key if k[2] == "rejax" and k[0] == key[0]]
         return min(peers, key=lambda k: min(t.run_best_s for t in per_key[k]), default=None)
@@ -185,6 +215,7 @@ def main() -> None:
                 "lr": "2.5e-4 annealed",
                 "network": "tanh 64x64 x2",
                 "cpu_threads": args.cpu_threads,
+                "jaxrl_devices": args.jaxrl_devices,
                 "rounds": args.rounds,
             },
             "rows": [r.as_dict() for r in rows],

@@ -163,6 +163,15 @@ def _parser(algo_for_help: str = DEFAULT_ALGO, *, full_help: bool = False) -> ar
         "kernels; 0: XLA's default, one per CPU)",
     )
     t.add_argument(
+        "--cpu-devices",
+        type=int,
+        default=None,
+        metavar="N",
+        help="split the CPU into N XLA devices so that a population (--seeds/--sweep) runs one share of "
+        "its members per device, i.e. per core (default: $JAXRL_CPU_DEVICES or 1; 0: one per CPU); a "
+        "single run gains nothing",
+    )
+    t.add_argument(
         "--no-compile-cache",
         action="store_true",
         help="do not use the persistent XLA compilation cache (JAXRL_CACHE_DIR, default ~/.cache/jaxrl/xla)",
@@ -275,7 +284,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         threads = args.cpu_threads if args.cpu_threads is not None else cpu.threads_from_env(1)
         if threads < 0:
             raise UsageError(f"--cpu-threads must be >= 0 (0: XLA's default), got {threads}")
-        # cli.main called in a process whose JAX backends exist already: keep its pool unless the flag asks
+        devices = args.cpu_devices if args.cpu_devices is not None else cpu.devices_from_env(1)
+        if devices < 0:
+            raise UsageError(f"--cpu-devices must be >= 0 (0: one per CPU), got {devices}")
+        # cli.main called in a process whose JAX backends exist already: keep its pool and devices unless
+        # a flag asks
+        if args.cpu_devices is not None or (devices != 1 and not cpu.backends_initialized()):
+            cpu.set_cpu_devices(devices)
         if args.cpu_threads is not None or not cpu.backends_initialized():
             cpu.set_cpu_threads(threads)
     except (ValueError, RuntimeError, UsageError) as e:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 
 ENV_VAR = "JAXRL_CPU_THREADS"
+DEVICES_ENV_VAR = "JAXRL_CPU_DEVICES"
 _chosen = False  # set_cpu_threads was called (with any n): the user chose the pool
 _warned = False
 
@@ -75,19 +76,54 @@ def set_cpu_threads(n: int | None) -> bool:
     return True
 
 
+def set_cpu_devices(n: int | None) -> bool:
+    """Split the CPU into ``n`` XLA devices (``jax_num_cpu_devices``; ``None`` or 1: one device, 0: one
+    per available CPU), so that a population (``jaxrl.parallel.train_population``, ``jaxrl train --seeds
+    N``, ``jaxrl.run(..., seeds=N)``) runs one share of its members per device, i.e. per core. Members
+    never communicate, so a population scales with the cores: PPO CartPole, 16 seeds, 2 devices on a
+    2-core AMD EPYC: 4.8 s against 9.7 s on one (``benchmarks/RESULTS.md``). A single run gains nothing
+    (it stays on one device). Combine with :func:`set_cpu_threads` (one thread per device is the fast
+    setting). Must run before the first JAX computation, like :func:`set_cpu_threads`; returns whether
+    more than one device was asked for. Results equal the one-device run up to float rounding (XLA
+    compiles a per-device batch of members differently)."""
+    if n is None:
+        n = 1
+    if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+        raise ValueError(f"set_cpu_devices: n must be a non-negative int (0: one per CPU), got {n!r}")
+    import jax
+
+    if backends_initialized():
+        raise RuntimeError(
+            "set_cpu_devices must be called before JAX creates its backends (before the first jax.numpy "
+            "operation, jax.devices() or jit call in this process): call it at the top of your script, "
+            f"or set {DEVICES_ENV_VAR} for the jaxrl CLI"
+        )
+    if n == 0:
+        n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    jax.config.update("jax_num_cpu_devices", n)
+    return n > 1
+
+
 def threads_from_env(default: int) -> int:
     """``JAXRL_CPU_THREADS`` as an int (``default`` when unset); a clear error for anything else."""
-    raw = os.environ.get(ENV_VAR)
+    return _int_from_env(ENV_VAR, default, "0: XLA's default")
+
+
+def devices_from_env(default: int) -> int:
+    """``JAXRL_CPU_DEVICES`` as an int (``default`` when unset); a clear error for anything else."""
+    return _int_from_env(DEVICES_ENV_VAR, default, "0: one per CPU")
+
+
+def _int_from_env(var: str, default: int, zero_means: str) -> int:
+    raw = os.environ.get(var)
     if raw is None or raw.strip() == "":
         return default
     try:
         value = int(raw)
     except ValueError:
-        raise ValueError(
-            f"{ENV_VAR} must be a non-negative integer (0: XLA's default), got {raw!r}"
-        ) from None
+        raise ValueError(f"{var} must be a non-negative integer ({zero_means}), got {raw!r}") from None
     if value < 0:
-        raise ValueError(f"{ENV_VAR} must be a non-negative integer (0: XLA's default), got {raw!r}")
+        raise ValueError(f"{var} must be a non-negative integer ({zero_means}), got {raw!r}")
     return value
 
 

@@ -5,7 +5,9 @@ Two ways to use several devices, both plain ``jax.jit`` programs partitioned by 
 
 * :func:`train_population` — many independent members (seeds x hyperparameters), ``jax.vmap`` of
   ``jaxrl.train`` with the population axis sharded over a 1-d device mesh. Members never communicate, so
-  each device runs its share; the result equals the single-device vmapped run.
+  each device runs its share; the result equals the single-device vmapped run up to float rounding (a
+  device's share is compiled as its own batch). On a CPU, ``jaxrl.cpu.set_cpu_devices`` makes one device
+  per core, so a population uses every core.
 * :func:`train_data_parallel` — one agent whose environment batch and minibatches are sharded over the
   mesh; parameters are replicated and XLA inserts the gradient all-reduce (the mean over the minibatch is
   a mean over devices). Equal, within float tolerance, to the single-device run with the same key.
@@ -82,7 +84,7 @@ def train_population(
     """Train a population: member ``i`` is ``(cfgs[i], keys[i])`` (or ``(cfgs, keys[i])`` for one
     unstacked config), sharded over ``mesh`` (default: all devices, axis ``"pop"``).
 
-    Returns ``(states, metrics)`` with a leading population axis, equal to
+    Returns ``(states, metrics)`` with a leading population axis, equal (up to float rounding) to
     ``jax.vmap(jaxrl.train)(cfgs, keys)`` on one device. If the population does not divide over the
     devices, ``pad=True`` runs repeated copies of the last member on the spare slots and drops them
     (the kept rows are then gathered through host memory onto the default device); ``pad=False`` raises

@@ -126,3 +126,42 @@ def test_training_warns_once_on_xla_default_pool_unless_chosen():
     assert count("none") == 1  # XLA's default pool, not chosen: one warning per process
     assert count("1") == 0
     assert count("0") == 0  # XLA's default, chosen explicitly
+
+
+DEVICES_PROBE = r"""
+import os, sys
+from jaxrl import cpu
+cpu.set_cpu_devices(int(sys.argv[1]))
+cpu.set_cpu_threads(1)
+import jax
+print(len(jax.devices()), len(os.sched_getaffinity(0)))
+"""
+
+
+@pytest.mark.parametrize("n", [2, 0])
+def test_cpu_devices_split_the_cpu(n):
+    r = subprocess.run(
+        [sys.executable, "-c", DEVICES_PROBE, str(n)], capture_output=True, text=True, timeout=120
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    devices, cpus = map(int, r.stdout.split())
+    assert devices == (n or cpus)  # 0: one device per CPU the process may use
+
+
+def test_cpu_devices_bad_values_and_too_late():
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="non-negative int"):
+            cpu.set_cpu_devices(bad)
+    import jax.numpy as jnp
+
+    jnp.zeros(1).block_until_ready()  # the backends exist now
+    with pytest.raises(RuntimeError, match="before JAX creates its backends"):
+        cpu.set_cpu_devices(2)
+
+
+def test_cli_refuses_bad_device_counts(capsys, monkeypatch):
+    assert cli.main(["train", "--cpu-devices", "-1"]) == 2
+    assert "--cpu-devices must be >= 0" in capsys.readouterr().err
+    monkeypatch.setenv(cpu.DEVICES_ENV_VAR, "two")
+    assert cli.main(["train"]) == 2
+    assert "JAXRL_CPU_DEVICES must be a non-negative integer" in capsys.readouterr().err

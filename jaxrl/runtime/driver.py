@@ -479,6 +479,12 @@ def execute(
             bar.message(f"Resuming {plan.description} from update {start}/{total} ({ckpt.path(step)})")
         else:
             bar.message(f"No checkpoint in {run_dir}; starting {plan.description} from the beginning")
+    if population and not algo.host_loop:
+        # Every leaf split over the devices as the chunk program's outputs are: the members' initial
+        # parameters come out of init replicated (the orthogonal initialiser's per-member loop cannot be
+        # partitioned), and a chunk called with another sharding than its previous output compiles a
+        # second program (and so would evaluation), inside the timed training.
+        state = parallel.shard_population(state)
     jax.block_until_ready(state)
     init_time = time.perf_counter() - t_init
     log = None

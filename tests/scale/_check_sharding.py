@@ -49,6 +49,29 @@ if which == "population":
     s7, _ = jax.jit(jax.vmap(jaxrl.train, in_axes=(None, 0)))(cfg, jax.random.split(keys[0], 4))
     out["run_params"] = maxdiff(res.state.params, s7.params)
     out["run_devices_used"] = len(jax.tree_util.tree_leaves(res.state.params)[0].sharding.device_set)
+    # ... and compiles its chunk program and its evaluation once each: the members' initial state is
+    # split over the devices as the chunk's outputs are (before, init's replicated parameters made the
+    # second chunk call compile a second program inside the timed training, and evaluation likewise)
+    import logging
+
+    compiled = []
+
+    class _Compiles(logging.Handler):
+        def emit(self, record):
+            msg = record.getMessage()
+            if msg.startswith("Compiling "):
+                compiled.append(msg.split()[1])
+
+    handler = _Compiles()
+    logging.getLogger("jax").addHandler(handler)
+    jax.config.update("jax_log_compiles", True)
+    jaxrl.run(
+        cfg.replace(total_timesteps=4 * 32 * 5), keys[1], seeds=4, eval_episodes=2, progress=False, plot=False
+    )
+    jax.config.update("jax_log_compiles", False)
+    logging.getLogger("jax").removeHandler(handler)
+    out["run_chunk_compiles"] = compiled.count("jit(one)")  # chunks.make_chunk_fn's program
+    out["run_init_and_eval_compiles"] = compiled.count("jit(fn)")  # make_init_fn's and make_eval_fn's
 elif which == "data":
     cfg = jaxrl.PPOConfig(total_timesteps=8 * 32 * 3, num_envs=8, num_steps=32)
     s5, m5 = parallel.train_data_parallel(cfg, jax.random.key(3))

@@ -43,6 +43,12 @@ def test_runtime_population_spread_over_devices(population):
     assert population["run_params"] < 1e-5
 
 
+def test_runtime_population_compiles_chunk_and_eval_once(population):
+    # two compilations each before the driver split the initial state over the devices
+    assert population["run_chunk_compiles"] == 1
+    assert population["run_init_and_eval_compiles"] == 2
+
+
 def test_uneven_population_refused_without_padding(population):
     assert population["uneven_refused"]
 
