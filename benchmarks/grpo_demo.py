@@ -86,7 +86,12 @@ def run_seed(cfg, seed: int, curve_every: int) -> dict:
     sft_lo_state, sft_lo_steps, sft_lo_s = continue_sft(cfg, state0, demos, grpo_s, k_ctrl, cfg.learning_rate)
     sampled = {  # mean verifier reward of 8 sampled answers per held-out problem (less noisy than greedy)
         name: trainer.sampled_heldout_reward(cfg, st.params)
-        for name, st in (("before", state0), ("grpo", state), ("sft", sft_state), ("sft_grpo_lr", sft_lo_state))
+        for name, st in (
+            ("before", state0),
+            ("grpo", state),
+            ("sft", sft_state),
+            ("sft_grpo_lr", sft_lo_state),
+        )
     }
     row = {
         "seed": seed,

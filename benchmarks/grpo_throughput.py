@@ -111,7 +111,9 @@ def bench_iteration(size: str, repeats: int) -> dict:
 def run_trl(python: str, timeout: float) -> dict:
     out = os.path.join(tempfile.mkdtemp(), "trl.json")
     t0 = time.perf_counter()
-    proc = subprocess.run([python, TRL_BENCH, "--json-out", out], capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(
+        [python, TRL_BENCH, "--json-out", out], capture_output=True, text=True, timeout=timeout
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"TRL bench failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     with open(out) as f:
@@ -141,7 +143,10 @@ def main() -> None:
         print(json.dumps(r), flush=True)
     if args.trl:
         result["trl"] = run_trl(args.trl, timeout=3600)
-        print(json.dumps({k: v for k, v in result["trl"].items() if k != "stdout_tail"}, default=str), flush=True)
+        print(
+            json.dumps({k: v for k, v in result["trl"].items() if k != "stdout_tail"}, default=str),
+            flush=True,
+        )
     result["machine_after"] = {"load_avg_1min": H.load_average()}
     print("wrote", H.write_json(args.out, result))
 

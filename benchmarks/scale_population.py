@@ -133,15 +133,26 @@ def plot(rows: list[dict], path: Path, device: str) -> None:
     def mib(rs):
         return [r["memory_bytes"] / 2**20 if r["memory_bytes"] else float("nan") for r in rs]
 
-    ax[0].loglog([r["population"] for r in pop], [r["env_steps_per_s"] for r in pop], "o-",
-                 label="population size (members x 4 envs)")
+    ax[0].loglog(
+        [r["population"] for r in pop],
+        [r["env_steps_per_s"] for r in pop],
+        "o-",
+        label="population size (members x 4 envs)",
+    )
     ax[1].loglog([r["population"] for r in pop], mib(pop), "o-", label="population size (members x 4 envs)")
     if env:
-        ax[0].loglog([r["num_envs"] for r in env], [r["env_steps_per_s"] for r in env], "s--",
-                     label="num_envs of one agent")
+        ax[0].loglog(
+            [r["num_envs"] for r in env],
+            [r["env_steps_per_s"] for r in env],
+            "s--",
+            label="num_envs of one agent",
+        )
         ax[1].loglog([r["num_envs"] for r in env], mib(env), "s--", label="num_envs of one agent")
-    ax[0].set(xlabel="members, or envs of one agent", ylabel="env steps / s (all members)",
-              title=f"PPO CartPole throughput ({device}, {len(jax.devices())} device(s))")
+    ax[0].set(
+        xlabel="members, or envs of one agent",
+        ylabel="env steps / s (all members)",
+        title=f"PPO CartPole throughput ({device}, {len(jax.devices())} device(s))",
+    )
     ax[1].set(xlabel="members, or envs of one agent", ylabel="XLA memory estimate (MiB)", title="memory")
     for a in ax:
         a.legend(fontsize=8)
@@ -153,12 +164,19 @@ def plot(rows: list[dict], path: Path, device: str) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--preset", choices=["cpu", "gpu"], default="gpu" if jax.default_backend() == "gpu" else "cpu")
+    ap.add_argument(
+        "--preset", choices=["cpu", "gpu"], default="gpu" if jax.default_backend() == "gpu" else "cpu"
+    )
     ap.add_argument("--sizes", type=int, nargs="*", default=None)
     ap.add_argument("--timesteps", type=int, default=None, help="env steps per member in the sweep")
     ap.add_argument("--quick", action="store_true", help="shorter headline runs")
-    ap.add_argument("--num-envs", type=int, nargs="*", default=None,
-                    help="num_envs of one agent (default: 4 16 64 on CPU, up to 16384 on GPU)")
+    ap.add_argument(
+        "--num-envs",
+        type=int,
+        nargs="*",
+        default=None,
+        help="num_envs of one agent (default: 4 16 64 on CPU, up to 16384 on GPU)",
+    )
     args = ap.parse_args()
     device = jax.devices()[0].device_kind
     if args.sizes is None:
@@ -170,8 +188,10 @@ def main() -> None:
         print(json.dumps(r), flush=True)
         rows.append(r)
     steps_per_env = cfg.total_timesteps // 4  # as many steps per env as the population members take
-    for e in args.num_envs if args.num_envs is not None else (
-        [4, 16, 64] if args.preset == "cpu" else [4, 64, 1024, 4096, 16384]
+    for e in (
+        args.num_envs
+        if args.num_envs is not None
+        else ([4, 16, 64] if args.preset == "cpu" else [4, 64, 1024, 4096, 16384])
     ):
         r = time_num_envs(e, steps_per_env)
         print(json.dumps(r), flush=True)
@@ -180,8 +200,13 @@ def main() -> None:
         rows += headline_runs(args.quick)
     RESULTS.mkdir(exist_ok=True)
     tag = device.replace(" ", "_").lower() + (f"_x{len(jax.devices())}" if len(jax.devices()) > 1 else "")
-    meta = {"device": device, "devices": len(jax.devices()), "jax": jax.__version__,
-            "host": platform.node(), "timesteps_per_member": cfg.total_timesteps}
+    meta = {
+        "device": device,
+        "devices": len(jax.devices()),
+        "jax": jax.__version__,
+        "host": platform.node(),
+        "timesteps_per_member": cfg.total_timesteps,
+    }
     (RESULTS / f"scale_{tag}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     plot(rows, RESULTS / f"scale_{tag}.png", device)
     print(f"wrote {RESULTS / f'scale_{tag}.json'} and .png")

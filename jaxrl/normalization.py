@@ -15,7 +15,9 @@ class RunningStats(NamedTuple):
 
 
 def init(shape: tuple[int, ...]) -> RunningStats:
-    return RunningStats(jnp.zeros(shape, jnp.float32), jnp.ones(shape, jnp.float32), jnp.asarray(1e-4, jnp.float32))
+    return RunningStats(
+        jnp.zeros(shape, jnp.float32), jnp.ones(shape, jnp.float32), jnp.asarray(1e-4, jnp.float32)
+    )
 
 
 def update(stats: RunningStats, x: jax.Array, weights: jax.Array | None = None) -> RunningStats:

@@ -16,8 +16,8 @@ def make_optimizer(
     eps: float = 1e-5,
 ) -> optax.GradientTransformation:
     """Adam with optional global-norm clipping and optional linear annealing of the step size to 0
-    over ``anneal_steps`` optimiser steps, lowered once every ``anneal_every`` steps (PPO lowers it once per
-update, as PureJaxRL does). ``learning_rate``/``max_grad_norm`` may be traced (vmapped)."""
+    over ``anneal_steps`` optimiser steps, lowered once every ``anneal_every`` steps (PPO lowers it once
+    per update, as PureJaxRL does). ``learning_rate``/``max_grad_norm`` may be traced (vmapped)."""
     if anneal_steps is not None:
         lr0 = learning_rate
 

@@ -66,4 +66,6 @@ def test_minibatch_epochs_without_shuffle_and_bad_split():
     )
     np.testing.assert_array_equal(np.asarray(seen).reshape(2, 8), np.tile(np.arange(8.0), (2, 1)))
     with pytest.raises(ValueError, match="does not split into 3"):
-        batching.minibatch_epochs(jax.random.key(0), 0, batch, lambda c, mb: (c, mb), num_epochs=1, num_minibatches=3)
+        batching.minibatch_epochs(
+            jax.random.key(0), 0, batch, lambda c, mb: (c, mb), num_epochs=1, num_minibatches=3
+        )

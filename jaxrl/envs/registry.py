@@ -76,7 +76,9 @@ def _make(env: Any, num_envs: int, env_params: Any = None, **kwargs: Any) -> bas
         if env.startswith(ENVPOOL_PREFIX):
             from jaxrl.envs import envpool as envpool_backend  # lazy: optional extra
 
-            return envpool_backend.EnvpoolEnv(env.removeprefix(ENVPOOL_PREFIX), num_envs, env_params, **kwargs)
+            return envpool_backend.EnvpoolEnv(
+                env.removeprefix(ENVPOOL_PREFIX), num_envs, env_params, **kwargs
+            )
         from jaxrl.envs import gymnax as gymnax_backend
 
         if env.startswith(PROBE_PREFIX):

@@ -11,7 +11,9 @@ import jax
 import jax.numpy as jnp
 
 
-def discounted_returns(r_t: jax.Array, discount_t: jax.Array, bootstrap: jax.Array | float = 0.0) -> jax.Array:
+def discounted_returns(
+    r_t: jax.Array, discount_t: jax.Array, bootstrap: jax.Array | float = 0.0
+) -> jax.Array:
     """Reward-to-go ``G_t = r_t + discount_t * G_{t+1}``, with ``G_T = bootstrap``.
 
     Args:

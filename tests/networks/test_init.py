@@ -47,7 +47,7 @@ def test_vmapped_init_has_no_batched_lapack_call():
     """Under vmap every LAPACK custom call works on one matrix (no leading batch dimension)."""
     keys = jax.random.split(jax.random.key(0), 4)
     hlo = jax.jit(jax.vmap(lambda k: orthogonal()(k, (64, 64)))).lower(keys).compile().as_text()
-    calls = [line for line in hlo.splitlines() if "custom_call_target=\"lapack_" in line]
+    calls = [line for line in hlo.splitlines() if 'custom_call_target="lapack_' in line]
     assert calls, "expected LAPACK QR calls"
     for line in calls:
         lhs = line.split("custom-call(")[0]
