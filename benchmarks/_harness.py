@@ -44,6 +44,19 @@ def add_cpu_threads_arg(parser: Any) -> None:
     )
 
 
+def default_rejax_python() -> str:
+    """rejax's interpreter for the peer benchmarks: ``$REJAX_PYTHON``, else a venv named ``venv-rejax``
+    next to the repository or ``.venv-rejax`` inside it (rejax 0.1.3 needs gymnax 0.0.9, so it lives in
+    its own venv); empty if none exists."""
+    if os.environ.get("REJAX_PYTHON"):
+        return os.environ["REJAX_PYTHON"]
+    root = Path(__file__).resolve().parent.parent
+    for cand in (root.parent / "venv-rejax", root / ".venv-rejax"):
+        if (cand / "bin" / "python").exists():
+            return str(cand / "bin" / "python")
+    return ""
+
+
 def set_cpu_threads(n: int) -> None:
     """XLA CPU thread pool of ``n`` threads (0: XLA's default) for this process, jaxrl or not: loads
     ``jaxrl/cpu.py`` by path (it imports nothing from jaxrl), so a peer framework's interpreter gets the

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -145,20 +144,13 @@ def worker(framework: str, timesteps: int, seeds: int, repeats: int, threads: in
     return {"timing": timing.as_dict()}
 
 
-def default_rejax_python() -> str:
-    if os.environ.get("REJAX_PYTHON"):
-        return os.environ["REJAX_PYTHON"]
-    cand = HERE.parent.parent / "venv-rejax" / "bin" / "python"
-    return str(cand) if cand.exists() else ""
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--timesteps", type=int, default=500_000, help="env steps per seed")
     p.add_argument("--seeds", type=int, default=8)
     p.add_argument("--repeats", type=int, default=1, help="timed calls per framework and round")
     p.add_argument("--rounds", type=int, default=1, help="alternating jaxrl/rejax rounds (fresh processes)")
-    p.add_argument("--rejax-python", default=default_rejax_python())
+    p.add_argument("--rejax-python", default=H.default_rejax_python())
     p.add_argument("--no-rejax", action="store_true")
     H.add_cpu_threads_arg(p)
     p.add_argument("--framework", choices=["jaxrl", "rejax"], help=argparse.SUPPRESS)  # worker mode

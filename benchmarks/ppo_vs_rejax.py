@@ -27,7 +27,6 @@ faster rejax row whatever its thread count.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 from pathlib import Path
@@ -38,15 +37,6 @@ import _harness as H  # noqa: E402
 import floor_ppo  # noqa: E402
 
 RUNNER = HERE / "_ppo_runner.py"
-
-
-def default_rejax_python() -> str:
-    if os.environ.get("REJAX_PYTHON"):
-        return os.environ["REJAX_PYTHON"]
-    for cand in (HERE.parent.parent / "venv-rejax", HERE.parent / ".venv-rejax"):
-        if (cand / "bin" / "python").exists():
-            return str(cand / "bin" / "python")
-    return ""
 
 
 def run(
@@ -88,7 +78,7 @@ def main() -> None:
     p.add_argument("--timesteps", type=int, default=None, help="env steps per seed (default 524,288)")
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="settings to run (default: 1 16)")
     p.add_argument("--repeats", type=int, default=None, help="timed calls per setting (default 3)")
-    p.add_argument("--rejax-python", default=default_rejax_python(), help="interpreter of rejax's venv")
+    p.add_argument("--rejax-python", default=H.default_rejax_python(), help="interpreter of rejax's venv")
     p.add_argument("--no-rejax", action="store_true")
     p.add_argument("--no-floor", action="store_true")
     p.add_argument(
