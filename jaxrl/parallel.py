@@ -19,6 +19,7 @@ before anything else; ``jax.devices()`` then lists every host's devices and the 
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -115,12 +116,17 @@ def train_population(
     keys = jax.device_put(keys, row)
     if stacked:
         cfgs = jax.device_put(_pad_rows(cfgs, n, total), row)
-    in_axes = (0 if stacked else None, 0)
-    fn = jax.jit(jax.vmap(base.train, in_axes=in_axes), out_shardings=row)
-    states, metrics = fn(cfgs, keys)
+    states, metrics = _population_fn(stacked, row)(cfgs, keys)
     if total != n:
         states, metrics = jax.tree_util.tree_map(lambda x: _first_rows(x, n), (states, metrics))
     return states, metrics
+
+
+@functools.lru_cache(maxsize=64)
+def _population_fn(stacked: bool, row: NamedSharding) -> Any:
+    """The jitted, vmapped ``train`` of :func:`train_population`, one per (config layout, sharding): a
+    fresh ``jax.jit`` per call would trace and compile the whole training program again every call."""
+    return jax.jit(jax.vmap(base.train, in_axes=(0 if stacked else None, 0)), out_shardings=row)
 
 
 def _first_rows(x: jax.Array, n: int) -> jax.Array:
@@ -201,10 +207,17 @@ def train_data_parallel(cfg: Any, key: Any, *, mesh: Mesh | None = None) -> tupl
     if mb is not None and mb % n_dev:
         raise ValueError(f"the minibatch size ({mb}) must divide by the {n_dev} devices for data parallelism")
 
+    return _data_parallel_fn(mesh)(cfg, base.as_key(key))
+
+
+@functools.lru_cache(maxsize=16)
+def _data_parallel_fn(mesh: Mesh) -> Any:
+    """The jitted ``train`` of :func:`train_data_parallel` for ``mesh``, kept so that a second call
+    compiles nothing. Every trace runs inside ``data_parallel(mesh)``, where the sharding constraints
+    are decided, so one jitted function per mesh is right for any config."""
+
     def run(c: Any, k: jax.Array) -> tuple[Any, Any]:
         with data_parallel(mesh):
             return base.train(c, k)
 
-    # A fresh jit per call: the sharding constraints are decided at trace time.
-    replicated = NamedSharding(mesh, P())
-    return jax.jit(run, out_shardings=replicated)(cfg, base.as_key(key))
+    return jax.jit(run, out_shardings=NamedSharding(mesh, P()))

@@ -1,6 +1,8 @@
 """Run under 4 simulated CPU devices (the test sets XLA_FLAGS before JAX starts); prints one JSON line."""
 
+import contextlib
 import json
+import logging
 import os
 import sys
 
@@ -12,6 +14,27 @@ import numpy as np  # noqa: E402
 
 import jaxrl  # noqa: E402
 from jaxrl import parallel  # noqa: E402
+
+
+@contextlib.contextmanager
+def compiles():
+    """Names of the programs JAX compiles inside the block (``jax_log_compiles``)."""
+    names = []
+
+    class Handler(logging.Handler):
+        def emit(self, record):
+            msg = record.getMessage()
+            if msg.startswith("Compiling "):
+                names.append(msg.split()[1])
+
+    handler = Handler()
+    logging.getLogger("jax").addHandler(handler)
+    jax.config.update("jax_log_compiles", True)
+    try:
+        yield names
+    finally:
+        jax.config.update("jax_log_compiles", False)
+        logging.getLogger("jax").removeHandler(handler)
 
 
 def maxdiff(a, b):
@@ -52,29 +75,27 @@ if which == "population":
     # ... and compiles its chunk program and its evaluation once each: the members' initial state is
     # split over the devices as the chunk's outputs are (before, init's replicated parameters made the
     # second chunk call compile a second program inside the timed training, and evaluation likewise)
-    import logging
-
-    compiled = []
-
-    class _Compiles(logging.Handler):
-        def emit(self, record):
-            msg = record.getMessage()
-            if msg.startswith("Compiling "):
-                compiled.append(msg.split()[1])
-
-    handler = _Compiles()
-    logging.getLogger("jax").addHandler(handler)
-    jax.config.update("jax_log_compiles", True)
-    jaxrl.run(
-        cfg.replace(total_timesteps=4 * 32 * 5), keys[1], seeds=4, eval_episodes=2, progress=False, plot=False
-    )
-    jax.config.update("jax_log_compiles", False)
-    logging.getLogger("jax").removeHandler(handler)
+    with compiles() as compiled:
+        jaxrl.run(
+            cfg.replace(total_timesteps=4 * 32 * 5),
+            keys[1],
+            seeds=4,
+            eval_episodes=2,
+            progress=False,
+            plot=False,
+        )
     out["run_chunk_compiles"] = compiled.count("jit(one)")  # chunks.make_chunk_fn's program
     out["run_init_and_eval_compiles"] = compiled.count("jit(fn)")  # make_init_fn's and make_eval_fn's
+    # a second train_population call of the same shapes compiles nothing (it used to build a new jit)
+    with compiles() as compiled:
+        parallel.train_population(cfg, jax.random.split(jax.random.key(5), 8))
+    out["pop_second_call_train_compiles"] = compiled.count("jit(train)")
 elif which == "data":
     cfg = jaxrl.PPOConfig(total_timesteps=8 * 32 * 3, num_envs=8, num_steps=32)
     s5, m5 = parallel.train_data_parallel(cfg, jax.random.key(3))
+    with compiles() as compiled:  # the second call compiles nothing
+        parallel.train_data_parallel(cfg, jax.random.key(4))
+    out["dp_second_call_compiles"] = compiled.count("jit(run)")
     s6, m6 = jax.jit(jaxrl.train)(cfg, jax.random.key(3))
     out["dp_params"] = maxdiff(s5.params, s6.params)
     out["dp_loss"] = float(np.max(np.abs(np.asarray(m5.total_loss) - np.asarray(m6.total_loss))))

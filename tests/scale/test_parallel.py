@@ -49,6 +49,10 @@ def test_runtime_population_compiles_chunk_and_eval_once(population):
     assert population["run_init_and_eval_compiles"] == 2
 
 
+def test_second_population_call_compiles_nothing(population):
+    assert population["pop_second_call_train_compiles"] == 0
+
+
 def test_uneven_population_refused_without_padding(population):
     assert population["uneven_refused"]
 
@@ -61,3 +65,4 @@ def test_data_parallel_equals_single_device():
     assert out["dp_params"] < 1e-3
     assert out["dp_all_reduce"], "expected XLA to insert a cross-device all-reduce"
     assert out["bad_envs_refused"]
+    assert out["dp_second_call_compiles"] == 0
