@@ -86,6 +86,41 @@ if which == "population":
         )
     out["run_chunk_compiles"] = compiled.count("jit(one)")  # chunks.make_chunk_fn's program
     out["run_init_and_eval_compiles"] = compiled.count("jit(fn)")  # make_init_fn's and make_eval_fn's
+    # a population spread over the devices, crashed after a checkpoint and resumed, ends bit-identical to
+    # the uninterrupted run
+    import tempfile
+
+    from jaxrl import runtime
+
+    class Crash(Exception):
+        pass
+
+    def crash(info):
+        if info.iteration == 4:
+            raise Crash
+
+    long_cfg = cfg.replace(total_timesteps=4 * 32 * 6)
+    opts = dict(seeds=4, chunk_size=2, eval_episodes=0, progress=False, plot=False)
+    with tempfile.TemporaryDirectory() as tmp:
+        full = runtime.run(long_cfg, 11, None, **opts)
+        out["resume_crashed"] = False
+        try:
+            runtime.run(long_cfg, 11, tmp + "/run", checkpoint_every=1, host_callback=crash, **opts)
+        except Crash:
+            out["resume_crashed"] = True
+        out["resume_checkpoints"] = sorted(
+            int(d) for d in os.listdir(tmp + "/run/checkpoints") if d.isdigit()
+        )
+        resumed = runtime.resume(tmp + "/run", progress=False, plot=False)
+    out["resume_devices_used"] = len(jax.tree_util.tree_leaves(resumed.state.params)[0].sharding.device_set)
+    out["resume_identical"] = all(
+        np.array_equal(np.asarray(a), np.asarray(b))
+        for a, b in zip(
+            jax.tree_util.tree_leaves(full.state.params),
+            jax.tree_util.tree_leaves(resumed.state.params),
+            strict=True,
+        )
+    )
     # a second train_population call of the same shapes compiles nothing (it used to build a new jit)
     with compiles() as compiled:
         parallel.train_population(cfg, jax.random.split(jax.random.key(5), 8))

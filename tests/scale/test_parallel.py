@@ -49,6 +49,13 @@ def test_runtime_population_compiles_chunk_and_eval_once(population):
     assert population["run_init_and_eval_compiles"] == 2
 
 
+def test_population_over_devices_resumes_bit_identically(population):
+    assert population["resume_crashed"]
+    assert population["resume_checkpoints"] == [2]  # resumed from update 2 of 6
+    assert population["resume_devices_used"] == 4
+    assert population["resume_identical"]
+
+
 def test_second_population_call_compiles_nothing(population):
     assert population["pop_second_call_train_compiles"] == 0
 
