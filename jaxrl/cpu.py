@@ -3,12 +3,13 @@
 XLA sizes the CPU client's intra-op thread pool from the CPUs the process may run on when the client
 is created, and then spreads a program's independent kernels (and large matrix products) over that
 pool. RL programs on a CPU are long chains of tiny kernels (a 4-env step, a 128x64 matmul), and handing
-them from thread to thread costs more than it gains: on a 2-core AMD EPYC (AVX-512, 2026-12-03) jaxrl's
-PPO CartPole (1 seed) ran 4.1-5.3 s with XLA's default pool and 3.7-3.9 s with one thread; DQN with 8
-seeds 61-70 s and 40-42 s (``benchmarks/RESULTS.md``, "CPU threads"). ``jaxrl train`` therefore uses
-one thread on CPU unless told otherwise (``--cpu-threads`` / ``JAXRL_CPU_THREADS``); from Python call
-:func:`set_cpu_threads` before the first JAX computation. A population of independent members can use
-every core as separate XLA devices instead (:func:`set_cpu_devices`).
+them from thread to thread costs more than it gains: on a 2-core AMD EPYC (AVX-512, 2026-12-03,
+session 7, before PPO's faster minibatch shuffle) jaxrl's PPO CartPole (1 seed) ran 4.1-5.3 s with
+XLA's default pool and 3.7-3.9 s with one thread; DQN with 8 seeds 61-70 s and 40-42 s
+(``benchmarks/RESULTS.md``, "CPU threads"). ``jaxrl train`` therefore uses one thread on CPU unless told
+otherwise (``--cpu-threads`` / ``JAXRL_CPU_THREADS``); from Python call :func:`set_cpu_threads` before
+the first JAX computation. A population of independent members can use every core as separate XLA
+devices instead (:func:`set_cpu_devices`).
 
 How: the calling thread's CPU affinity is narrowed to ``n`` CPUs while JAX creates its backends, then
 every thread of the process gets the original affinity back. Nothing stays pinned (the scheduler may

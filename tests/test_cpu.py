@@ -81,17 +81,24 @@ def test_bad_values_are_refused():
     assert cpu.set_cpu_threads(0) is False and cpu.set_cpu_threads(None) is False
 
 
-def test_cli_refuses_bad_thread_counts(capsys, monkeypatch):
-    assert cli.main(["train", "--cpu-threads", "-1"]) == 2
-    assert "--cpu-threads must be >= 0" in capsys.readouterr().err
-    monkeypatch.setenv(cpu.ENV_VAR, "many")
+@pytest.mark.parametrize(
+    "flag, env_var, bad_env",
+    [("--cpu-threads", cpu.ENV_VAR, "many"), ("--cpu-devices", cpu.DEVICES_ENV_VAR, "two")],
+)
+def test_cli_refuses_bad_counts(capsys, monkeypatch, flag, env_var, bad_env):
+    assert cli.main(["train", flag, "-1"]) == 2
+    assert f"{flag} must be >= 0" in capsys.readouterr().err
+    monkeypatch.setenv(env_var, bad_env)
     assert cli.main(["train"]) == 2
-    assert "JAXRL_CPU_THREADS must be a non-negative integer" in capsys.readouterr().err
+    assert f"{env_var} must be a non-negative integer" in capsys.readouterr().err
+
+
+def test_cli_refuses_thread_count_after_backends_exist(capsys, monkeypatch):
     # asked for explicitly after this process's JAX work created the backends: a clear error, no run
     import jax.numpy as jnp
 
     jnp.zeros(1).block_until_ready()
-    monkeypatch.delenv(cpu.ENV_VAR)
+    monkeypatch.delenv(cpu.ENV_VAR, raising=False)
     assert cli.main(["train", "--cpu-threads", "1"]) == 2
     assert "before JAX creates its backends" in capsys.readouterr().err
 
@@ -157,11 +164,3 @@ def test_cpu_devices_bad_values_and_too_late():
     jnp.zeros(1).block_until_ready()  # the backends exist now
     with pytest.raises(RuntimeError, match="before JAX creates its backends"):
         cpu.set_cpu_devices(2)
-
-
-def test_cli_refuses_bad_device_counts(capsys, monkeypatch):
-    assert cli.main(["train", "--cpu-devices", "-1"]) == 2
-    assert "--cpu-devices must be >= 0" in capsys.readouterr().err
-    monkeypatch.setenv(cpu.DEVICES_ENV_VAR, "two")
-    assert cli.main(["train"]) == 2
-    assert "JAXRL_CPU_DEVICES must be a non-negative integer" in capsys.readouterr().err

@@ -5,6 +5,7 @@ import json
 import logging
 import os
 import sys
+import tempfile
 
 os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
 os.environ["JAX_PLATFORMS"] = "cpu"
@@ -13,7 +14,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 import jaxrl  # noqa: E402
-from jaxrl import parallel  # noqa: E402
+from jaxrl import parallel, runtime  # noqa: E402
 
 
 @contextlib.contextmanager
@@ -86,12 +87,9 @@ if which == "population":
         )
     out["run_chunk_compiles"] = compiled.count("jit(one)")  # chunks.make_chunk_fn's program
     out["run_init_and_eval_compiles"] = compiled.count("jit(fn)")  # make_init_fn's and make_eval_fn's
+
     # a population spread over the devices, crashed after a checkpoint and resumed, ends bit-identical to
     # the uninterrupted run
-    import tempfile
-
-    from jaxrl import runtime
-
     class Crash(Exception):
         pass
 
