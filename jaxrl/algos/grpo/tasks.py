@@ -12,6 +12,7 @@ A user task in a few lines (see also ``tests/algos/test_grpo_task_api.py``)::
         generate=generate,
         reward=lambda problem, text: float(text == problem.answer),
         max_new_tokens=4,
+        num_heldout=8,  # of the 27 possible prompts
     )
     state, metrics = jaxrl.train(jaxrl.GRPOConfig(task=reverse), key)
 
@@ -35,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxrl.algos.grpo import verifiers
+from jaxrl.algos.grpo import reward_checks, verifiers
 from jaxrl.algos.grpo.tokenizer import CharTokenizer
 
 
@@ -101,7 +102,11 @@ class Task:
                 if p.prompt not in held:
                     break
             else:
-                raise ValueError(f"Task {self.name!r}: the generator only produces held-out prompts")
+                raise ValueError(
+                    f"Task {self.name!r}: the generator only produces held-out prompts (1000 draws in a "
+                    f"row; {len(held)} prompts are held out): lower num_heldout (now {self.num_heldout}) "
+                    "or let the generator produce more distinct prompts"
+                )
             out.append(p)
         return out
 
@@ -110,9 +115,9 @@ class Task:
     ) -> np.ndarray:
         """Rewards ``[N]`` of completions (``finished``: ended with <eos>)."""
         if self.batch_reward is not None:
-            r = np.asarray(self.batch_reward(problems, texts), np.float32)
+            r = reward_checks.score_batch(self.name, self.batch_reward, problems, texts)
         else:
-            r = np.array([self.reward(p, t) for p, t in zip(problems, texts, strict=True)], np.float32)
+            r = reward_checks.score_each(self.name, self.reward, problems, texts)
         return np.where(np.asarray(finished, bool), r, np.float32(self.unfinished_reward))
 
 
