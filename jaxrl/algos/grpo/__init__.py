@@ -64,6 +64,13 @@ ALGORITHM = base.register(
         host_loop=True,
         report=trainer.report,
         state_template=state_template,
+        presentation=base.Presentation(
+            steps="completions sampled",
+            curve_label="reward (mean over completions)",
+            curve_short="reward",
+            eval_metric="heldout_accuracy",
+            eval_label="held-out greedy accuracy",
+        ),
     )
 )
 
