@@ -375,7 +375,7 @@ def summary_text(result: Any, plan: Any) -> str:
 
     n = len(result.members)
     pop = f" x {n} members" if n > 1 else ""
-    steps = plan.algo.presentation.steps
+    steps = plan.algo.presentation.steps_short
     lines = [
         f"Done: {plan.description}: {result.env_steps:,.0f} {steps}{pop} in {result.wall_time:.1f} s "
         f"(compile {result.compile_time:.1f} s, training {result.train_time:.1f} s = "

@@ -29,6 +29,7 @@ class Presentation:
     """How a run of the algorithm reads in plots, progress bars and summaries."""
 
     steps: str = "environment steps"  # what ``env_steps`` counts (the x axis)
+    steps_short: str = "env steps"  # the same in summaries
     curve_label: str = "episode return"  # the y axis: ``episode_return``'s meaning
     curve_short: str = "return"  # its name on the progress bar
     #: a metrics field holding held-out evaluations (finite on evaluated iterations, NaN between),

@@ -290,7 +290,11 @@ def test_an_algorithms_own_evaluation_goes_to_eval_csv_and_summary(tmp_path, mon
         config=_AccConfig,
         train_step=_acc_step,
         presentation=base.Presentation(
-            steps="completions", curve_short="reward", eval_metric="accuracy", eval_label="held-out accuracy"
+            steps="completions",
+            steps_short="completions",
+            curve_short="reward",
+            eval_metric="accuracy",
+            eval_label="held-out accuracy",
         ),
     )
     monkeypatch.setitem(base._REGISTRY, algo.name, algo)

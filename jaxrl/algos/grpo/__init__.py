@@ -66,6 +66,7 @@ ALGORITHM = base.register(
         state_template=state_template,
         presentation=base.Presentation(
             steps="completions sampled",
+            steps_short="completions",
             curve_label="reward (mean over completions)",
             curve_short="reward",
             eval_metric="heldout_accuracy",
