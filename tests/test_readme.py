@@ -35,7 +35,7 @@ def _cut(src: str, *subs: tuple[str, str]) -> str:
 
 def test_every_block_is_covered():
     markers = ("PPOConfig(env=\"CartPole-v1\"", "set_cpu_threads(1)", "Pendulum-v1", "def double_dqn_loss",
-               "truncated_gae", "def generate(rng)", "train_population")  # fmt: skip
+               "truncated_gae", "def generate(rng)", "jaxrl.lm.from_pretrained", "train_population")  # fmt: skip
     blocks = _blocks()
     assert len(blocks) == len(markers)
     for m in markers:
@@ -127,3 +127,26 @@ def test_cpu_threads_example_in_a_fresh_process():
     r = subprocess.run([sys.executable, "-c", src], capture_output=True, text=True, timeout=120,
                        env={**os.environ, "PYTHONPATH": ROOT, "JAX_PLATFORMS": "cpu"})  # fmt: skip
     assert r.returncode == 0, r.stderr[-2000:]
+
+
+def test_language_model_example(tmp_path, monkeypatch):
+    pytest.importorskip("tokenizers")
+    import jaxrl
+    import jaxrl.lm
+
+    monkeypatch.chdir(tmp_path)  # the example writes "out" and "ckpt"
+    jaxrl.lm.random_checkpoint("tiny", "llama-tiny")  # stands in for the downloaded checkpoint
+    src = _cut(
+        _find("jaxrl.lm.from_pretrained"),
+        ('"path/to/Qwen2.5-0.5B", dtype="bfloat16"', '"tiny", dtype="float32"'),
+        ('random_checkpoint("ckpt", "llama-30m")', 'random_checkpoint("ckpt", "llama-tiny")'),
+        # a random checkpoint has no chat template; give it a minimal one (Qwen's has its own)
+        ("prompt = tokenizer.apply_chat_template",
+         "tokenizer.hf.chat_template = CHAT\nprompt = tokenizer.apply_chat_template"),
+    )  # fmt: skip
+    chat = "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}{% endfor %}<assistant>"
+    ns = {"jax": jax, "jaxrl": jaxrl, "tokens": jnp.ones((1, 4), jnp.int32), "CHAT": chat}
+    exec(src, ns)
+    assert ns["logits"].shape[:2] == (1, 4) and isinstance(ns["text"], str)
+    assert ns["prompt"] == "<user>What is 12+30?<assistant>"
+    assert (tmp_path / "out").is_dir() and (tmp_path / "ckpt").is_dir()

@@ -75,7 +75,7 @@ class TestRewardFunctions:
     P = [tasks.Problem("abc>", "cba")]
 
     @pytest.mark.parametrize(
-        "value,shown", [("1.0", r"'1.0' \(str\)"), (None, "None"), (True, "True"), (float("nan"), "nan")]
+        "value,shown", [("1.0", r"'1.0' \(str\)"), ([1.0], r"\[1.0\]"), (True, "True"), (float("nan"), "nan")]
     )
     def test_non_numbers_are_refused_with_task_prompt_and_completion(self, value, shown):
         task = _reverse_task(lambda p, t: value)
@@ -84,9 +84,12 @@ class TestRewardFunctions:
         ):
             task.score(self.P, ["cb"], [True])
 
-    def test_numbers_pass(self):
+    def test_numbers_and_none_pass(self):
         for value in (1, 0.5, np.float32(0.25), np.array(0.75), np.int64(0)):
             assert _reverse_task(lambda p, t, v=value: v).score(self.P, ["x"], [True])[0] == float(value)
+        # None: the completion could not be parsed (scored 0 and flagged, not an error)
+        rewards, unparsed = _reverse_task(lambda p, t: None).score_details(self.P, ["x"], [True])
+        assert rewards.tolist() == [0.0] and unparsed.tolist() == [True]
 
     def test_raising_and_bad_batched_rewards(self):
         def boom(p, t):

@@ -1,6 +1,7 @@
-"""Checked calls of a task's reward functions: a reward that raises, or returns something that is not
-a finite real number, stops training with :class:`RewardError` naming the task, the prompt and the
-completion (instead of a ``TypeError`` deep in NumPy, or a string silently cast to a float)."""
+"""Checked calls of a task's reward functions: a reward that raises, or returns something that is neither
+a finite real number nor ``None`` (the task's "could not parse this completion"), stops training with
+:class:`RewardError` naming the task, the prompt and the completion (instead of a ``TypeError`` deep in
+NumPy, or a string silently cast to a float)."""
 
 from __future__ import annotations
 
@@ -39,26 +40,27 @@ def _failure(task: str, what: str, problem: Any, text: str) -> RewardError:
     prompt = getattr(problem, "prompt", problem)
     return RewardError(
         f"Task {task!r}: the reward function {what} for prompt {_short(prompt)} and completion "
-        f"{_short(text)}; a reward must be a finite real number (int or float)"
+        f"{_short(text)}; a reward must be a finite real number (int or float), or None for a completion "
+        "that could not be parsed"
     )
 
 
 def score_each(
     task: str, reward: Callable[[Any, str], Any], problems: Sequence[Any], texts: Sequence[str]
-) -> np.ndarray:
-    """``[reward(p, t) for ...]`` as float32, checked."""
-    out = np.empty(len(problems), np.float32)
-    for i, (p, t) in enumerate(zip(problems, texts, strict=True)):
+) -> list[float | None]:
+    """``[reward(p, t) for ...]`` as floats (``None`` kept: unparsed), checked."""
+    out: list[float | None] = []
+    for p, t in zip(problems, texts, strict=True):
         try:
             value = reward(p, t)
         except sandbox.SandboxUnavailable:  # the machine, not the function: say what to install
             raise
         except Exception as e:
             raise _failure(task, f"raised {type(e).__name__}: {e}", p, t) from e
-        r = as_reward(value)
-        if r is None:
+        r = None if value is None else as_reward(value)
+        if r is None and value is not None:
             raise _failure(task, f"returned {_short(value)} ({type(value).__name__})", p, t)
-        out[i] = r
+        out.append(r)
     return out
 
 
@@ -67,8 +69,8 @@ def score_batch(
     batch_reward: Callable[[Sequence[Any], Sequence[str]], Sequence[Any]],
     problems: Sequence[Any],
     texts: Sequence[str],
-) -> np.ndarray:
-    """``batch_reward(problems, texts)`` as float32 ``[N]``, checked element by element."""
+) -> list[float | None]:
+    """``batch_reward(problems, texts)`` as ``N`` floats (``None`` kept: unparsed), checked."""
     try:
         values = batch_reward(problems, texts)
     except (checks.UserFunctionError, sandbox.SandboxUnavailable):
@@ -90,10 +92,10 @@ def score_batch(
             f"Task {task!r}: the batched reward function returned {len(values)} rewards for "
             f"{len(problems)} completions"
         )
-    out = np.empty(len(problems), np.float32)
-    for i, (v, p, t) in enumerate(zip(values, problems, texts, strict=True)):
-        r = as_reward(v)
-        if r is None:
+    out: list[float | None] = []
+    for v, p, t in zip(values, problems, texts, strict=True):
+        r = None if v is None else as_reward(v)
+        if r is None and v is not None:
             raise _failure(task, f"returned {_short(v)} ({type(v).__name__})", p, t)
-        out[i] = r
+        out.append(r)
     return out
