@@ -314,6 +314,9 @@ def _plain(x: Any) -> Any:
         return [_plain(v) for v in x]
     if isinstance(x, np.ndarray | np.generic) or hasattr(x, "__array__"):
         return np.asarray(x).tolist()
+    ref = getattr(x, "config_ref", None)  # an object that can be named, e.g. a GRPO task as "module:attr"
+    if callable(ref) and isinstance(ref(), str):
+        return ref()
     if dataclasses.is_dataclass(x) and not isinstance(x, type):
         return {f.name: _plain(getattr(x, f.name)) for f in dataclasses.fields(x)}
     return {UNSERIALIZABLE: f"{type(x).__module__}.{type(x).__qualname__}"}

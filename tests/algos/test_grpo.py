@@ -175,7 +175,7 @@ class TestTrainAPI:
 
 
 class TestCodeTask:
-    def test_grpo_iteration_with_the_python_verifier(self):
+    def test_grpo_iteration_with_the_python_verifier(self, isolation):
         # one iteration on the code task: completions are run in the sandbox and scored in [0, 1]
         task = dataclasses.replace(grpo.make_task("pyfunc"), num_heldout=8)  # fewer sandbox runs
         cfg = SMALL.replace(task=task, warmup_steps=10, num_iterations=1, eval_every=10**6)

@@ -54,7 +54,9 @@ class TestBuiltinTasks:
         ]
 
     @pytest.mark.parametrize("name", sorted(tasks.TASKS))
-    def test_solutions_score_one_and_fit(self, name):
+    def test_solutions_score_one_and_fit(self, name, request):
+        if name == "pyfunc":
+            request.getfixturevalue("isolation")  # runs code: needs the OS sandbox
         task = tasks.make_task(name)
         probs = task.sample_problems(np.random.default_rng(1), 6)
         assert np.all(task.score(probs, [p.solution for p in probs], [True] * 6) == 1.0)
@@ -62,7 +64,7 @@ class TestBuiltinTasks:
             assert len(task.tokenizer.encode(p.solution, eos=True)) <= task.max_new_tokens
         assert len({p.prompt for p in task.heldout_problems()}) == len(task.heldout_problems())
 
-    def test_pyfunc_wrong_code_scores_partially(self):
+    def test_pyfunc_wrong_code_scores_partially(self, isolation):
         task = tasks.make_task("pyfunc")
         p = tasks.Problem(
             "f(1)=2;f(2)=4;", answer=(("f(0)", 0), ("f(2)", 4), ("f(3)", 6)), solution="f=lambda x:x*2"

@@ -1,7 +1,5 @@
 """GRPO verifiers: number grader, format reward, and the Python sandbox's containment."""
 
-import os
-import tempfile
 import time
 
 import pytest
@@ -45,7 +43,10 @@ class TestNumbers:
         assert V.format_reward("<think>x</think>\n7", r"<think>.*</think>\n\d+") == 1.0
 
 
+@pytest.mark.usefixtures("isolation")
 class TestSandbox:
+    """The verifier's use of the sandbox; the hostile-code suite is ``tests/sandbox``."""
+
     def test_passes_and_fails_tests_in_the_parent(self):
         src = "def f(x):\n    return 2 * x + 1\n"
         r = V.run_python(src, [("f(1)", 3), ("f(4)", 9), ("f(0)", 0)], limits=FAST)
@@ -56,44 +57,30 @@ class TestSandbox:
         r = V.run_python("def f(:", ONE, limits=FAST)
         assert r.status == "error" and "SyntaxError" in r.stderr and r.fraction == 0.0
 
-    def test_infinite_loop_is_stopped(self):
+    def test_infinite_loop_and_sleep_are_stopped(self):
+        jobs = [("while True:\n    pass", ONE), ("import time\ntime.sleep(60)", ONE)]
         t = time.perf_counter()
-        r = V.run_python("while True:\n    pass", ONE, limits=FAST)
-        assert r.status in ("killed", "timeout") and r.passed == 0
+        r = V.run_python_batch(jobs, limits=FAST, max_workers=2)
+        assert r[0].status in ("killed", "timeout") and r[1].status == "timeout"
+        assert r[0].passed == r[1].passed == 0
         assert time.perf_counter() - t < FAST.timeout_s + 5
-        t = time.perf_counter()
-        r = V.run_python("import time\ntime.sleep(60)", ONE, limits=V.SandboxLimits(timeout_s=1.0))
-        assert r.status == "timeout" and time.perf_counter() - t < 6
 
     def test_memory_bomb_is_contained(self):
-        for src in (
-            "x = bytearray(8 * 1024**3)",
-            "x = [0] * (2 * 10**9)",
-            "s = 'a'\nwhile True:\n    s += s",
-        ):
-            r = V.run_python(src, ONE, limits=FAST)
+        srcs = ("x = bytearray(8 * 1024**3)", "x = [0] * (2 * 10**9)", "s = 'a'\nwhile True:\n    s += s")
+        for src, r in zip(srcs, V.run_python_batch([(s, ONE) for s in srcs], limits=FAST), strict=True):
             assert r.status in ("error", "killed", "timeout") and r.passed == 0, (src, r)
 
-    def test_fork_and_subprocess_are_blocked(self):
-        for src in (
-            "import os\nos.fork()",
-            "import os\nos.system('echo hi')",
-            "import subprocess\nsubprocess.run(['true'])",
-            "import os\nos.execv('/bin/true', ['true'])",
-            "import os\nos.posix_spawn('/bin/true', ['true'], {})",
-            "import multiprocessing",
-        ):
-            r = V.run_python(src, ONE, limits=FAST)
-            assert r.status == "error" and "not allowed" in r.stderr, (src, r)
-
-    def test_network_is_blocked(self):
-        for src in (
-            "import socket\nsocket.create_connection(('127.0.0.1', 80))",
-            "s = __import__('_socket').socket()",
-            "import urllib.request\nurllib.request.urlopen('http://127.0.0.1')",
-        ):
-            r = V.run_python(src, ONE, limits=FAST)
-            assert r.status == "error" and "not allowed" in r.stderr, (src, r)
+    def test_no_network_and_no_subprocess_escape(self):
+        r = V.run_python(
+            "import socket\nsocket.create_connection(('127.0.0.1', 80), timeout=1)", ONE, limits=FAST
+        )
+        assert r.status == "error" and "PermissionError" in r.stderr  # seccomp refuses AF_INET
+        # a child process may run, but only inside the sandbox (its own PID namespace, no /etc)
+        src = "import subprocess\nout = subprocess.run(['/bin/ls', '/'], capture_output=True).stdout.decode()"
+        r = V.run_python(
+            src, [("'etc' in out.split()", False), ("'scratch' in out.split()", True)], limits=FAST
+        )
+        assert r.passed == 2
 
     def test_files_only_in_the_scratch_dir(self, tmp_path):
         target = tmp_path / "pwned"
@@ -103,8 +90,6 @@ class TestSandbox:
             "open('a.txt', 'w').write('hi')\nv = open('a.txt').read()", [("v", "hi")], limits=FAST
         )
         assert r.passed == 1
-        # every scratch dir was deleted
-        assert not [p for p in os.listdir(tempfile.gettempdir()) if p.startswith("jaxrl-sandbox-")]
 
     def test_cannot_fake_a_pass_or_flood_the_parent(self):
         # the child never sees the expected values, so printing a "passed" report does not help
@@ -120,7 +105,6 @@ class TestSandbox:
         assert [r.passed for r in results] == [1, 0] * 3
         assert V.code_reward("f = lambda x: x * 3", [("f(2)", 6), ("f(3)", 9)], limits=FAST) == 1.0
 
-    @pytest.mark.skipif(os.geteuid() != 0, reason="privileges are dropped only when the trainer runs as root")
-    def test_runs_unprivileged_when_the_trainer_is_root(self):
+    def test_runs_unprivileged(self):
         r = V.run_python("import os\nuid = os.getuid()", [("uid == 0", False)], limits=FAST)
         assert r.passed == 1

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 from flax import struct
 
 from jaxrl.algos import base
+from jaxrl.algos.grpo import jsonl, tasks
 from jaxrl.algos.grpo.tasks import Task
 from jaxrl.losses import grpo as grpo_losses
 from jaxrl.networks import transformer
@@ -34,7 +36,17 @@ class Config:
     both at 1e-4 0.584, both at 2e-4 0.643 (benchmarks/RESULTS.md, GRPO section)."""
 
     # TASK, MODEL, REWARD
-    task: str | Task = struct.field(pytree_node=False, default="addition")  # task name or a jaxrl.Task
+    # a built-in task (addition | multiplication | pyfunc), "jsonl:<file>" (prompts and reference answers,
+    # see the fields below), an importable "module:attr" naming a jaxrl.Task, or a jaxrl.Task object
+    task: str | Task = struct.field(pytree_node=False, default="addition")
+    # JSONL TASKS (task="jsonl:<file>"; ignored by other tasks)
+    prompt_field: str = struct.field(pytree_node=False, default="prompt")  # JSON key of the prompt
+    answer_field: str = struct.field(pytree_node=False, default="answer")  # JSON key of the reference answer
+    system_prompt: str = struct.field(pytree_node=False, default="")  # optional system turn ("": none)
+    # how a completion is checked against the reference: "number" (final number, GSM8K-style), "exact"
+    # (text equal up to case/whitespace), "regex" (the reference is a regex that must match)
+    verifier: str = struct.field(pytree_node=False, default="number")
+    eval_file: str = struct.field(pytree_node=False, default="")  # held-out JSONL ("": 10% of the task file)
     # built-in transformer size (nano | tiny | small) or any transformer.PolicyModel
     model: str | transformer.PolicyModel = struct.field(pytree_node=False, default="tiny")
     max_len: int = struct.field(pytree_node=False, default=32)  # model context (prompt + completion tokens)
@@ -54,11 +66,17 @@ class Config:
     # dynamic sampling (DAPO-style): sample oversample x prompts_per_iteration prompts and update on the
     # prompts_per_iteration groups whose rewards vary most (all-equal groups carry no signal); 1: off
     oversample: int = struct.field(pytree_node=False, default=2)
-    inner_steps: int = struct.field(pytree_node=False, default=1)  # gradient steps per sampled batch
+    # gradient steps per sampled batch (TRL's num_iterations, the paper's mu): after the first, the
+    # ratio pi / pi_old moves away from 1 and the clip (clip_eps_low / clip_eps_high) bounds the update
+    inner_steps: int = struct.field(pytree_node=False, default=1)
     max_new_tokens: int | None = struct.field(pytree_node=False, default=None)  # None: the task's
     top_k: int = struct.field(pytree_node=False, default=0)  # sample from the k most likely (0: all)
-    advantage_scale: str = struct.field(pytree_node=False, default="group")  # group | batch | none
-    aggregation: str = struct.field(pytree_node=False, default="sequence")  # sequence | token | constant
+    # advantage = reward - group mean, divided by the group's std ("group", GRPO), the batch's ("batch"),
+    # or not at all ("none"); with aggregation "constant" that is Dr. GRPO, the unbiased form
+    advantage_scale: str = struct.field(pytree_node=False, default="group")
+    # loss over tokens: mean per answer then over answers ("sequence", GRPO), mean over all tokens
+    # ("token", DAPO), or sum / (answers x max_new_tokens) ("constant", Dr. GRPO: no length bias)
+    aggregation: str = struct.field(pytree_node=False, default="sequence")
     ref_update_every: int = struct.field(pytree_node=False, default=0)  # 0: reference = warm-up policy
     eval_every: int = struct.field(pytree_node=False, default=100)  # held-out greedy accuracy period
     learning_rate: float = 2e-4  # Adam step size of the GRPO updates (the peak with lr_schedule="linear")
@@ -87,9 +105,38 @@ class Config:
         return transformer.TransformerConfig.of_size(self.model, vocab_size=vocab_size, max_len=self.max_len)
 
 
+def make_task(cfg: Config, tokenizer=None) -> Task:
+    """The task ``cfg.task`` names; a ``"jsonl:<file>"`` one is read with the JSONL fields of ``cfg``
+    (and ``tokenizer``, the model's, when it has one)."""
+    if isinstance(cfg.task, str) and cfg.task.startswith(jsonl.PREFIX):
+        return _jsonl_task(
+            cfg.task[len(jsonl.PREFIX) :],
+            cfg.prompt_field,
+            cfg.answer_field,
+            cfg.system_prompt,
+            cfg.verifier,
+            cfg.eval_file,
+            tokenizer,
+        )
+    return tasks.make_task(cfg.task)
+
+
+@functools.lru_cache(maxsize=8)
+def _jsonl_task(path, prompt_field, answer_field, system_prompt, verifier, eval_file, tokenizer) -> Task:
+    return jsonl.jsonl_task(
+        path,
+        prompt_field=prompt_field,
+        answer_field=answer_field,
+        system_prompt=system_prompt,
+        verifier=verifier,
+        eval_file=eval_file,
+        tokenizer=tokenizer,
+    )
+
+
 def validate(cfg: Config) -> None:
     """Host-side checks with what to change."""
-    from jaxrl.algos.grpo import rewards, tasks
+    from jaxrl.algos.grpo import rewards
 
     for name in (
         "max_len",
@@ -128,7 +175,9 @@ def validate(cfg: Config) -> None:
     base.check_range(cfg, "clip_eps_low", 0.0, 1.0)
     base.check_range(cfg, "clip_eps_high", 0.0, float("inf"))
     base.check_range(cfg, "top_p", 1e-6, 1.0)
-    task = tasks.make_task(cfg.task)
+    if cfg.verifier not in jsonl.VERIFIERS:
+        raise ValueError(f"GRPOConfig.verifier must be one of {jsonl.VERIFIERS}, got {cfg.verifier!r}")
+    task = make_task(cfg)
     if cfg.warmup_steps > 0:
         if cfg.warmup_learning_rate <= 0:
             raise ValueError("GRPOConfig.warmup_learning_rate must be positive")
