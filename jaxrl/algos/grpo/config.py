@@ -47,9 +47,11 @@ class Config:
     # (text equal up to case/whitespace), "regex" (the reference is a regex that must match)
     verifier: str = struct.field(pytree_node=False, default="number")
     eval_file: str = struct.field(pytree_node=False, default="")  # held-out JSONL ("": 10% of the task file)
-    # built-in transformer size (nano | tiny | small) or any transformer.PolicyModel
+    # built-in transformer size (nano | tiny | small), "hf:<dir>" (a Hugging Face checkpoint directory,
+    # loaded by jaxrl.lm with its own tokenizer, which then replaces the task's), or any PolicyModel
     model: str | transformer.PolicyModel = struct.field(pytree_node=False, default="tiny")
-    max_len: int = struct.field(pytree_node=False, default=32)  # model context (prompt + completion tokens)
+    # model context (prompt + completion tokens) of a built-in model; an hf: model's is its checkpoint's
+    max_len: int = struct.field(pytree_node=False, default=32)
     # reward source: "task" (the task's verifier), "format:<regex>", "name:arg" of a registered source
     # (e.g. "rm:<run_dir>"), "0.9*task + 0.1*format:<regex>", or a callable(RewardBatch) -> [N] rewards
     reward: str | Callable = struct.field(pytree_node=False, default="task")
@@ -105,9 +107,43 @@ class Config:
         return transformer.TransformerConfig.of_size(self.model, vocab_size=vocab_size, max_len=self.max_len)
 
 
+def model_tokenizer(cfg: Config):
+    """The tokenizer an ``"hf:<dir>"`` model brings (None for the built-in models)."""
+    from jaxrl import lm
+
+    if not lm.is_hf_spec(cfg.model):
+        return None
+    return lm.resolve(cfg.model)[2]
+
+
+def context_length(cfg: Config) -> int:
+    """Longest prompt + completion: ``max_len`` for a built-in model, the model's own otherwise."""
+    from jaxrl import lm
+
+    if lm.is_hf_spec(cfg.model):
+        return lm.read_config(lm.spec_path(cfg.model)).max_position_embeddings
+    return cfg.max_len
+
+
 def make_task(cfg: Config, tokenizer=None) -> Task:
     """The task ``cfg.task`` names; a ``"jsonl:<file>"`` one is read with the JSONL fields of ``cfg``
-    (and ``tokenizer``, the model's, when it has one)."""
+    (and ``tokenizer``, the model's, when it has one). With an ``"hf:<dir>"`` model the task's text is
+    tokenized by the model's tokenizer (the task's own tokenizer is replaced)."""
+    tokenizer = tokenizer or model_tokenizer(cfg)
+    task = _task_text_only(cfg, tokenizer)
+    return task if tokenizer is None else _with_tokenizer(task, tokenizer)
+
+
+@functools.lru_cache(maxsize=8)
+def _with_tokenizer(task: Task, tokenizer) -> Task:
+    if task.tokenizer is tokenizer:
+        return task
+    import dataclasses
+
+    return dataclasses.replace(task, tokenizer=tokenizer)
+
+
+def _task_text_only(cfg: Config, tokenizer) -> Task:
     if isinstance(cfg.task, str) and cfg.task.startswith(jsonl.PREFIX):
         return _jsonl_task(
             cfg.task[len(jsonl.PREFIX) :],
@@ -158,8 +194,15 @@ def validate(cfg: Config) -> None:
             f"GRPOConfig.group_size must be >= 2 (got {cfg.group_size}): the group-mean baseline of a single "
             f"answer is its own reward, so every advantage would be 0"
         )
-    if isinstance(cfg.model, str) and cfg.model not in transformer.SIZES:
-        raise ValueError(f"GRPOConfig.model must be one of {sorted(transformer.SIZES)}, got {cfg.model!r}")
+    if isinstance(cfg.model, str) and cfg.model.startswith("hf:"):
+        from jaxrl import lm
+
+        lm.read_config(lm.spec_path(cfg.model))  # a clear error for a missing or unsupported checkpoint
+    elif isinstance(cfg.model, str) and cfg.model not in transformer.SIZES:
+        raise ValueError(
+            f"GRPOConfig.model must be one of {sorted(transformer.SIZES)} or 'hf:<checkpoint dir>', "
+            f"got {cfg.model!r}"
+        )
     if cfg.warmup_schedule not in WARMUP_SCHEDULES:
         raise ValueError(
             f"GRPOConfig.warmup_schedule must be one of {WARMUP_SCHEDULES}, got {cfg.warmup_schedule!r}"
@@ -193,7 +236,13 @@ def validate(cfg: Config) -> None:
     if new <= 0:
         raise ValueError(f"GRPOConfig.max_new_tokens must be positive, got {new}")
     width = max(len(task.tokenizer.encode(p.prompt, bos=True)) for p in task.heldout_problems())
-    if width + new > cfg.max_len:
+    limit = context_length(cfg)
+    if width + new > limit:
+        if limit != cfg.max_len:
+            raise ValueError(
+                f"the model {cfg.model!r} has a context of {limit} tokens; task {task.name!r} needs "
+                f"{width} prompt tokens and {new} completion tokens; lower max_new_tokens"
+            )
         raise ValueError(
             f"GRPOConfig.max_len={cfg.max_len} is too short for task {task.name!r}: prompts take up to "
             f"{width} tokens and completions {new}; set max_len >= {width + new}"
