@@ -29,6 +29,8 @@ whole run: a part gets the smaller of its cap and what is left, and is skipped w
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.metadata
 import importlib.util
 import json
 import os
@@ -180,11 +182,14 @@ def part_device(rec: Recorder, tiny: bool, deadline: float, want_gpu: bool) -> N
         "python": sys.version.split()[0],
         "jax": jax.__version__,
     }
-    for mod in ("jaxlib", "flax", "optax", "chex", "gymnax", "envpool", "numpy", "transformers"):
+    for dist, mod in (("jaxlib", "jaxlib"), ("flax", "flax"), ("optax", "optax"), ("chex", "chex"),
+                      ("gymnax", "gymnax"), ("envpool", "envpool"), ("numpy", "numpy"),
+                      ("transformers", "transformers")):  # fmt: skip
         try:
-            info[mod] = __import__(mod).__version__
+            where = Path(importlib.import_module(mod).__file__).parent.parent
+            info[dist] = f"{importlib.metadata.version(dist)} ({where})"
         except Exception as e:  # noqa: BLE001 - a report, not a requirement
-            info[mod] = f"not importable: {type(e).__name__}: {e}"[:200]
+            info[dist] = f"not importable: {type(e).__name__}: {e}"[:200]
     try:
         smi = subprocess.run(
             ["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"],
