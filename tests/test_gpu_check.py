@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -179,3 +180,15 @@ def test_envpool_wheel_cut_keeps_atari_and_classic_control_with_a_valid_record(t
         z.writestr("other-1.0.dist-info/RECORD", b"")
     with pytest.raises(SystemExit, match="not the wheel"):
         cut.cut(other, cut.ASSETS_KEEP)
+
+
+def test_a_part_past_its_cap_is_killed_and_reported_failed(tmp_path):
+    # the full-size PPO CartPole part (2048 seeds x 1M steps) cannot end on a CPU within 16 s
+    t0 = time.time()
+    proc = _run("--cpu", "--budget", "16", "--parts", "ppo_cartpole", "--out", str(tmp_path), timeout=300)
+    wall = time.time() - t0
+    r = json.loads((tmp_path / "gpu_check.json").read_text())["parts"]["ppo_cartpole"]
+    assert r["status"] == "failed" and "killed at its time cap (16 s)" in r["reason"], r
+    assert r["seeds"] == 2048 and r["total_env_steps"] == 2048 * 999_936  # what it recorded before the kill
+    assert 16 <= r["wall_s"] < 30 and wall < 90
+    assert proc.returncode == 1
