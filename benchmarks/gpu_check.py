@@ -249,7 +249,7 @@ def part_correctness(rec: Recorder, tiny: bool, deadline: float, want_gpu: bool)
     args = ["-q", "-p", "no:cacheprovider", "--rootdir", str(ROOT), *[str(ROOT / t) for t in tests]]
     if want_gpu and importlib.util.find_spec("xdist") is not None:
         args += ["-n", "4"]  # compilation dominates: four workers on the GPU machine's 16 cores
-    rec.update(tests=tests, pytest_args=args[3:4] + args[4 + len(tests) :])
+    rec.update(tests=tests, pytest_extra_args=args[5 + len(tests) :])
     code = pytest.main(args, plugins=[Count()])
     summary = f"{counts['passed']} passed, {counts['failed']} failed, {counts['error']} errors, {counts['skipped']} skipped"
     rec.update(exit_code=int(code), headline=summary)
@@ -543,14 +543,22 @@ def child_main(args: argparse.Namespace) -> int:
     try:
         PART_FNS[args.child](rec, args.tiny, args.deadline, not args.cpu)
     except Skip as e:
-        rec.update(status="skipped", reason=str(e))
+        rec.update(status="skipped", reason=str(e), cpu_s=_cpu_seconds())
         return 0
     except Exception as e:  # noqa: BLE001 - recorded for the report, then a non-zero exit
         traceback.print_exc()
-        rec.update(status="failed", reason=f"{type(e).__name__}: {e}"[:2000])
+        rec.update(status="failed", reason=f"{type(e).__name__}: {e}"[:2000], cpu_s=_cpu_seconds())
         return 1
-    rec.update(status="done")
+    rec.update(status="done", cpu_s=_cpu_seconds())
     return 0
+
+
+def _cpu_seconds() -> float:
+    """This process's CPU time so far (user + system), for the record."""
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
 
 
 # ================================================================================ orchestrator side
