@@ -315,7 +315,8 @@ def part_ppo_cartpole(rec: Recorder, tiny: bool, deadline: float, want_gpu: bool
     else:
         # PureJaxRL's CartPole config (purejaxrl/ppo.py) with TOTAL_TIMESTEPS=1e6: 1e6 // 4 // 128 = 1953
         # updates. jaxrl's PPOConfig defaults are that config; total_timesteps given as the steps run.
-        cfg, seeds, chunks = jaxrl.PPOConfig(env="CartPole-v1", total_timesteps=1953 * 512), 2048, 9
+        # 21 chunks of 93 updates: a cut run still measures (chunk calls cost milliseconds)
+        cfg, seeds, chunks = jaxrl.PPOConfig(env="CartPole-v1", total_timesteps=1953 * 512), 2048, 21
     rec.update(
         settings=dict(
             env=cfg.env,
@@ -377,7 +378,7 @@ def part_ppo_minatar(rec: Recorder, tiny: bool, deadline: float, want_gpu: bool)
         settings.update(num_envs=4, num_steps=16, num_minibatches=2, num_epochs=1)
         total, chunks = 2 * 64, 2
     else:
-        total, chunks = 122 * 64 * 128, 2  # 122 updates of 8,192 steps = 999,424 env steps
+        total, chunks = 122 * 64 * 128, 61  # 122 updates of 8,192 steps = 999,424 env steps, 2 per chunk
     rec.update(settings={**settings, "env": "Breakout-MinAtar", "total_timesteps": total})
     cfg = jaxrl.PPOConfig(env="Breakout-MinAtar", total_timesteps=total, **settings)
     _ppo_population(rec, cfg, 1, chunks, deadline)
