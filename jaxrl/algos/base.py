@@ -22,6 +22,21 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxrl import envs, rollout
+from jaxrl.algos import checks
+
+
+@dataclasses.dataclass(frozen=True)
+class Presentation:
+    """How a run of the algorithm reads in plots, progress bars and summaries."""
+
+    steps: str = "environment steps"  # what ``env_steps`` counts (the x axis)
+    steps_short: str = "env steps"  # the same in summaries
+    curve_label: str = "episode return"  # the y axis: ``episode_return``'s meaning
+    curve_short: str = "return"  # its name on the progress bar
+    #: a metrics field holding held-out evaluations (finite on evaluated iterations, NaN between),
+    #: written to eval.csv and summary.json by the driver; None: the driver's greedy env evaluation
+    eval_metric: str | None = None
+    eval_label: str = "greedy evaluation (mean return)"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +72,8 @@ class Algorithm:
     #: ``state_template(cfg, key) -> state`` of ``jax.ShapeDtypeStruct`` leaves, for loading a saved state
     #: when ``init`` cannot be traced with ``jax.eval_shape`` (host-loop algorithms). Default: eval_shape(init).
     state_template: Callable[[Any, Any], Any] | None = None
+    #: axis labels and the evaluation metric of its runs (see :class:`Presentation`)
+    presentation: Presentation = Presentation()
 
 
 _REGISTRY: dict[str, Algorithm] = {}
@@ -241,7 +258,7 @@ def train(cfg: Any, key: Any) -> tuple[Any, Any]:
     """Train any algorithm: ``init`` then ``lax.scan`` of ``train_step``. Traceable end to end (except
     ``host_loop`` algorithms, which loop in Python)."""
     algo = algorithm_for(cfg)
-    algo.validate(cfg)
+    checks.validate_config(cfg, algo.validate)
     state = algo.init(cfg, as_key(key))
     return run_iterations(algo, cfg, state, algo.num_iterations(cfg))
 

@@ -12,6 +12,7 @@ Families: Llama (Llama 2/3 incl. Llama-3 rope scaling, Mistral, SmolLM), Qwen2, 
 (:data:`ARCHITECTURES`). ``model`` is a :class:`jaxrl.networks.transformer.PolicyModel`, so GRPO and the
 reward model take it as they take the built-in transformer. ``random_checkpoint(dir, "llama-30m")``
 writes a random-initialised checkpoint of a preset shape (:data:`PRESETS`) for tests and benchmarks.
+Configs name a checkpoint as ``model="hf:<dir>"`` (``resolve`` loads it once per process).
 Modules: ``config`` (LMConfig), ``llama``/``gpt2`` (the models and their weight-name tables),
 ``checkpoint`` (load/save), ``tokenizer`` (the tokenizer protocol and HFTokenizer), ``model``
 (family -> PolicyModel). Needs the ``lm`` extra (``safetensors``, ``tokenizers``, ``transformers``;
@@ -19,14 +20,18 @@ not torch).
 """
 
 from jaxrl.lm.checkpoint import (
+    HF_PREFIX,
     PRESETS,
     from_pretrained,
     init_config,
+    is_hf_spec,
     load_params,
     load_tokenizer,
     random_checkpoint,
     read_config,
+    resolve,
     save_pretrained,
+    spec_path,
 )
 from jaxrl.lm.config import ARCHITECTURES, LMConfig
 from jaxrl.lm.model import policy
@@ -34,17 +39,21 @@ from jaxrl.lm.tokenizer import HFTokenizer, Tokenizer, train_bpe
 
 __all__ = [
     "ARCHITECTURES",
+    "HF_PREFIX",
     "PRESETS",
     "HFTokenizer",
     "LMConfig",
     "Tokenizer",
     "from_pretrained",
     "init_config",
+    "is_hf_spec",
     "load_params",
     "load_tokenizer",
     "policy",
     "random_checkpoint",
     "read_config",
+    "resolve",
     "save_pretrained",
+    "spec_path",
     "train_bpe",
 ]

@@ -8,6 +8,7 @@ the parameter pytree (no torch at run time); nothing is ever downloaded.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Mapping
@@ -160,6 +161,37 @@ def from_pretrained(path: str | os.PathLike, dtype: Any = "float32") -> tuple[Po
     tokenizer = load_tokenizer(path, cfg)
     params = load_params(path, cfg, dtype)
     return lm_model.policy(cfg), params, tokenizer
+
+
+#: a config's ``model`` string naming a checkpoint directory: ``"hf:<dir>"``
+HF_PREFIX = "hf:"
+
+
+def is_hf_spec(model: Any) -> bool:
+    """``model`` is a ``"hf:<dir>"`` string (GRPOConfig/RewardModelConfig ``model``)."""
+    return isinstance(model, str) and model.startswith(HF_PREFIX)
+
+
+def spec_path(spec: str) -> Path:
+    """The directory of ``"hf:<dir>"`` (``~`` expanded, made absolute)."""
+    if not is_hf_spec(spec):
+        raise ValueError(f"expected 'hf:<checkpoint dir>', got {spec!r}")
+    path = spec[len(HF_PREFIX) :]
+    if not path:
+        raise ValueError("'hf:' needs a checkpoint directory after it, e.g. model=hf:/models/Qwen2.5-0.5B")
+    return Path(path).expanduser().resolve()
+
+
+def resolve(spec: str, dtype: Any = "float32") -> tuple[PolicyModel, Any, HFTokenizer]:
+    """``from_pretrained`` of ``"hf:<dir>"``, loaded once per process and dtype: every config naming the
+    same checkpoint shares one model object (so one set of compiled programs) and one copy of the
+    weights. Treat the returned parameters as read-only."""
+    return _resolve_cached(str(spec_path(spec)), jnp.dtype(_as_dtype(dtype)).name)
+
+
+@functools.lru_cache(maxsize=4)
+def _resolve_cached(path: str, dtype: str):
+    return from_pretrained(path, dtype)
 
 
 def load_tokenizer(path: str | os.PathLike, cfg: LMConfig | None = None) -> HFTokenizer:

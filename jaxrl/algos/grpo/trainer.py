@@ -120,6 +120,10 @@ def _builtin_policy(tcfg: transformer.TransformerConfig) -> transformer.PolicyMo
 
 
 def _policy_model(cfg: Config, task: task_lib.Task) -> transformer.PolicyModel:
+    from jaxrl import lm
+
+    if lm.is_hf_spec(cfg.model):
+        return lm.resolve(cfg.model)[0]
     if isinstance(cfg.model, transformer.PolicyModel):
         if cfg.model.vocab_size < task.tokenizer.vocab_size:
             raise ValueError(
@@ -392,12 +396,20 @@ def warmup(
 
 
 # ---------------------------------------------------------------------------------------- INIT
+def initial_params(cfg: Config, key: jax.Array) -> Any:
+    """The policy's starting weights: the checkpoint's for an ``"hf:<dir>"`` model, random otherwise."""
+    from jaxrl import lm
+
+    if lm.is_hf_spec(cfg.model):
+        return lm.resolve(cfg.model)[1]
+    return setup(cfg).policy.init(key)
+
+
 def init(cfg: Config, key: jax.Array) -> State:
-    """Random weights, then the supervised warm-up (``warmup_steps`` > 0); records held-out accuracy
-    before and after the warm-up. The reference policy is the warmed-up one."""
-    s = setup(cfg)
+    """Random (or the checkpoint's) weights, then the supervised warm-up (``warmup_steps`` > 0);
+    records held-out accuracy before and after the warm-up. The reference policy is the warmed-up one."""
     k_params, k_demo, k_batch, key = jax.random.split(key, 4)
-    params = s.policy.init(k_params)
+    params = initial_params(cfg, k_params)
     state = State(
         params=params,
         opt_state=optimizer(cfg.learning_rate, cfg.max_grad_norm).init(params),
