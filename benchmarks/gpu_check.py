@@ -303,7 +303,7 @@ def _anchored(rec: Recorder, name: str) -> None:
         projected_s_for_anchor_work=projected,
         ratio_vs_anchor=anchor_s / projected,
         ratio_note="anchor seconds / this run's projected seconds for the same env steps (>1: faster); "
-        "compilation excluded; different GPU than the anchor's",
+        "compilation excluded; the anchor's hardware differs",
     )
 
 
