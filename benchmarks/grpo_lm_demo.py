@@ -51,7 +51,7 @@ def word_problem(rng: np.random.Generator) -> dict:
     """One problem: addition, subtraction or doubling of small numbers, in words."""
     name, item = NAMES[rng.integers(len(NAMES))], ITEMS[rng.integers(len(ITEMS))]
     kind = int(rng.integers(3))
-    a, b = int(rng.integers(1, 30)), int(rng.integers(1, 20))
+    a, b = int(rng.integers(1, 16)), int(rng.integers(1, 10))
     if kind == 0:
         text, answer = f"{name} has {a} {item} and buys {b} more.", a + b
     elif kind == 1:
@@ -167,12 +167,12 @@ def more_sft(cfg: jaxrl.GRPOConfig, sft_dir: Path, seed: int, budget_s: float) -
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--train", type=int, default=3000)
+    p.add_argument("--train", type=int, default=1000)
     p.add_argument("--eval", type=int, default=200)
-    p.add_argument("--demos", type=int, default=300, help="distinct problems the supervised training sees")
-    p.add_argument("--sft-steps", type=int, default=400)
-    p.add_argument("--iterations", type=int, default=150, help="GRPO iterations")
-    p.add_argument("--lr", type=float, default=3e-4, help="GRPO peak step size")
+    p.add_argument("--demos", type=int, default=200, help="distinct problems the supervised training sees")
+    p.add_argument("--sft-steps", type=int, default=500)
+    p.add_argument("--iterations", type=int, default=80, help="GRPO iterations")
+    p.add_argument("--lr", type=float, default=1e-3, help="GRPO peak step size")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "grpo_lm_demo.json"))
     args = p.parse_args()
     jaxrl.cpu.set_cpu_threads(1)
