@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -179,3 +180,31 @@ def test_envpool_wheel_cut_keeps_atari_and_classic_control_with_a_valid_record(t
         z.writestr("other-1.0.dist-info/RECORD", b"")
     with pytest.raises(SystemExit, match="not the wheel"):
         cut.cut(other, cut.ASSETS_KEEP)
+
+
+def test_a_part_past_its_cap_is_killed_and_reported_failed(tmp_path):
+    # the full-size PPO CartPole part (2048 seeds x 1M steps) cannot end on a CPU within 16 s
+    t0 = time.time()
+    proc = _run("--cpu", "--budget", "16", "--parts", "ppo_cartpole", "--out", str(tmp_path), timeout=300)
+    wall = time.time() - t0
+    r = json.loads((tmp_path / "gpu_check.json").read_text())["parts"]["ppo_cartpole"]
+    assert r["status"] == "failed" and "killed at its time cap (16 s)" in r["reason"], r
+    assert r["seeds"] == 2048 and r["total_env_steps"] == 2048 * 999_936  # what it recorded before the kill
+    assert 16 <= r["wall_s"] < 30 and wall < 90
+    assert proc.returncode == 1
+
+
+def test_ratio_against_the_anchor_is_anchor_seconds_over_projected_seconds(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import gpu_check
+
+    rec = gpu_check.Recorder(tmp_path / "part.json", "ppo_cartpole")
+    rec.update(tiny=False, env_steps_per_s=2048 * 999_936 / 49.0)  # the anchor's work in 49 s
+    gpu_check._anchored(rec, "ppo_cartpole")
+    assert rec.data["projected_s_for_anchor_work"] == pytest.approx(49.0)
+    assert rec.data["ratio_vs_anchor"] == pytest.approx(98.0 / 49.0)
+    assert json.loads((tmp_path / "part.json").read_text())["ratio_vs_anchor"] == pytest.approx(2.0)
+    rec = gpu_check.Recorder(tmp_path / "tiny.json", "ppo_minatar")
+    rec.update(tiny=True, env_steps_per_s=1e6)
+    gpu_check._anchored(rec, "ppo_minatar")  # toy sizes get no ratio
+    assert "ratio_vs_anchor" not in rec.data
