@@ -23,7 +23,9 @@ rotated between rounds, with the load average recorded before each run: the mach
 
 Interpreters: ``--trl-python`` (default ``/work/venv``: torch, transformers, trl),
 ``--tunix-python`` (``/work/peers/tunix``: ``pip install google-tunix``),
-``--easydel-python`` (``/work/peers/easydel``: ``pip install easydel``), ``--jaxrl-python``
+``--easydel-python`` (``/work/peers/easydel``: ``pip install easydel pillow torch==2.13.0``; EasyDeL
+0.3.0's model loading imports ``transformers`` model classes that need torch, its eSurge imports PIL; it
+pulls jax 0.9.2), ``--jaxrl-python``
 (this one). A framework whose interpreter is missing or whose run fails is recorded with its error.
 Writes ``benchmarks/results/grpo_hf_vs_peers.json``; figures go in ``benchmarks/RESULTS.md``.
 
