@@ -52,6 +52,9 @@ class Config:
     # module names whose dense kernels get adapters (Llama: q_proj k_proj v_proj o_proj gate_proj ...;
     # the built-in transformer: qkv proj fc fc_out)
     lora_targets: tuple[str, ...] = struct.field(pytree_node=False, default=lora.DEFAULT_TARGETS)
+    # "bfloat16": sample and run the forward/backward passes on a bfloat16 copy of the float32 weights
+    # (the optimizer and its state stay float32; log-probabilities and the ratio are float32)
+    compute_dtype: str = struct.field(pytree_node=False, default="float32")
     # reward source: "task" (the task's verifier), "format:<regex>", "name:arg" of a registered source
     # (e.g. "rm:<run_dir>"), "0.9*task + 0.1*format:<regex>", or a callable(RewardBatch) -> [N] rewards
     reward: str | Callable = struct.field(pytree_node=False, default="task")
@@ -227,6 +230,10 @@ def validate(cfg: Config) -> None:
     base.check_range(cfg, "clip_eps_low", 0.0, 1.0)
     base.check_range(cfg, "clip_eps_high", 0.0, float("inf"))
     base.check_range(cfg, "top_p", 1e-6, 1.0)
+    if cfg.compute_dtype not in ("float32", "bfloat16"):
+        raise ValueError(
+            f"GRPOConfig.compute_dtype must be 'float32' or 'bfloat16', got {cfg.compute_dtype!r}"
+        )
     if cfg.verifier not in jsonl.VERIFIERS:
         raise ValueError(f"GRPOConfig.verifier must be one of {jsonl.VERIFIERS}, got {cfg.verifier!r}")
     task = make_task(cfg)

@@ -157,14 +157,27 @@ def programs(
     inner_steps: int,
     aggregation: str,
     advantage_scale: str,
+    compute_dtype: str = "float32",
 ) -> Programs:
-    """Build (once per distinct static setting) the jitted sample / update / warm-up programs."""
-    sample = transformer.make_sampler(
+    """Build (once per distinct static setting) the jitted sample / update / warm-up programs.
+
+    ``compute_dtype="bfloat16"``: sampling and every forward/backward pass use a bfloat16 copy of the
+    float32 parameters (made inside the jitted programs; the optimizer updates the float32 ones); the
+    log-probabilities, and so the ratio, the KL and the loss, are computed in float32."""
+    cast = _caster(compute_dtype)
+    raw_sample = transformer.make_sampler(
         policy, max_new_tokens=max_new_tokens, eos_id=eos_id, pad_id=pad_id, top_k=top_k
     )
+    if compute_dtype == "float32":
+        sample = raw_sample
+    else:
+        cast_jit = jax.jit(cast)
+
+        def sample(params, *args):
+            return raw_sample(cast_jit(params), *args)
 
     def loss_fn(params, hp, tokens, logp_old, mask, adv, logp_ref):
-        logp = transformer.token_log_probs(policy, params, tokens, hp.temperature)
+        logp = transformer.token_log_probs(policy, cast(params), tokens, hp.temperature)
         return grpo_losses.grpo_loss(
             logp,
             logp_old,
@@ -203,7 +216,7 @@ def programs(
 
     @jax.jit
     def ref_log_probs(params, tokens, temperature):
-        return transformer.token_log_probs(policy, params, tokens, temperature)
+        return transformer.token_log_probs(policy, cast(params), tokens, temperature)
 
     @jax.jit
     def warmup_step(hp, trainable, frozen, opt_state, tokens, mask, batches, lr_scale):
@@ -216,7 +229,7 @@ def programs(
             idx, scale = inp
 
             def nll(t):
-                logp = transformer.token_log_probs(policy, lora.join(t, frozen), tokens[idx])
+                logp = transformer.token_log_probs(policy, cast(lora.join(t, frozen)), tokens[idx])
                 return -grpo_losses.aggregate(logp, mask[idx], "token")
 
             loss, grads = jax.value_and_grad(nll)(trainable)
@@ -228,6 +241,19 @@ def programs(
         return trainable, opt_state, losses
 
     return Programs(sample=sample, update=update, ref_log_probs=ref_log_probs, warmup_step=warmup_step)
+
+
+COMPUTE_DTYPES = ("float32", "bfloat16")
+
+
+def _caster(compute_dtype: str) -> Callable[[Any], Any]:
+    """``params -> params`` with floating leaves in ``compute_dtype`` (identity for float32)."""
+    if compute_dtype == "float32":
+        return lambda params: params
+    dtype = jnp.dtype(compute_dtype)
+    return lambda params: jax.tree.map(
+        lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x, params
+    )
 
 
 def setup(cfg: Config) -> Setup:
@@ -249,7 +275,15 @@ def _build_setup(cfg: Config) -> Setup:
     policy = _policy_model(cfg, task)
     new = cfg.max_new_tokens or task.max_new_tokens
     progs = programs(
-        policy, new, tok.eos_id, tok.pad_id, cfg.top_k, cfg.inner_steps, cfg.aggregation, cfg.advantage_scale
+        policy,
+        new,
+        tok.eos_id,
+        tok.pad_id,
+        cfg.top_k,
+        cfg.inner_steps,
+        cfg.aggregation,
+        cfg.advantage_scale,
+        cfg.compute_dtype,
     )
     probe = task.sample_problems(np.random.default_rng(0), 256) + task.heldout_problems()
     width = max(len(tok.encode(p.prompt, bos=True)) for p in probe)
