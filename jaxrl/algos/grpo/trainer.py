@@ -27,6 +27,7 @@ from jaxrl import optim, schedules
 from jaxrl.algos import base
 from jaxrl.algos.grpo import config as config_lib
 from jaxrl.algos.grpo import rewards as reward_sources
+from jaxrl.algos.grpo import sharding
 from jaxrl.algos.grpo import tasks as task_lib
 from jaxrl.algos.grpo.config import Config
 from jaxrl.losses import grpo as grpo_losses
@@ -477,6 +478,13 @@ def init(cfg: Config, key: jax.Array) -> State:
         init_accuracy=jnp.asarray(heldout_accuracy(cfg, params), jnp.float32),
         warmup_accuracy=jnp.full((), jnp.nan, jnp.float32),
     )
+    if cfg.fsdp_devices > 1:  # every later program runs sharded: XLA follows the inputs' placement
+        mesh = sharding.make_mesh(cfg.fsdp_devices)
+        state = state._replace(
+            params=sharding.shard_params(state.params, mesh),
+            opt_state=sharding.shard_params(state.opt_state, mesh),
+            warmup_opt_state=sharding.shard_params(state.warmup_opt_state, mesh),
+        )
     if cfg.warmup_steps > 0:
         demos = demonstrations(cfg, k_demo)
         state, _ = warmup(cfg, state, cfg.warmup_steps, k_batch, demos=demos, lr_scale=warmup_lr_scale(cfg))
@@ -512,6 +520,8 @@ def train_step(cfg: Config, state: State) -> tuple[State, Metrics]:
     problems = s.task.sample_problems(host_rng(k_prob), n_sampled)
     prompts, plen = encode_prompts(s, cfg, problems)
     prompts, plen = np.repeat(prompts, g, axis=0), np.repeat(plen, g)
+    if cfg.fsdp_devices > 1:  # data-parallel completions
+        prompts, plen = sharding.shard_batch((prompts, plen), sharding.make_mesh(cfg.fsdp_devices))
     out = s.programs.sample(state.params, prompts, plen, k_sample, cfg.temperature, cfg.top_p, False)
     tokens, mask, finished = jax.device_get((out.tokens, out.completion_mask, out.finished))
 
@@ -540,6 +550,10 @@ def train_step(cfg: Config, state: State) -> tuple[State, Metrics]:
     logp_ref = None
     if float(cfg.beta) != 0.0:
         logp_ref = s.programs.ref_log_probs(state.ref_params, upd_tokens, cfg.temperature)
+    if cfg.fsdp_devices > 1:
+        upd_tokens, upd_logp, upd_mask, logp_ref = sharding.shard_batch(
+            (upd_tokens, upd_logp, upd_mask, logp_ref), sharding.make_mesh(cfg.fsdp_devices)
+        )
     trainable, frozen = lora.split(state.params)
     trainable, opt_state, (loss, diag, gnorm) = s.programs.update(
         HParams.of(cfg),
