@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxrl
-from jaxrl.algos import base
+from jaxrl.algos import registry
 
 SETTINGS = dict(
     num_envs=4,
@@ -65,11 +65,11 @@ def main() -> None:
         exploration_fraction=min(1.0, 100_000 / args.total_timesteps),
         **SETTINGS,
     )
-    algo = base.algorithm_for(cfg)
+    algo = registry.algorithm_for(cfg)
     algo.validate(cfg)
     per_chunk = max(1, args.chunk // cfg.env_steps_per_iteration)
     n_chunks = cfg.num_updates // per_chunk
-    run_chunk = jax.jit(lambda s: base.run_iterations(algo, cfg, s, per_chunk))
+    run_chunk = jax.jit(lambda s: registry.run_iterations(algo, cfg, s, per_chunk))
     evaluate = jax.jit(lambda s, k: jaxrl.evaluate(cfg, s, k, num_episodes=args.eval_episodes))
 
     state = jax.jit(lambda k: algo.init(cfg, k))(jax.random.key(args.seed))

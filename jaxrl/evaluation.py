@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxrl import envs, rollout
-from jaxrl.algos import base
+from jaxrl.algos import base, registry
 
 
 def evaluate(
@@ -42,7 +42,7 @@ def run_episodes(
     max_steps: int | None = None,
 ) -> tuple[jax.Array, jax.Array]:
     """:func:`evaluate`'s returns ``[num_episodes]`` and the number of vector steps it took ``[]``."""
-    algo = base.algorithm_for(cfg)
+    algo = registry.algorithm_for(cfg)
     key = base.as_key(key)
     # evaluation=True: backends with training-only shaping (envpool Atari: episodic life, reward
     # clipping) return full-episode raw scores; other backends ignore it.
