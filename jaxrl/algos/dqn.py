@@ -265,28 +265,42 @@ def td_errors(
     return td, q_taken
 
 
+class Losses(NamedTuple):
+    """The terms of :func:`loss` on one minibatch, each ``[]``."""
+
+    loss: jax.Array  # weighted mean TD loss (l2 or Huber)
+    q_value: jax.Array  # weighted mean Q(s, a) of the minibatch (not differentiated)
+
+
+class Learner(NamedTuple):
+    """What one gradient step reads and changes (the ``update`` carry); the target network is read only."""
+
+    params: Any
+    target_params: Any
+    opt_state: Any
+
+
 def loss(
     params: Any, target_params: Any, cfg: Config, net: nn.Module, batch: Batch
-) -> tuple[jax.Array, jax.Array]:
-    """Weighted mean TD loss of one minibatch; returns ``(loss, mean Q(s, a))``."""
+) -> tuple[jax.Array, Losses]:
+    """Weighted mean TD loss of one minibatch."""
     td, q_taken = td_errors(params, target_params, net, batch, cfg.gamma, cfg.double_dqn)
     per = losses.huber_loss(td) if cfg.loss == "huber" else losses.l2_loss(td)
     n = jnp.maximum(jnp.sum(batch.weight), 1.0)
-    return jnp.sum(per * batch.weight) / n, jax.lax.stop_gradient(jnp.sum(q_taken * batch.weight) / n)
+    value = jnp.sum(per * batch.weight) / n
+    return value, Losses(value, jax.lax.stop_gradient(jnp.sum(q_taken * batch.weight) / n))
 
 
 to_batch = offpolicy.to_batch  # a replay sample as a training Batch
 
 
 # -------------------------------------------------------------------------------------- UPDATE
-def update(
-    cfg: Config, net: nn.Module, target_params: Any, carry: tuple[Any, Any], batch: Batch
-) -> tuple[tuple[Any, Any], jax.Array]:
-    """One gradient step. ``carry = (params, opt_state)``; returns it and ``[loss, mean Q]``."""
-    params, opt_state = carry
-    (value, q_mean), grads = jax.value_and_grad(loss, has_aux=True)(params, target_params, cfg, net, batch)
-    updates, opt_state = _optimizer(cfg).update(grads, opt_state, params)
-    return (optax.apply_updates(params, updates), opt_state), jnp.stack([value, q_mean])
+def update(cfg: Config, net: nn.Module, learner: Learner, batch: Batch) -> tuple[Learner, Losses]:
+    """One gradient step on one minibatch."""
+    params, opt_state, terms = optim.step(
+        _optimizer(cfg), loss, learner.params, learner.opt_state, learner.target_params, cfg, net, batch
+    )
+    return learner._replace(params=params, opt_state=opt_state), terms
 
 
 # ---------------------------------------------------------------------------------- TRAIN STEP
@@ -310,14 +324,16 @@ def train_step(cfg: Config, state: State) -> tuple[State, Metrics]:
     # minibatches are drawn outside the cond so that the replay memory is not one of its operands.
     batches = offpolicy.sample_batches(buf, replay_state, k_upd, cfg.updates_per_iteration, cfg.batch_size)
 
-    def learn(carry):
-        carry, stats = jax.lax.scan(lambda c, b: update(cfg, net, state.target_params, c, b), carry, batches)
-        return carry, stats.mean(axis=0)
+    def learn(learner):
+        learner, terms = jax.lax.scan(lambda c, b: update(cfg, net, c, b), learner, batches)
+        return learner, jax.tree_util.tree_map(lambda x: x.mean(axis=0), terms)
+
+    def wait(learner):
+        return learner, Losses(jnp.zeros((), jnp.float32), jnp.zeros((), jnp.float32))
 
     learning = steps_after > cfg.learning_starts
-    (params, opt_state), stats = jax.lax.cond(
-        learning, learn, lambda c: (c, jnp.zeros((2,), jnp.float32)), (state.params, state.opt_state)
-    )
+    learner = Learner(state.params, state.target_params, state.opt_state)
+    (params, _, opt_state), terms = jax.lax.cond(learning, learn, wait, learner)
 
     # TARGET network: copied (or Polyak-averaged) every target_update_period env steps
     refresh = jnp.logical_and(
@@ -330,8 +346,8 @@ def train_step(cfg: Config, state: State) -> tuple[State, Metrics]:
     metrics = Metrics(
         episode_return=last_return,
         env_steps=iteration * cfg.env_steps_per_iteration,
-        loss=stats[0],
-        q_value=stats[1],
+        loss=terms.loss,
+        q_value=terms.q_value,
         epsilon=eps,
     )
     new_state = State(params, target_params, opt_state, replay_state, env_carry, key, iteration, last_return)
