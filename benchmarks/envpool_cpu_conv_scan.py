@@ -1,9 +1,10 @@
 """Why Atari training is so slow on CPU: XLA CPU runs convolution *gradients* inside a rolled
 ``lax.scan`` (a while loop) far slower than the same gradients at top level or in an unrolled scan.
 
-PPO's minibatch epochs and DQN's update loop are such scans, so on CPU their Nature-CNN updates pay
-this; on GPU (cuDNN) they do not. Prints the wall time of 2 Nature-CNN gradient steps (batch 64) three
-ways.
+PPO's minibatch epochs and DQN's update loop are such scans, so on CPU they paid this with
+``flax.linen.Conv``/plain ``lax`` convolutions (``conv_impl="lax"``); ``jaxrl.networks.conv`` (the
+default on CPU, ``conv_impl="auto"``) writes the gradients in the layout XLA CPU runs fast. Prints the
+wall time of 2 Nature-CNN gradient steps (batch 64) three ways, for each implementation.
 
     nice -n 10 python benchmarks/envpool_cpu_conv_scan.py
 """
@@ -19,7 +20,12 @@ from jaxrl.networks.cnn import NatureCNN
 
 
 def main() -> None:
-    net = NatureCNN()
+    for impl in ("lax", "cpu"):
+        measure(impl)
+
+
+def measure(impl: str) -> None:
+    net = NatureCNN().clone(conv_impl=impl)
     xs = jnp.zeros((2, 64, 84, 84, 4), jnp.uint8)
     params = net.init(jax.random.key(0), xs[0])
     grad = jax.grad(lambda p, x: net.apply(p, x).sum())
@@ -40,7 +46,7 @@ def main() -> None:
         fn()  # compile and warm up
         t = time.perf_counter()
         fn()
-        print(f"{name:22s} {time.perf_counter() - t:8.2f} s   ({jax.default_backend()})", flush=True)
+        print(f"conv {impl}: {name:22s} {time.perf_counter() - t:8.2f} s   ({jax.default_backend()})", flush=True)
 
 
 if __name__ == "__main__":

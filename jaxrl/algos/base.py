@@ -24,6 +24,20 @@ from jaxrl import envs, rollout
 
 
 @dataclasses.dataclass(frozen=True)
+class Presentation:
+    """How a run of the algorithm reads in plots, progress bars and summaries."""
+
+    steps: str = "environment steps"  # what ``env_steps`` counts (the x axis)
+    steps_short: str = "env steps"  # the same in summaries
+    curve_label: str = "episode return"  # the y axis: ``episode_return``'s meaning
+    curve_short: str = "return"  # its name on the progress bar
+    #: a metrics field holding held-out evaluations (finite on evaluated iterations, NaN between),
+    #: written to eval.csv and summary.json by the driver; None: the driver's greedy env evaluation
+    eval_metric: str | None = None
+    eval_label: str = "greedy evaluation (mean return)"
+
+
+@dataclasses.dataclass(frozen=True)
 class Algorithm:
     """The functions of one algorithm, looked up by config type (``algorithm_for(cfg)``)."""
 
@@ -56,6 +70,8 @@ class Algorithm:
     #: ``state_template(cfg, key) -> state`` of ``jax.ShapeDtypeStruct`` leaves, for loading a saved state
     #: when ``init`` cannot be traced with ``jax.eval_shape`` (host-loop algorithms). Default: eval_shape(init).
     state_template: Callable[[Any, Any], Any] | None = None
+    #: axis labels and the evaluation metric of its runs (see :class:`Presentation`)
+    presentation: Presentation = Presentation()
 
 
 _REGISTRY: dict[str, Algorithm] = {}
@@ -220,3 +236,16 @@ def _static_diff(a: Any, b: Any) -> list[str]:
         if not f.metadata.get("pytree_node", True) and getattr(a, f.name) != getattr(b, f.name):
             out.append(f.name)
     return out
+
+
+# The registry and train moved to jaxrl.algos.registry (above the algorithms); their old names here
+# are forwarded for callers written before the move.
+_MOVED = ("algorithms", "get", "algorithm_for", "train", "run_iterations")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MOVED:
+        from jaxrl.algos import registry  # listed in tests/test_layers.py KNOWN_UPWARD until callers move
+
+        return getattr(registry, name)
+    raise AttributeError(f"module 'jaxrl.algos.base' has no attribute {name!r}")

@@ -12,7 +12,7 @@ import jax
 import numpy as np
 
 import jaxrl.algos  # noqa: F401  (importing the algorithms registers them)
-from jaxrl.algos import base
+from jaxrl.algos import base, checks
 
 
 def algorithms() -> dict[str, base.Algorithm]:
@@ -39,7 +39,7 @@ def train(cfg: Any, key: Any) -> tuple[Any, Any]:
     """Train any algorithm: ``init`` then ``lax.scan`` of ``train_step``. Traceable end to end (except
     ``host_loop`` algorithms, which loop in Python)."""
     algo = algorithm_for(cfg)
-    algo.validate(cfg)
+    checks.validate_config(cfg, algo.validate)
     state = algo.init(cfg, base.as_key(key))
     return run_iterations(algo, cfg, state, algo.num_iterations(cfg))
 

@@ -19,6 +19,12 @@ import jax.numpy as jnp
 ADVANTAGE_SCALES = ("group", "batch", "none")
 AGGREGATIONS = ("sequence", "token", "constant")
 
+#: (advantage scale, aggregation) of the published variants. Dr. GRPO (arXiv:2503.20783) removes both
+#: of GRPO's biases: no division by the group's std (which up-weights near-solved and near-failed
+#: prompts) and a constant divisor instead of each answer's length (which makes long wrong answers
+#: cheaper per token and short right ones more rewarded).
+VARIANTS = {"grpo": ("group", "sequence"), "dapo": ("group", "token"), "dr_grpo": ("none", "constant")}
+
 
 def group_advantages(rewards: jax.Array, *, scale: str = "group", eps: float = 1e-4) -> jax.Array:
     """Group-relative advantages: rewards minus their group's mean, optionally divided by a std.

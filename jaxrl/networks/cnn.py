@@ -8,6 +8,8 @@ uint8 frames are scaled by 1/255 inside the network, so replay memory keeps them
 conv 16 3x3/1 -> dense 128, ReLU.
 
 Both return features ``[..., F]``; a head (``jaxrl.networks.q.QNetwork``) maps them to outputs.
+Their convolutions are :class:`jaxrl.networks.conv.Conv` (``flax.linen.Conv``'s parameters, with
+gradients XLA CPU runs fast inside ``lax.scan``; the plain ``lax`` convolution on GPU/TPU).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxrl.networks.conv import Conv
 from jaxrl.networks.init import orthogonal
 
 
@@ -42,6 +45,8 @@ class ConvTorso(nn.Module):
 
     convs: Sequence[tuple[int, int, int]]
     features: int
+    #: see jaxrl.networks.conv.Conv: "auto" (the loop-friendly CPU conv on the CPU backend), "lax", "cpu"
+    conv_impl: str = "auto"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -49,10 +54,9 @@ class ConvTorso(nn.Module):
 
         def net(h):
             h = _as_float_image(h)
-            for channels, kernel, stride in self.convs:
-                conv = nn.Conv(
-                    channels, (kernel, kernel), strides=(stride, stride), padding="VALID", kernel_init=init
-                )
+            for i, (channels, kernel, stride) in enumerate(self.convs):
+                # named as flax.linen.Conv would be, so parameter trees (and checkpoints) are unchanged
+                conv = Conv(channels, kernel, stride, kernel_init=init, impl=self.conv_impl, name=f"Conv_{i}")
                 h = nn.relu(conv(h))
             h = h.reshape((h.shape[0], -1))
             return nn.relu(nn.Dense(self.features, kernel_init=init)(h))

@@ -201,6 +201,12 @@ class PolicyModel:
     max_len: int
     decode: Callable[..., tuple[jax.Array, Any]] | None = None
     init_cache: Callable[[int, int], Any] | None = None
+    #: ``features(params, tokens[B, L]) -> hidden[B, L, D]`` (final hidden states, for a scalar head)
+    features: Callable[[Any, jax.Array], jax.Array] | None = None
+    #: ``unembed(params, hidden[..., D]) -> logits[..., V]`` (the output head alone)
+    unembed: Callable[[Any, jax.Array], jax.Array] | None = None
+    #: what built the model (a ``TransformerConfig``, or a ``jaxrl.lm.LMConfig`` for a pretrained one)
+    config: Any = None
 
     @property
     def has_cache(self) -> bool:
@@ -219,6 +225,9 @@ def transformer_policy(cfg: TransformerConfig) -> PolicyModel:
             params, tokens, cache, start, method=Transformer.decode
         ),
         init_cache=lambda batch, length=None: init_cache(cfg, batch, length),
+        features=lambda params, tokens: model.apply(params, tokens, method=Transformer.features),
+        unembed=lambda params, hidden: model.apply(params, hidden, method=lambda m, h: m.head(h)),
+        config=cfg,
     )
 
 

@@ -140,6 +140,32 @@ class TestGRPOLoss:
         np.testing.assert_allclose(jitted(logp, logp_old, adv, mask), loss, rtol=1e-6)
         assert d.kl > 0
 
+    def test_dr_grpo_hand_computed_no_length_bias(self):
+        # one group of 2 answers, rewards (1, 0), lengths 1 and 3 of T = 4 slots, ratio 1 (first step).
+        # Dr. GRPO: advantages only centred (+0.5, -0.5); loss = -sum(A_i * len_i) / (N * T)
+        # = -(0.5 * 1 - 0.5 * 3) / 8 = 0.125; d loss / d logp = -A_i / (N * T) = -/+0.0625 on every
+        # token, whatever the answer's length (GRPO's per-sequence mean gives -0.25 and +0.0833).
+        scale, mode = grpo.VARIANTS["dr_grpo"]
+        adv = grpo.group_advantages(jnp.asarray([1.0, 0.0]), scale=scale)
+        np.testing.assert_allclose(adv, [0.5, -0.5])
+        mask = jnp.asarray([[1.0, 0, 0, 0], [1, 1, 1, 0]])
+        logp = jnp.full((2, 4), -1.0)
+
+        def loss(lp, mode=mode):
+            return grpo.grpo_loss(lp, logp, adv, mask, aggregation=mode, max_tokens=4)[0]
+
+        np.testing.assert_allclose(loss(logp), 0.125, rtol=1e-6)
+        np.testing.assert_allclose(
+            jax.grad(loss)(logp), [[-0.0625, 0, 0, 0], [0.0625, 0.0625, 0.0625, 0]], rtol=1e-6
+        )
+        np.testing.assert_allclose(
+            jax.grad(lambda lp: loss(lp, "sequence"))(logp),
+            [[-0.25, 0, 0, 0], [1 / 12, 1 / 12, 1 / 12, 0]],
+            rtol=1e-5,
+        )
+        # with GRPO's std scaling the same rewards give (+1, -1): Dr. GRPO's are half of them
+        np.testing.assert_allclose(grpo.group_advantages(jnp.asarray([1.0, 0.0]), eps=0.0), [1.0, -1.0])
+
     def test_zero_advantage_zero_gradient(self):
         logp, logp_old, _, mask, _ = _random_inputs(jax.random.key(2))
         for mode in grpo.AGGREGATIONS:

@@ -5,6 +5,7 @@ A reward source is any ``callable(RewardBatch) -> array [N]`` (host side, betwee
 
 * ``"task"``: the task's own verifier (``Task.reward`` / ``Task.batch_reward``);
 * ``"format:<regex>"``: 1 if the completion (finished with ``<eos>``) fully matches the regex;
+* ``"think_answer"``: 1 if the completion is ``<think>...</think><answer>...</answer>`` (R1's format);
 * ``"<name>:<arg>"``: a source registered with :func:`register_reward_source` (e.g. a reward
   model, ``"rm:<run_dir>"``), built once as ``factory(arg, task)``;
 * ``"0.9*task + 0.1*format:\\d+"``: a weighted sum of the above (terms separated by ``" + "``);
@@ -39,6 +40,9 @@ class RewardBatch(NamedTuple):
 
 RewardFn = Callable[[RewardBatch], np.ndarray]
 
+#: sources named without an argument (``"think_answer"``)
+ARGLESS_SOURCES = ("think_answer",)
+
 #: ``name -> factory(arg, task) -> RewardFn`` for ``"name:arg"`` specs.
 REWARD_SOURCES: dict[str, Callable[[str, Task], RewardFn]] = {}
 
@@ -65,6 +69,7 @@ def format_source(pattern: str, task: Task) -> RewardFn:
 
 
 register_reward_source("format", format_source)
+register_reward_source("think_answer", lambda _arg, task: format_source(verifiers.THINK_ANSWER, task))
 
 
 def make_reward(spec: Any, task: Task) -> RewardFn:
@@ -92,7 +97,7 @@ def _weighted(term: str, task: Task) -> tuple[float, RewardFn]:
     if term == "task":
         return weight, task_reward(task)
     name, colon, arg = term.partition(":")
-    if not colon:
+    if not colon and name not in ARGLESS_SOURCES:
         raise ValueError(_unknown(term))
     if name not in REWARD_SOURCES:
         import jaxrl.algos  # noqa: F401  (algorithm modules register their reward sources on import)
@@ -108,7 +113,7 @@ def _build(name: str, arg: str, task: Task) -> RewardFn:
 
 
 def _unknown(term: str) -> str:
-    names = sorted(["task", *(f"{n}:<arg>" for n in REWARD_SOURCES)])
+    names = sorted(["task", *(n if n in ARGLESS_SOURCES else f"{n}:<arg>" for n in REWARD_SOURCES)])
     return (
         f"unknown GRPO reward source {term!r}; use one of {names}, a weighted sum 'w*a + w*b', or a callable"
     )

@@ -12,6 +12,7 @@ A user task in a few lines (see also ``tests/algos/test_grpo_task_api.py``)::
         generate=generate,
         reward=lambda problem, text: float(text == problem.answer),
         max_new_tokens=4,
+        num_heldout=8,  # of the 27 possible prompts
     )
     state, metrics = jaxrl.train(jaxrl.GRPOConfig(task=reverse), key)
 
@@ -35,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxrl.algos.grpo import verifiers
+from jaxrl.algos.grpo import reward_checks, verifiers
 from jaxrl.algos.grpo.tokenizer import CharTokenizer
 
 
@@ -55,7 +56,9 @@ class Task:
     name: str
     tokenizer: CharTokenizer
     generate: Callable[[np.random.Generator], Problem]  # a random training problem
-    reward: Callable[[Problem, str], float]  # (problem, completion text before <eos>) -> reward
+    #: (problem, completion text before <eos>) -> reward, or None if the completion could not be parsed
+    #: (e.g. no number in it): scored 0 and counted in the metrics (``unparsed_fraction``)
+    reward: Callable[[Problem, str], float | None]
     max_new_tokens: int  # completion budget, <eos> included
     heldout: Sequence[Problem] | None = None  # fixed held-out problems (default: drawn, see below)
     num_heldout: int = 200
@@ -71,6 +74,10 @@ class Task:
             raise ValueError(
                 f"Task {self.name!r}: max_new_tokens must be positive, got {self.max_new_tokens}"
             )
+
+    def config_ref(self) -> str | None:
+        """``"module:attr"`` that imports this task again (stored in ``config.json``), or None."""
+        return task_ref(self)
 
     def heldout_problems(self) -> list[Problem]:
         """The fixed held-out problems (same every call)."""
@@ -101,7 +108,11 @@ class Task:
                 if p.prompt not in held:
                     break
             else:
-                raise ValueError(f"Task {self.name!r}: the generator only produces held-out prompts")
+                raise ValueError(
+                    f"Task {self.name!r}: the generator only produces held-out prompts (it made "
+                    f"{len(held)} distinct prompts and all are held out for evaluation); lower "
+                    f"Task.num_heldout (now {self.num_heldout}) or pass Task.heldout=[...]"
+                )
             out.append(p)
         return out
 
@@ -109,11 +120,26 @@ class Task:
         self, problems: Sequence[Problem], texts: Sequence[str], finished: Sequence[bool]
     ) -> np.ndarray:
         """Rewards ``[N]`` of completions (``finished``: ended with <eos>)."""
+        return self.score_details(problems, texts, finished)[0]
+
+    def score_details(
+        self, problems: Sequence[Problem], texts: Sequence[str], finished: Sequence[bool]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(rewards [N] float32, unparsed [N] bool)``: a finished completion the reward function could
+        not parse (it returned ``None``) scores 0 and is flagged; an unfinished one gets
+        ``unfinished_reward`` and is not flagged."""
         if self.batch_reward is not None:
-            r = np.asarray(self.batch_reward(problems, texts), np.float32)
+            raw = reward_checks.score_batch(self.name, self.batch_reward, problems, texts)
         else:
-            r = np.array([self.reward(p, t) for p, t in zip(problems, texts, strict=True)], np.float32)
-        return np.where(np.asarray(finished, bool), r, np.float32(self.unfinished_reward))
+            raw = reward_checks.score_each(self.name, self.reward, problems, texts)
+        if len(raw) != len(texts):
+            raise ValueError(
+                f"task {self.name!r}: the reward function gave {len(raw)} rewards for {len(texts)}"
+            )
+        unparsed = np.array([r is None for r in raw], bool)
+        r = np.array([0.0 if x is None else x for x in raw], np.float32)
+        done = np.asarray(finished, bool)
+        return np.where(done, r, np.float32(self.unfinished_reward)), unparsed & done
 
 
 _HELDOUT_CACHE: dict[int, tuple[Task, list[Problem]]] = {}
@@ -204,14 +230,78 @@ def register_task(name: str, factory: Callable[[], Task]) -> None:
 
 
 def make_task(task: str | Task) -> Task:
-    """A :class:`Task` from itself or a registered name."""
+    """A :class:`Task` from itself, a registered name, or an importable ``"module:attr"`` (a Task or a
+    function returning one; the module is looked up on ``sys.path`` and then in the current directory).
+    JSONL files (``"jsonl:<path>"``) are read by :func:`jaxrl.algos.grpo.config.make_task`."""
     if isinstance(task, Task):
         return task
+    if not isinstance(task, str):
+        raise ValueError(f"GRPOConfig.task must be a task name or a jaxrl.Task, got {type(task).__name__}")
+    if task not in TASKS and ":" in task:
+        return import_task(task)
     if task not in TASKS:
-        raise ValueError(f"unknown GRPO task {task!r}; choose one of {sorted(TASKS)} or pass a jaxrl.Task")
+        raise ValueError(
+            f"unknown GRPO task {task!r}; choose one of {sorted(TASKS)}, 'jsonl:<file>', an importable "
+            f"'module:attr', or pass a jaxrl.Task"
+        )
     return _cached_task(task)
 
 
 @functools.cache
 def _cached_task(name: str) -> Task:
     return TASKS[name]()
+
+
+def import_task(ref: str) -> Task:
+    """The Task that ``"module:attr"`` names (``attr`` a Task or a zero-argument function returning one),
+    built once per reference."""
+    if ref in _IMPORTED:
+        return _IMPORTED[ref]
+    import importlib
+    import os
+    import sys
+
+    module_name, _, attr = ref.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        if e.name != module_name.split(".")[0] or os.getcwd() in sys.path:
+            raise ValueError(f"task {ref!r}: cannot import {module_name!r} ({e})") from None
+        sys.path.insert(0, os.getcwd())  # as `python -m` would: a tasks module next to the user's files
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as e2:
+            raise ValueError(f"task {ref!r}: no module {module_name!r} on sys.path or here ({e2})") from None
+    obj = module
+    for part in attr.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            raise ValueError(f"task {ref!r}: module {module_name!r} has no attribute {attr!r}")
+    if not isinstance(obj, Task) and callable(obj):
+        obj = obj()
+    if not isinstance(obj, Task):
+        raise ValueError(
+            f"task {ref!r} is a {type(obj).__name__}, not a jaxrl.Task (or a function returning one)"
+        )
+    _IMPORTED[ref] = obj
+    return obj
+
+
+def task_ref(task: Task) -> str | None:
+    """``"module:attr"`` under which ``task`` can be imported again (a module-level Task, or a
+    module-level function whose result it is), or None (e.g. a Task defined in ``__main__``)."""
+    cached = [ref for ref, t in _IMPORTED.items() if t is task]
+    if cached:
+        return cached[0]
+    import sys
+
+    module = sys.modules.get(getattr(task.generate, "__module__", "") or "")
+    if module is None or module.__name__ == "__main__":
+        return None
+    for name, value in vars(module).items():
+        if value is task:
+            return f"{module.__name__}:{name}"
+    return None
+
+
+_IMPORTED: dict[str, Task] = {}

@@ -25,6 +25,7 @@ import optax
 
 from jaxrl import optim, schedules
 from jaxrl.algos import base
+from jaxrl.algos.grpo import config as config_lib
 from jaxrl.algos.grpo import rewards as reward_sources
 from jaxrl.algos.grpo import tasks as task_lib
 from jaxrl.algos.grpo.config import Config
@@ -54,6 +55,7 @@ class Metrics(NamedTuple):
     heldout_accuracy: Any  # greedy accuracy on the held-out prompts after this iteration (NaN: not evaluated)
     completion_length: Any  # mean completion tokens (<eos> included)
     finished_fraction: Any  # completions that ended with <eos>
+    unparsed_fraction: Any  # finished completions the task's verifier could not parse (scored 0)
     zero_std_fraction: Any  # sampled groups whose rewards were all equal (no learning signal)
     used_zero_std_fraction: Any  # the same among the groups of the update (dynamic sampling lowers it)
     loss: Any
@@ -118,6 +120,10 @@ def _builtin_policy(tcfg: transformer.TransformerConfig) -> transformer.PolicyMo
 
 
 def _policy_model(cfg: Config, task: task_lib.Task) -> transformer.PolicyModel:
+    from jaxrl import lm
+
+    if lm.is_hf_spec(cfg.model):
+        return lm.resolve(cfg.model)[0]
     if isinstance(cfg.model, transformer.PolicyModel):
         if cfg.model.vocab_size < task.tokenizer.vocab_size:
             raise ValueError(
@@ -221,7 +227,7 @@ def _setup_cached(cfg: Config) -> Setup:
 
 
 def _build_setup(cfg: Config) -> Setup:
-    task = task_lib.make_task(cfg.task)
+    task = config_lib.make_task(cfg)
     tok = task.tokenizer
     policy = _policy_model(cfg, task)
     new = cfg.max_new_tokens or task.max_new_tokens
@@ -390,12 +396,20 @@ def warmup(
 
 
 # ---------------------------------------------------------------------------------------- INIT
+def initial_params(cfg: Config, key: jax.Array) -> Any:
+    """The policy's starting weights: the checkpoint's for an ``"hf:<dir>"`` model, random otherwise."""
+    from jaxrl import lm
+
+    if lm.is_hf_spec(cfg.model):
+        return lm.resolve(cfg.model)[1]
+    return setup(cfg).policy.init(key)
+
+
 def init(cfg: Config, key: jax.Array) -> State:
-    """Random weights, then the supervised warm-up (``warmup_steps`` > 0); records held-out accuracy
-    before and after the warm-up. The reference policy is the warmed-up one."""
-    s = setup(cfg)
+    """Random (or the checkpoint's) weights, then the supervised warm-up (``warmup_steps`` > 0);
+    records held-out accuracy before and after the warm-up. The reference policy is the warmed-up one."""
     k_params, k_demo, k_batch, key = jax.random.split(key, 4)
-    params = s.policy.init(k_params)
+    params = initial_params(cfg, k_params)
     state = State(
         params=params,
         opt_state=optimizer(cfg.learning_rate, cfg.max_grad_norm).init(params),
@@ -434,11 +448,14 @@ def train_step(cfg: Config, state: State) -> tuple[State, Metrics]:
     # SCORE on the host
     reps = [p for p in problems for _ in range(g)]
     texts = decode_completions(s, tokens, plen)
-    batch = reward_sources.RewardBatch(reps, texts, finished, tokens, plen, mask)
-    reward = np.asarray(s.reward_fn(batch), np.float32).reshape(-1)
-    if reward.shape != (len(reps),):
-        raise ValueError(f"the reward source returned shape {reward.shape}; expected ({len(reps)},)")
-    true_reward = reward if cfg.reward == "task" else s.task.score(reps, texts, finished)
+    true_reward, unparsed = s.task.score_details(reps, texts, finished)
+    if isinstance(cfg.reward, str) and cfg.reward == "task":
+        reward = true_reward
+    else:
+        batch = reward_sources.RewardBatch(reps, texts, finished, tokens, plen, mask)
+        reward = np.asarray(s.reward_fn(batch), np.float32).reshape(-1)
+        if reward.shape != (len(reps),):
+            raise ValueError(f"the reward source returned shape {reward.shape}; expected ({len(reps)},)")
     grouped = reward.reshape(n_sampled, g)
 
     # DYNAMIC SAMPLING: keep the prompts_per_iteration groups whose rewards vary most (static shapes)
@@ -487,6 +504,7 @@ def train_step(cfg: Config, state: State) -> tuple[State, Metrics]:
         heldout_accuracy=f32(acc),
         completion_length=f32(mask.sum(axis=1).mean()),
         finished_fraction=f32(finished.mean()),
+        unparsed_fraction=f32(unparsed.mean()),
         zero_std_fraction=f32(np.mean(grouped.std(axis=1) == 0)),  # of the sampled groups
         used_zero_std_fraction=f32(np.mean(upd_rewards.std(axis=1) == 0)),  # of the groups updated on
         loss=f32(loss),

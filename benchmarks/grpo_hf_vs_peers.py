@@ -1,0 +1,632 @@
+"""GRPO speed on a Hugging Face checkpoint: jaxrl vs TRL ``GRPOTrainer`` (torch), tunix and EasyDeL (JAX).
+
+All frameworks train the same random-initialised Llama-shaped checkpoint, written here with
+``transformers.save_pretrained`` (hidden 512, 4 layers, 8 query / 4 key-value heads, MLP 1376,
+vocabulary 32,768, tied embeddings: ~28.4M parameters, the shape of
+``/work/shared/tools/trl_grpo_llama_throughput.py``) with a word-level tokenizer trained by
+``tokenizers`` over a 32,765-word lexicon (every token id decodes to a word). Nothing is downloaded.
+
+Same work for everyone: 8 prompts of 6 lexicon words per step, G = 8 completions each (64 per
+step), 32 new tokens per completion, temperature 1, beta 0 (no reference model pass), one gradient
+step per sampled batch, learning rate 1e-5, one CPU thread. The reward, a cheap function of the
+decoded text (``len(text) % 7 / 6``), differs within groups so advantages are not all zero. A
+random model emits ``<eos>`` with odds ~1/32,768 per token, so completions run the full 32 tokens
+(TRL's ``min_new_tokens`` pins it; the others report their mean completion length).
+
+Measured per framework: seconds per GRPO step (median of the steps after the first, which
+compiles), completions/s and generated tokens/s from it, the time spent sampling where the framework
+lets it be timed, the first step's time and the process's peak resident memory. Each framework runs
+in its own process and Python (its own virtual environment for the peers), one after the other,
+rotated between rounds, with the load average recorded before each run: the machine is shared.
+
+    python benchmarks/grpo_hf_vs_peers.py [--rounds 2] [--steps 4] [--only jaxrl trl tunix easydel]
+
+Interpreters: ``--trl-python`` (default ``/work/venv``: torch, transformers, trl),
+``--tunix-python`` (``/work/peers/tunix``: ``pip install google-tunix``),
+``--easydel-python`` (``/work/peers/easydel``: ``pip install easydel``), ``--jaxrl-python``
+(this one). A framework whose interpreter is missing or whose run fails is recorded with its error.
+Writes ``benchmarks/results/grpo_hf_vs_peers.json``; figures go in ``benchmarks/RESULTS.md``.
+
+The same file is the per-framework worker: ``--worker NAME --ckpt DIR --json-out FILE`` (it only
+imports the framework's own packages, so it runs under any of the interpreters).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+FRAMEWORKS = ("jaxrl", "trl", "tunix", "easydel")
+
+# the shared workload
+PROMPTS_PER_STEP = 8
+GROUP = 8
+NEW_TOKENS = 32
+LEARNING_RATE = 1e-5
+MAX_PROMPT_TOKENS = 16
+MODEL_SHAPE = dict(
+    hidden_size=512,
+    intermediate_size=1376,
+    num_hidden_layers=4,
+    num_attention_heads=8,
+    num_key_value_heads=4,
+    vocab_size=32768,
+    max_position_embeddings=256,
+    tie_word_embeddings=True,
+)
+SPECIALS = ["<|endoftext|>", "<|pad|>", "<|unk|>"]
+
+
+def _lexicon(seed: int = 0) -> list[str]:
+    """32,765 distinct lowercase words (3-8 letters), the tokenizer's whole vocabulary."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    letters = np.array(list("abcdefghijklmnopqrstuvwxyz"))
+    words: set[str] = set()
+    n = MODEL_SHAPE["vocab_size"] - len(SPECIALS)
+    while len(words) < n:
+        words.update("".join(rng.choice(letters, size=int(rng.integers(3, 9)))) for _ in range(n))
+    return sorted(words)[:n]
+
+
+def prompts(n: int, seed: int = 1) -> list[str]:
+    """``n`` prompts of 6 lexicon words each (the same list for every framework)."""
+    import numpy as np
+
+    lex = _lexicon()
+    rng = np.random.default_rng(seed)
+    return [" ".join(lex[i] for i in rng.integers(0, len(lex), size=6)) for _ in range(n)]
+
+
+def reward_of(text: str) -> float:
+    """Cheap, deterministic, varies between completions: the decoded length modulo 7, in [0, 1]."""
+    return (len(text) % 7) / 6.0
+
+
+def make_checkpoint(out: str) -> dict:
+    """Write the random Llama checkpoint and its tokenizer to ``out`` (needs torch + transformers)."""
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    lex = _lexicon()
+    tk = Tokenizer(models.WordLevel(unk_token="<|unk|>"))
+    tk.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    corpus = [" ".join(lex[i : i + 16]) for i in range(0, len(lex), 16)]
+    tk.train_from_iterator(
+        corpus,
+        trainers.WordLevelTrainer(
+            vocab_size=MODEL_SHAPE["vocab_size"], special_tokens=SPECIALS, show_progress=False
+        ),
+    )
+    assert tk.get_vocab_size() == MODEL_SHAPE["vocab_size"], tk.get_vocab_size()
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=tk,
+        eos_token="<|endoftext|>",
+        bos_token="<|endoftext|>",
+        pad_token="<|pad|>",
+        unk_token="<|unk|>",
+    )
+    tok.padding_side = "left"
+    torch.manual_seed(0)
+    cfg = LlamaConfig(
+        **MODEL_SHAPE,
+        eos_token_id=tok.eos_token_id,
+        bos_token_id=tok.bos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
+    model = LlamaForCausalLM(cfg)
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return {"params": sum(p.numel() for p in model.parameters()), "dir": out}
+
+
+# ----------------------------------------------------------------------------------------- workers
+def _one_thread_env() -> None:
+    """One compute thread for whatever framework this process runs (before any import of it)."""
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("MKL_NUM_THREADS", "1")
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "multi_thread_eigen" not in flags:
+        flags += " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+    os.environ["XLA_FLAGS"] = flags.strip()
+    os.environ.setdefault("JAX_PLATFORMS", "cpu")
+    for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
+        os.environ[k] = "1"
+    os.environ["WANDB_DISABLED"] = "true"
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+
+
+def _jax_one_thread() -> None:
+    """XLA's CPU pool of one thread (jaxrl/cpu.py loaded by path: it imports nothing from jaxrl)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_jaxrl_cpu", ROOT / "jaxrl" / "cpu.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    mod.set_cpu_threads(1)
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _summary(
+    name: str,
+    step_s: list[float],
+    step_cpu_s: list[float],
+    sample_s: list[float],
+    lengths: list[float],
+    extra: dict,
+) -> dict:
+    """``step_cpu_s``: the process's CPU time per step (all its threads). With one compute thread it is
+    the step's time without the other processes on the machine, so it is the steadier figure here."""
+    timed = step_s[1:] if len(step_s) > 1 else step_s
+    med = statistics.median(timed)
+    cpu_med = statistics.median(step_cpu_s[1:] if len(step_cpu_s) > 1 else step_cpu_s)
+    n = PROMPTS_PER_STEP * GROUP
+    mean_len = statistics.fmean(lengths) if lengths else float(NEW_TOKENS)
+    out = {
+        "framework": name,
+        "steps": len(step_s),
+        "first_step_s": round(step_s[0], 3),
+        "step_s_all": [round(t, 3) for t in step_s],
+        "step_s_median": round(med, 3),
+        "completions_per_s": round(n / med, 3),
+        "gen_tokens_per_s": round(n * mean_len / med, 1),
+        "mean_completion_tokens": round(mean_len, 2),
+        "step_cpu_s_all": [round(t, 3) for t in step_cpu_s],
+        "step_cpu_s_median": round(cpu_med, 3),
+        "completions_per_cpu_s": round(n / cpu_med, 3),
+        "peak_rss_mb": round(_peak_rss_mb(), 1),
+    }
+    if sample_s:
+        st = sample_s[1:] if len(sample_s) > 1 else sample_s
+        out["sample_s_median"] = round(statistics.median(st), 3)
+        out["update_s_median"] = round(med - statistics.median(st), 3)  # the rest of the step
+    out.update(extra)
+    return out
+
+
+def worker_trl(ckpt: str, steps: int) -> dict:
+    import torch
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    import transformers
+    import trl
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+
+    model = AutoModelForCausalLM.from_pretrained(ckpt, dtype=torch.float32)
+    tok = AutoTokenizer.from_pretrained(ckpt)
+    tok.padding_side = "left"
+    ds = Dataset.from_dict({"prompt": prompts(PROMPTS_PER_STEP * steps)})
+    lengths: list[float] = []
+
+    def reward(completions, completion_ids, **kw):
+        lengths.append(sum(len(c) for c in completion_ids) / len(completion_ids))
+        return [reward_of(c) for c in completions]
+
+    step_s: list[float] = []
+    step_cpu_s: list[float] = []
+
+    class Timer(TrainerCallback):
+        def on_step_begin(self, a, s, c, **k):
+            self.t, self.c = time.perf_counter(), time.process_time()
+
+        def on_step_end(self, a, s, c, **k):
+            step_s.append(time.perf_counter() - self.t)
+            step_cpu_s.append(time.process_time() - self.c)
+
+    gcfg = trl.GRPOConfig(
+        output_dir=tempfile.mkdtemp(),
+        per_device_train_batch_size=PROMPTS_PER_STEP * GROUP,
+        gradient_accumulation_steps=1,
+        num_generations=GROUP,
+        max_completion_length=NEW_TOKENS,
+        max_steps=steps,
+        learning_rate=LEARNING_RATE,
+        beta=0.0,
+        temperature=1.0,
+        top_p=1.0,
+        top_k=0,
+        logging_steps=10**9,
+        save_strategy="no",
+        report_to=[],
+        use_cpu=True,
+        bf16=False,
+        gradient_checkpointing=False,  # TRL's default recomputes activations: slower, no memory need here
+        seed=0,
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+        generation_kwargs={"min_new_tokens": NEW_TOKENS},
+    )
+    tr = trl.GRPOTrainer(
+        model=model,
+        reward_funcs=reward,
+        args=gcfg,
+        train_dataset=ds,
+        processing_class=tok,
+        callbacks=[Timer()],
+    )
+    sample_s: list[float] = []
+    gen = tr._generate_single_turn  # timed alone: HF generate() (TRL's own timing goes to loggers only)
+
+    def timed_gen(*a, **k):
+        t = time.perf_counter()
+        out = gen(*a, **k)
+        sample_s.append(time.perf_counter() - t)
+        return out
+
+    tr._generate_single_turn = timed_gen
+    tr.train()
+    return _summary(
+        "trl",
+        step_s,
+        step_cpu_s,
+        sample_s,
+        lengths,
+        {
+            "versions": {
+                "trl": trl.__version__,
+                "torch": torch.__version__,
+                "transformers": transformers.__version__,
+            },
+            "threads": torch.get_num_threads(),
+            "params": sum(p.numel() for p in model.parameters()),
+        },
+    )
+
+
+def worker_tunix(ckpt: str, steps: int) -> dict:
+    _jax_one_thread()
+    import importlib.metadata as md
+
+    import jax
+    import numpy as np
+    import optax
+    from transformers import AutoConfig, AutoTokenizer
+    from tunix.models.llama3 import model as llama_lib
+    from tunix.models.llama3 import params as llama_params
+    from tunix.rl import rl_cluster as rl_cluster_lib
+    from tunix.rl.grpo import grpo_learner
+    from tunix.rl.rollout import base_rollout
+
+    hf = AutoConfig.from_pretrained(ckpt)
+    mcfg = llama_lib.ModelConfig(
+        num_layers=hf.num_hidden_layers,
+        vocab_size=hf.vocab_size,
+        embed_dim=hf.hidden_size,
+        hidden_dim=hf.intermediate_size,
+        num_heads=hf.num_attention_heads,
+        head_dim=hf.hidden_size // hf.num_attention_heads,
+        num_kv_heads=hf.num_key_value_heads,
+        rope_theta=int(
+            hf.rope_parameters["rope_theta"] if getattr(hf, "rope_parameters", None) else hf.rope_theta
+        ),
+        norm_eps=hf.rms_norm_eps,
+        weight_tying=hf.tie_word_embeddings,
+    )
+    mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]).reshape(1, 1), ("fsdp", "tp"))  # Auto axes
+    actor = llama_params.create_model_from_safe_tensors(ckpt, mcfg, mesh)
+    tok = AutoTokenizer.from_pretrained(ckpt)
+    lengths: list[float] = []
+
+    def reward(prompts, completions, **kw):
+        return [reward_of(c) for c in completions]
+
+    rollout = base_rollout.RolloutConfig(
+        max_tokens_to_generate=NEW_TOKENS,
+        max_prompt_length=MAX_PROMPT_TOKENS,
+        kv_cache_size=MAX_PROMPT_TOKENS + NEW_TOKENS + 8,
+        temperature=1.0,
+        top_p=1.0,
+        top_k=None,
+        eos_tokens=[tok.eos_token_id],
+    )
+    training = rl_cluster_lib.RLTrainingConfig(
+        actor_optimizer=optax.chain(
+            optax.clip_by_global_norm(1.0), optax.adamw(LEARNING_RATE, weight_decay=0.0)
+        ),
+        eval_every_n_steps=10**9,
+        max_steps=steps,
+    )
+    cluster = rl_cluster_lib.RLCluster(
+        actor=actor,
+        reference=None,
+        tokenizer=tok,
+        cluster_config=rl_cluster_lib.ClusterConfig(
+            role_to_mesh={
+                rl_cluster_lib.Role.ACTOR: mesh,
+                rl_cluster_lib.Role.REFERENCE: mesh,
+                rl_cluster_lib.Role.ROLLOUT: mesh,
+            },
+            rollout_engine="vanilla",
+            offload_to_cpu=False,
+            training_config=training,
+            rollout_config=rollout,
+        ),
+    )
+    learner = grpo_learner.GrpoLearner(
+        rl_cluster=cluster,
+        algo_config=grpo_learner.GrpoConfig(num_generations=GROUP, num_iterations=1, beta=0.0, epsilon=0.2),
+        reward_fns=reward,
+    )
+    sample_s: list[float] = []
+    gen = cluster.generate
+
+    def timed_gen(*a, **k):
+        t = time.perf_counter()
+        out = gen(*a, **k)
+        jax.block_until_ready(getattr(out, "tokens", out))
+        sample_s.append(time.perf_counter() - t)
+        toks = getattr(out, "tokens", None)
+        if toks is not None:
+            lengths.append(float(np.mean([len(np.asarray(x)) for x in toks])))
+        return out
+
+    cluster.generate = timed_gen
+    step_s: list[float] = []
+    step_cpu_s: list[float] = []
+    run_step = learner._run_global_step
+
+    def timed_step(*a, **k):
+        t, c = time.perf_counter(), time.process_time()
+        out = run_step(*a, **k)
+        jax.block_until_ready(jax.tree.leaves(__import__("flax").nnx.state(cluster.actor_trainer.model)))
+        step_s.append(time.perf_counter() - t)
+        step_cpu_s.append(time.process_time() - c)
+        return out
+
+    learner._run_global_step = timed_step
+    all_prompts = prompts(PROMPTS_PER_STEP * steps)
+    batches = [
+        {"prompts": np.array(all_prompts[i : i + PROMPTS_PER_STEP])}
+        for i in range(0, len(all_prompts), PROMPTS_PER_STEP)
+    ]
+    learner.train(batches)
+    return _summary(
+        "tunix",
+        step_s,
+        step_cpu_s,
+        sample_s,
+        lengths,
+        {
+            "versions": {p: md.version(p) for p in ("google-tunix", "jax", "flax", "qwix")},
+            "threads": 1,
+        },
+    )
+
+
+def worker_easydel(ckpt: str, steps: int) -> dict:
+    _jax_one_thread()
+    import importlib.metadata as md
+
+    import easydel as ed
+    import jax
+    import jax.numpy as jnp
+    from datasets import Dataset
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(ckpt)
+    tok.padding_side = "left"
+    model = ed.AutoEasyDeLModelForCausalLM.from_pretrained(
+        ckpt,
+        dtype=jnp.float32,
+        param_dtype=jnp.float32,
+        sharding_axis_dims=(1, 1, 1, 1, 1),
+        auto_shard_model=True,
+        from_torch=True,  # a transformers checkpoint (False: an EasyDeL one)
+    )
+    lengths: list[float] = []
+
+    def reward(prompts, completions, **kw):
+        return [reward_of(c if isinstance(c, str) else str(c)) for c in completions]
+
+    args = ed.GRPOConfig(
+        total_batch_size=PROMPTS_PER_STEP,
+        num_generations=GROUP,
+        max_prompt_length=MAX_PROMPT_TOKENS,
+        max_completion_length=NEW_TOKENS,
+        learning_rate=LEARNING_RATE,
+        beta=0.0,
+        temperature=1.0,
+        top_p=1.0,
+        top_k=None,
+        max_training_steps=steps,
+        num_train_epochs=1,
+        skip_apply_chat_template=True,
+        use_esurge_generation=False,
+        save_steps=None,
+        do_last_save=False,
+        report_steps=10**9,
+        log_steps=10**9,
+        use_wandb=False,
+        do_eval=False,
+    )
+    ds = Dataset.from_dict({"prompt": prompts(PROMPTS_PER_STEP * steps)})
+    trainer = ed.GRPOTrainer(
+        arguments=args, model=model, reward_funcs=reward, train_dataset=ds, processing_class=tok
+    )
+    sample_s: list[float] = []
+    gen = trainer.generate_unified
+
+    def timed_gen(*a, **k):
+        t = time.perf_counter()
+        out = gen(*a, **k)
+        jax.block_until_ready(out.completion_ids)
+        sample_s.append(time.perf_counter() - t)
+        return out
+
+    trainer.generate_unified = timed_gen
+    step_s: list[float] = []
+    step_cpu_s: list[float] = []
+    run_step = trainer._execute_train_step
+
+    def timed_step(*a, **k):
+        t, c = time.perf_counter(), time.process_time()
+        state, metrics, err = run_step(*a, **k)  # blocks until the update is done
+        if err is not None:  # EasyDeL catches it to save the state; a benchmark must not go on
+            raise err
+        step_s.append(time.perf_counter() - t)
+        step_cpu_s.append(time.process_time() - c)
+        return state, metrics, err
+
+    trainer._execute_train_step = timed_step
+    trainer.train()
+    if len(step_s) != steps:
+        raise RuntimeError(f"EasyDeL ran {len(step_s)} steps, {steps} were asked")
+    return _summary(
+        "easydel",
+        step_s,
+        step_cpu_s,
+        sample_s,
+        lengths,
+        {"versions": {p: md.version(p) for p in ("easydel", "eformer", "jax", "flax")}, "threads": 1},
+    )
+
+
+def worker_jaxrl(ckpt: str, steps: int) -> dict:
+    raise NotImplementedError("jaxrl runner: waits for GRPOConfig(model='hf:<dir>')")
+
+
+WORKERS = {"trl": worker_trl, "tunix": worker_tunix, "easydel": worker_easydel, "jaxrl": worker_jaxrl}
+
+
+# ----------------------------------------------------------------------------------------- driver
+def _uptime() -> str:
+    try:
+        return subprocess.run(["uptime"], capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def run_worker(python: str, name: str, ckpt: str, steps: int, timeout: float) -> dict:
+    """One framework in its own process; returns its JSON, or ``{"error": ...}``."""
+    out = os.path.join(tempfile.mkdtemp(), f"{name}.json")
+    cmd = [python, str(Path(__file__).resolve()), "--worker", name, "--ckpt", ckpt, "--steps", str(steps)]
+    cmd += ["--json-out", out]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    t0 = time.perf_counter()
+    load = os.getloadavg()
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    except subprocess.TimeoutExpired:
+        return {"framework": name, "error": f"timed out after {timeout:.0f} s", "load_avg_before": load}
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0 or not os.path.exists(out):
+        tail = (proc.stderr or proc.stdout)[-3000:]
+        return {
+            "framework": name,
+            "error": f"exit {proc.returncode}",
+            "stderr_tail": tail,
+            "load_avg_before": load,
+        }
+    with open(out) as f:
+        r = json.load(f)
+    r.update(process_wall_s=round(wall, 1), load_avg_before=load, load_avg_after=os.getloadavg())
+    return r
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
+    ap.add_argument("--ckpt", help="an existing checkpoint directory (default: write a fresh one)")
+    ap.add_argument("--json-out", help=argparse.SUPPRESS)
+    ap.add_argument("--steps", type=int, default=4, help="GRPO steps per run (the first is not timed)")
+    ap.add_argument("--rounds", type=int, default=1, help="rounds over the frameworks, order rotated")
+    ap.add_argument("--only", nargs="+", choices=FRAMEWORKS, default=list(FRAMEWORKS))
+    ap.add_argument("--jaxrl-python", default=sys.executable)
+    ap.add_argument("--trl-python", default="/work/venv/bin/python")
+    ap.add_argument("--tunix-python", default="/work/peers/tunix/bin/python")
+    ap.add_argument("--easydel-python", default="/work/peers/easydel/bin/python")
+    ap.add_argument("--timeout", type=float, default=1800, help="seconds per framework run")
+    ap.add_argument("--out", default="grpo_hf_vs_peers", help="results/<out>.json")
+    args = ap.parse_args()
+
+    if args.worker:
+        _one_thread_env()
+        if args.steps < 2:
+            raise SystemExit("--steps must be >= 2 (the first step compiles and is not timed)")
+        r = WORKERS[args.worker](args.ckpt, args.steps)
+        with open(args.json_out, "w") as f:
+            json.dump(r, f)
+        print(json.dumps(r))
+        return
+
+    ckpt = args.ckpt
+    info: dict = {}
+    if ckpt is None:
+        ckpt = tempfile.mkdtemp(prefix="grpo_hf_ckpt_")
+        code = f"import sys; sys.path.insert(0, {str(HERE)!r}); import grpo_hf_vs_peers as b; "
+        code += f"import json; print(json.dumps(b.make_checkpoint({ckpt!r})))"
+        proc = subprocess.run([args.trl_python, "-c", code], capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise SystemExit(f"could not write the checkpoint with {args.trl_python}:\n{proc.stderr[-3000:]}")
+        info = json.loads(proc.stdout.strip().splitlines()[-1])
+        print("checkpoint:", info, flush=True)
+    pythons = {
+        "jaxrl": args.jaxrl_python,
+        "trl": args.trl_python,
+        "tunix": args.tunix_python,
+        "easydel": args.easydel_python,
+    }
+    rows = []
+    order = list(args.only)
+    for rnd in range(args.rounds):
+        for name in order[rnd % len(order) :] + order[: rnd % len(order)]:
+            if not Path(pythons[name]).exists():
+                r = {"framework": name, "error": f"no interpreter at {pythons[name]}"}
+            else:
+                r = run_worker(pythons[name], name, ckpt, args.steps, args.timeout)
+            r.update(round=rnd, uptime=_uptime())
+            rows.append(r)
+            print(json.dumps({k: v for k, v in r.items() if k != "stderr_tail"}), flush=True)
+            if "error" in r:
+                print(r.get("stderr_tail", ""), flush=True)
+
+    def best(name: str) -> float | None:
+        vals = [r["completions_per_s"] for r in rows if r["framework"] == name and "error" not in r]
+        return max(vals) if vals else None
+
+    summary = {f"{n}_completions_per_s_best": best(n) for n in order}
+    if best("jaxrl") and best("trl"):
+        summary["jaxrl_over_trl"] = round(best("jaxrl") / best("trl"), 2)
+    print("summary:", json.dumps(summary), flush=True)
+    sys.path.insert(0, str(HERE))
+    import _harness as H
+
+    payload = {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "checkpoint": info or {"dir": ckpt},
+        "workload": {
+            "prompts_per_step": PROMPTS_PER_STEP,
+            "group_size": GROUP,
+            "new_tokens": NEW_TOKENS,
+            "learning_rate": LEARNING_RATE,
+            "beta": 0.0,
+            "temperature": 1.0,
+            "model_shape": MODEL_SHAPE,
+            "steps_per_run": args.steps,
+        },
+        "rows": rows,
+        "summary": summary,
+        "cpu": H.machine_info()["cpu"] if args.only else None,
+    }
+    print("wrote", H.write_json(args.out, payload))
+
+
+if __name__ == "__main__":
+    main()

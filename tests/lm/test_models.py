@@ -1,0 +1,82 @@
+"""jaxrl.lm's models against transformers: the committed tiny checkpoints' logits and greedy
+continuations (computed by transformers, see scripts/make_tiny_lm_checkpoints.py; no torch needed)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxrl.lm
+from jaxrl.networks import transformer
+
+from .conftest import FAMILIES, FIXTURES
+
+
+def _ref(family):
+    return np.load(FIXTURES / family / "reference.npz")
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_logits_match_transformers(family, loaded):
+    model, params, _ = loaded(family)
+    ref = _ref(family)
+    logits = np.asarray(jax.jit(model.apply)(params, jnp.asarray(ref["tokens"])))
+    assert logits.shape == ref["logits"].shape
+    np.testing.assert_allclose(logits, ref["logits"], atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_greedy_kv_cache_decoding_matches_transformers(family, loaded):
+    """Both prompts (different lengths) in one right-padded batch, 32 new tokens, KV cache on."""
+    model, params, tok = loaded(family)
+    ref = _ref(family)
+    prompts, lengths = jaxrl.lm.tokenizer.pad_batch([ref["prompt_0"], ref["prompt_1"]], tok.pad_id)
+    sample = transformer.make_sampler(model, max_new_tokens=32, eos_id=-1, pad_id=tok.pad_id, greedy=True)
+    out = sample(params, jnp.asarray(prompts), jnp.asarray(lengths), jax.random.key(0))
+    toks = np.asarray(out.tokens)
+    for row, n in enumerate(lengths):
+        np.testing.assert_array_equal(toks[row, n : n + 32], ref["greedy"][row])
+
+
+def test_features_are_the_hidden_states_the_head_reads(loaded):
+    model, params, _ = loaded("qwen2")
+    tokens = jnp.asarray(_ref("qwen2")["tokens"])
+    h = jax.jit(model.features)(params, tokens)
+    assert h.shape == (*tokens.shape, model.config.hidden_size)
+    np.testing.assert_allclose(jax.jit(model.unembed)(params, h), _ref("qwen2")["logits"], atol=1e-4)
+
+
+def test_left_padding_offset_gives_the_unpadded_logits(loaded):
+    """decode with offset: a row shifted right by k pad slots gets the logits of the unpadded row."""
+    for family in ("llama", "gpt2"):
+        model, params, _ = loaded(family)
+        tokens = jnp.asarray(_ref(family)["tokens"][:1, :8])
+        want = _ref(family)["logits"][:1, :8]
+        padded = jnp.concatenate([jnp.full((1, 3), 7, jnp.int32), tokens], axis=1)
+        cache = model.init_cache(1, 11)
+        got, _ = jax.jit(model.decode)(params, padded, cache, 0, jnp.asarray([3]))
+        np.testing.assert_allclose(got[:, 3:], want, atol=1e-4)
+
+
+def test_bfloat16_loading(loaded):
+    model, params, _ = jaxrl.lm.from_pretrained(FIXTURES / "llama", dtype="bfloat16")
+    assert all(x.dtype == jnp.bfloat16 for x in jax.tree.leaves(params))
+    ref = _ref("llama")
+    logits = np.asarray(jax.jit(model.apply)(params, jnp.asarray(ref["tokens"])), np.float32)
+    assert np.abs(logits - ref["logits"]).max() < 0.1 * np.abs(ref["logits"]).max()
+    # the checkpoint is stored in bfloat16: upcast to float32 it holds exactly the same values
+    _, p32, _ = loaded("llama")
+    jax.tree.map(lambda a, b: np.testing.assert_array_equal(np.asarray(a, np.float32), b), params, p32)
+
+
+def test_sizes_and_configs(loaded):
+    model, params, tok = loaded("qwen2")
+    cfg = model.config
+    assert cfg.family == "llama" and cfg.qkv_bias and not cfg.o_bias and cfg.tie_word_embeddings
+    # padded embedding: more rows than the tokenizer has ids (as Qwen2.5)
+    assert cfg.vocab_size == tok.vocab_size + 64
+    n = sum(x.size for x in jax.tree.leaves(params))
+    assert n == cfg.num_params() == 86304  # transformers' count (scripts/make_tiny_lm_checkpoints.py)
+    assert jaxrl.lm.read_config(FIXTURES / "qwen3").qk_norm
+    assert jaxrl.lm.read_config(FIXTURES / "mistral").sliding_window == 6
+    assert jaxrl.lm.read_config(FIXTURES / "llama").rope_type == "llama3"

@@ -1,0 +1,127 @@
+"""jaxrl.networks.conv: the CPU-layout convolution gives flax.linen.Conv's outputs and gradients (under
+jit, vmap and inside lax.scan), keeps its parameter tree, and its gradients stay in the canonical
+layout inside a rolled scan (the cause of the CPU slowdown it fixes)."""
+
+import re
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxrl.networks.cnn import ConvTorso
+from jaxrl.networks.conv import Conv, use_cpu_conv
+
+TOL = dict(rtol=2e-5, atol=2e-6)
+
+
+def flax_conv(features, kernel, stride):
+    return nn.Conv(features, (kernel, kernel), strides=(stride, stride), padding="VALID")
+
+
+def close(a, b):
+    jax.tree.map(lambda x, y: np.testing.assert_allclose(np.asarray(x), np.asarray(y), **TOL), a, b)
+
+
+# (H, W, C_in, features, kernel, stride): the three Nature-CNN layers, MinAtar's, and shapes where the
+# stride does not tile the input (rows/cols the forward pass never reads get zero gradient)
+CASES = [
+    (84, 84, 4, 32, 8, 4),
+    (20, 20, 32, 64, 4, 2),
+    (10, 10, 7, 16, 3, 1),
+    (11, 13, 3, 5, 3, 2),
+    (12, 10, 2, 3, 4, 3),
+]
+
+
+@pytest.mark.parametrize("h, w, c, features, kernel, stride", CASES)
+def test_gradients_equal_flax_conv_under_jit(h, w, c, features, kernel, stride):
+    key_p, key_x, key_t = jax.random.split(jax.random.key(h * w + stride), 3)
+    x = jax.random.normal(key_x, (3, h, w, c))
+    ref, ours = flax_conv(features, kernel, stride), Conv(features, kernel, stride, impl="cpu")
+    params = ref.init(key_p, x)
+    assert jax.tree.map(jnp.shape, ours.init(key_p, x)) == jax.tree.map(jnp.shape, params)
+    target = jax.random.normal(key_t, ref.apply(params, x).shape)
+
+    def loss(net):
+        return lambda p, x: jnp.sum(jnp.tanh(net.apply(p, x)) * target)  # a non-trivial dy
+
+    @jax.jit
+    def outputs_and_grads(params, x):
+        return [(n.apply(params, x), jax.grad(loss(n), argnums=(0, 1))(params, x)) for n in (ours, ref)]
+
+    (y_ours, g_ours), (y_ref, g_ref) = outputs_and_grads(params, x)
+    close(y_ours, y_ref)
+    close(g_ours, g_ref)
+    assert float(jnp.abs(g_ref[1]).max()) > 0 and float(jnp.abs(g_ref[0]["params"]["kernel"]).max()) > 0
+
+
+def torso_pair():
+    """ConvTorso with the CPU conv and with plain flax.linen.Conv (impl="lax"), two conv layers so the
+    input gradient of the second one is exercised, on 12x12x3 float images."""
+    convs = ((6, 4, 2), (5, 3, 1))
+    ours, ref = ConvTorso(convs, 8, conv_impl="cpu"), ConvTorso(convs, 8, conv_impl="lax")
+    x = jax.random.normal(jax.random.key(1), (4, 2, 12, 12, 3))  # [steps, batch, H, W, C]
+    params = ref.init(jax.random.key(0), x[0])
+    return ours, ref, params, x
+
+
+def sgd_scan(net, params, xs):
+    grad = jax.grad(lambda p, x: jnp.sum(net.apply(p, x) ** 2))
+
+    def body(p, x):
+        g = grad(p, x)
+        return jax.tree.map(lambda a, b: a - 1e-2 * b, p, g), g
+
+    return jax.lax.scan(body, params, xs)
+
+
+def test_torso_gradients_equal_under_vmap_and_inside_scan():
+    ours, ref, params, x = torso_pair()
+    # parameter trees are flax.linen.Conv's (Conv_0, Conv_1, Dense_0): checkpoints load either way
+    assert jax.tree.map(jnp.shape, ours.init(jax.random.key(0), x[0])) == jax.tree.map(jnp.shape, params)
+    assert sorted(params["params"]) == ["Conv_0", "Conv_1", "Dense_0"]
+
+    population = jax.vmap(lambda k: ref.init(k, x[0]))(jax.random.split(jax.random.key(2), 3))
+
+    @jax.jit
+    def everything(net, params, population, x):
+        grad = jax.grad(lambda p, x: jnp.sum(net.apply(p, x) ** 2))
+        return dict(
+            # inside a rolled lax.scan: 4 SGD steps, every step's gradient and the final parameters
+            scan=sgd_scan(net, params, x),
+            # vmap over the data (per-step gradients) and over the parameters (a population of 3 seeds)
+            vmap_data=jax.vmap(grad, (None, 0))(params, x),
+            vmap_params=jax.vmap(grad, (0, None))(population, x[0]),
+            # a vmapped population training inside a scan
+            vmap_scan=jax.vmap(lambda p: sgd_scan(net, p, x)[0])(population),
+        )
+
+    everything = jax.jit(everything.__wrapped__, static_argnums=0)
+    close(everything(ours, params, population, x), everything(ref, params, population, x))
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="XLA CPU layout check")
+def test_gradient_convs_keep_the_canonical_layout_inside_a_rolled_scan():
+    # The slowdown's cause: inside a while loop XLA CPU leaves lax's gradient convolutions in layouts
+    # (e.g. f01b_i01o->01bf) its fast Eigen kernel does not take; conv2d writes them as b01f_01io->b01f.
+    ours, ref, params, x = torso_pair()
+
+    def layouts(net):
+        hlo = jax.jit(lambda p, xs: sgd_scan(net, p, xs)).lower(params, x).compile().as_text()
+        return re.findall(r"convolution\(.*?dim_labels=(\S+?)[,\s}]", hlo)
+
+    ours_layouts = layouts(ours)
+    assert len(ours_layouts) == 5  # 2 forward, 2 kernel gradients, 1 input gradient (conv 2)
+    assert set(ours_layouts) == {"b01f_01io->b01f"}
+    assert set(layouts(ref)) != {"b01f_01io->b01f"}  # still true of plain lax: the fix is still needed
+
+
+def test_impl_choice():
+    assert use_cpu_conv("cpu") and not use_cpu_conv("lax")
+    assert use_cpu_conv("auto") == (jax.default_backend() == "cpu")
+    with pytest.raises(ValueError, match="conv impl"):
+        use_cpu_conv("fast")
+    with pytest.raises(ValueError, match="conv impl"):
+        ConvTorso(((4, 3, 1),), 8, conv_impl="cudnn").init(jax.random.key(0), jnp.zeros((5, 5, 1)))
