@@ -29,7 +29,6 @@ whole run: a part gets the smaller of its cap and what is left, and is skipped w
 from __future__ import annotations
 
 import argparse
-import importlib
 import importlib.metadata
 import importlib.util
 import json
@@ -195,11 +194,15 @@ def part_device(rec: Recorder, tiny: bool, deadline: float, want_gpu: bool) -> N
     for dist, mod in (("jaxlib", "jaxlib"), ("flax", "flax"), ("optax", "optax"), ("chex", "chex"),
                       ("gymnax", "gymnax"), ("envpool", "envpool"), ("numpy", "numpy"),
                       ("transformers", "transformers")):  # fmt: skip
+        spec = importlib.util.find_spec(mod)  # where it would be imported from, without importing it
+        if spec is None or spec.origin is None:
+            info[dist] = "not installed"
+            continue
         try:
-            where = Path(importlib.import_module(mod).__file__).parent.parent
-            info[dist] = f"{importlib.metadata.version(dist)} ({where})"
-        except Exception as e:  # noqa: BLE001 - a report, not a requirement
-            info[dist] = f"not importable: {type(e).__name__}: {e}"[:200]
+            version = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            version = "version unknown"
+        info[dist] = f"{version} ({Path(spec.origin).parent.parent})"
     try:
         smi = subprocess.run(
             ["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"],
@@ -303,7 +306,7 @@ def _anchored(rec: Recorder, name: str) -> None:
         projected_s_for_anchor_work=projected,
         ratio_vs_anchor=anchor_s / projected,
         ratio_note="anchor seconds / this run's projected seconds for the same env steps (>1: faster); "
-        "compilation excluded; different GPU than the anchor's",
+        "compilation excluded; the anchor's hardware differs",
     )
 
 
