@@ -144,10 +144,11 @@ def programs(
     inner_steps: int,
     aggregation: str,
     advantage_scale: str,
+    eos_ids: tuple[int, ...] = (),
 ) -> Programs:
     """Build (once per distinct static setting) the jitted sample / update / warm-up programs."""
     sample = transformer.make_sampler(
-        policy, max_new_tokens=max_new_tokens, eos_id=eos_id, pad_id=pad_id, top_k=top_k
+        policy, max_new_tokens=max_new_tokens, eos_id=eos_id, pad_id=pad_id, top_k=top_k, eos_ids=eos_ids
     )
 
     def loss_fn(params, hp, tokens, logp_old, mask, adv, logp_ref):
@@ -232,7 +233,15 @@ def _build_setup(cfg: Config) -> Setup:
     policy = _policy_model(cfg, task)
     new = cfg.max_new_tokens or task.max_new_tokens
     progs = programs(
-        policy, new, tok.eos_id, tok.pad_id, cfg.top_k, cfg.inner_steps, cfg.aggregation, cfg.advantage_scale
+        policy,
+        new,
+        tok.eos_id,
+        tok.pad_id,
+        cfg.top_k,
+        cfg.inner_steps,
+        cfg.aggregation,
+        cfg.advantage_scale,
+        tuple(getattr(tok, "eos_ids", ())),  # a checkpoint's tokenizer may stop at several ids
     )
     probe = task.sample_problems(np.random.default_rng(0), 256) + task.heldout_problems()
     width = max(len(tok.encode(p.prompt, bos=True)) for p in probe)
