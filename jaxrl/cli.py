@@ -342,26 +342,57 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _per_point(what: str, values: Any, members: list, swept: list, digits: int, note: str = "") -> list[str]:
+    """``values [M, k]`` -> one line (seeds pooled), or with a sweep one line per swept value."""
+    groups: dict[tuple, list[int]] = {}
+    for m, member in enumerate(members):
+        groups.setdefault(tuple(member[k] for k in swept), []).append(m)
+
+    def stats(rows: list[int]) -> str:
+        v = values[rows]
+        text = f"{v.mean():.{digits}f} +- {v.std():.{digits}f}"
+        if len(rows) > 1:
+            per = v.mean(axis=-1)
+            text += f" ({len(rows)} seeds; their means {per.min():.{digits}f} to {per.max():.{digits}f})"
+        return text
+
+    if not swept:
+        return [f"{what}: {stats(list(range(len(members))))}{note}"]
+    lines = [f"{what}{note}, per swept value:"]
+    for point, rows in groups.items():
+        head = ", ".join(
+            f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in zip(swept, point, strict=True)
+        )
+        lines.append(f"  {head}: {stats(rows)}")
+    return lines
+
+
 def summary_text(result: Any, plan: Any) -> str:
     """The final report of ``jaxrl train``."""
+    import numpy as np
+
     from jaxrl.runtime.progress import fmt_count
 
     n = len(result.members)
     pop = f" x {n} members" if n > 1 else ""
+    steps = plan.algo.presentation.steps_short
     lines = [
-        f"Done: {plan.description}: {result.env_steps:,.0f} env steps{pop} in {result.wall_time:.1f} s "
+        f"Done: {plan.description}: {result.env_steps:,.0f} {steps}{pop} in {result.wall_time:.1f} s "
         f"(compile {result.compile_time:.1f} s, training {result.train_time:.1f} s = "
-        f"{fmt_count(result.steps_per_second)} env steps/s, evaluation {result.eval_time:.1f} s)"
+        f"{fmt_count(result.steps_per_second)} {steps}/s, evaluation {result.eval_time:.1f} s)"
     ]
+    swept = [k for k in result.members[0] if k not in ("member", "seed")]
+    if result.eval_metric:
+        ((_, values),) = result.eval_metric.items()
+        what = plan.algo.presentation.eval_label
+        lines += _per_point(
+            f"Final {what}", np.asarray(values, np.float64)[:, None], result.members, swept, 3
+        )
     if result.eval_returns is not None:
-        import numpy as np
-
         e = np.asarray(result.eval_returns, np.float64)
-        line = f"Final greedy evaluation return: {e.mean():.2f} +- {e.std():.2f} ({e.shape[-1]} episodes"
-        if n > 1:
-            per = e.mean(axis=-1)
-            line += f" per member; members' means from {per.min():.2f} to {per.max():.2f}"
-        lines.append(line + ")")
+        lines += _per_point(
+            "Final greedy evaluation return", e, result.members, swept, 2, f" ({e.shape[-1]} episodes)"
+        )
     report = getattr(plan.algo, "report", None)
     if report is not None and n == 1:
         lines.append(str(report(plan.cfg, result.state)).rstrip())

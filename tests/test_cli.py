@@ -164,3 +164,39 @@ def test_absurd_learning_rate_exits_1_with_the_nan_message(tmp_path, capsys):
     assert rc == 1
     err = capsys.readouterr().err
     assert "Non-finite value" in err and "seed 0" in err and "learning_rate" in err
+
+
+def test_summary_gives_one_line_per_swept_value():
+    import types
+
+    import numpy as np
+
+    from jaxrl.algos import base
+
+    members = [
+        {"member": 2 * i + s, "seed": s, "learning_rate": lr}
+        for i, lr in enumerate((1e-3, 3e-3))
+        for s in (0, 1)
+    ]
+    # member means: lr 1e-3 -> 10, 20; lr 3e-3 -> 100, 300
+    returns = np.array([[9.0, 11.0], [19.0, 21.0], [100.0, 100.0], [300.0, 300.0]])
+    result = types.SimpleNamespace(
+        members=members,
+        env_steps=64.0,
+        wall_time=1.0,
+        compile_time=0.1,
+        train_time=0.5,
+        steps_per_second=128.0,
+        eval_time=0.1,
+        eval_returns=returns,
+        eval_metric=None,
+        run_dir=None,
+        state=None,
+    )
+    plan = types.SimpleNamespace(
+        description="ppo on CartPole-v1, 4 members", algo=base.algorithms()["ppo"], cfg=None
+    )
+    text = cli.summary_text(result, plan)
+    assert "Final greedy evaluation return (2 episodes), per swept value:" in text
+    assert "learning_rate=0.001: 15.00 +- 5.10 (2 seeds; their means 10.00 to 20.00)" in text
+    assert "learning_rate=0.003: 200.00 +- 100.00 (2 seeds; their means 100.00 to 300.00)" in text

@@ -25,6 +25,20 @@ from jaxrl import envs, rollout
 
 
 @dataclasses.dataclass(frozen=True)
+class Presentation:
+    """How a run of the algorithm reads in plots, progress bars and summaries."""
+
+    steps: str = "environment steps"  # what ``env_steps`` counts (the x axis)
+    steps_short: str = "env steps"  # the same in summaries
+    curve_label: str = "episode return"  # the y axis: ``episode_return``'s meaning
+    curve_short: str = "return"  # its name on the progress bar
+    #: a metrics field holding held-out evaluations (finite on evaluated iterations, NaN between),
+    #: written to eval.csv and summary.json by the driver; None: the driver's greedy env evaluation
+    eval_metric: str | None = None
+    eval_label: str = "greedy evaluation (mean return)"
+
+
+@dataclasses.dataclass(frozen=True)
 class Algorithm:
     """The functions of one algorithm, looked up by config type (``algorithm_for(cfg)``)."""
 
@@ -57,6 +71,8 @@ class Algorithm:
     #: ``state_template(cfg, key) -> state`` of ``jax.ShapeDtypeStruct`` leaves, for loading a saved state
     #: when ``init`` cannot be traced with ``jax.eval_shape`` (host-loop algorithms). Default: eval_shape(init).
     state_template: Callable[[Any, Any], Any] | None = None
+    #: axis labels and the evaluation metric of its runs (see :class:`Presentation`)
+    presentation: Presentation = Presentation()
 
 
 _REGISTRY: dict[str, Algorithm] = {}

@@ -96,9 +96,15 @@ def _class_source_lines(config_cls: type) -> list[str]:
     return []
 
 
+def _is_section_header(text: str) -> bool:
+    words = re.findall(r"[A-Za-z]+", text.split("(")[0])
+    return bool(words) and all(w.isupper() for w in words)
+
+
 def field_docs(config_cls: type) -> dict[str, str]:
     """``{field: comment}`` from the class source: a ``# comment`` on the field's line(s), or the
-    comment lines right above it."""
+    comment lines right above it (a section header, a comment whose words are all upper case, is not
+    part of a field's text)."""
     lines = _class_source_lines(config_cls)
     if not lines:
         return {}
@@ -109,7 +115,9 @@ def field_docs(config_cls: type) -> dict[str, str]:
     while i < len(lines):
         c = _COMMENT_LINE.match(lines[i])
         if c:
-            above.append(c.group(1).strip())
+            text = c.group(1).strip()
+            if not _is_section_header(text):
+                above.append(text)
             i += 1
             continue
         m = _FIELD_START.match(lines[i])

@@ -99,6 +99,9 @@ class RunResult:
     init_time: float = 0.0  # seconds to build (compile) the initial state and restore a checkpoint
     checkpoint_time: float = 0.0  # seconds spent handing checkpoints to orbax (it writes in the background)
     status: str = "finished"  # finished | nonfinite | interrupted
+    #: ``{name: [M] values}``: the newest held-out evaluation an algorithm reports in its metrics
+    #: (``Presentation.eval_metric``, e.g. GRPO's held-out accuracy); None when it has none
+    eval_metric: dict[str, list[float]] | None = None
 
     @property
     def steps_per_second(self) -> float:
@@ -243,7 +246,11 @@ def target_name(cfg: Any) -> str:
     task = getattr(cfg, "task", None)
     if task is None:
         return type(cfg).__name__
-    return task if isinstance(task, str) else str(getattr(task, "name", type(task).__name__))
+    if not isinstance(task, str):
+        return str(getattr(task, "name", type(task).__name__))
+    if task.startswith("jsonl:"):  # a file: its name
+        return os.path.splitext(os.path.basename(task[len("jsonl:") :]))[0]
+    return task.rpartition(":")[2]  # "module:attr" -> attr
 
 
 def prepare(
@@ -335,7 +342,10 @@ def prepare(
                     stacklevel=3,
                 )
             os.makedirs(run_dir, exist_ok=True)
-            _write_json(cfg_path, {**spec, "runtime": runtime, "jaxrl_version": _version()})
+            _write_json(
+                cfg_path,
+                {**spec, "runtime": runtime, "target": target_name(cfg), "jaxrl_version": _version()},
+            )
     elif resume:
         raise ValueError("resume=True needs the run's out_dir")
     return Plan(
@@ -446,10 +456,15 @@ def execute(
     checkpoint_every = rt["checkpoint_every"] if run_dir else 0
     chunk_size = rt["chunk_size"]
     spi = algo.steps_per_iteration(cfg) if algo.steps_per_iteration else None
-    bar = Progress(total, total * spi if spi else None, enabled=progress, stream=stream)
+    shown = algo.presentation
+    bar = Progress(
+        total, total * spi if spi else None, enabled=progress, stream=stream, value_name=shown.curve_short
+    )
 
     # INIT (and RESTORE)
     t_init = time.perf_counter()
+    if algo.host_loop:  # its init may run long host-side work (GRPO: a supervised warm-up)
+        bar.message(f"Initialising {plan.description}...")
     key = plan.key
     if population:
         seeds = plan.spec["seeds"]
@@ -497,6 +512,7 @@ def execute(
             wandb=wandb,
             wandb_config={**plan.spec, "runtime": rt},
             run_name=os.path.basename(run_dir),
+            eval_metric=shown.eval_metric,
         )
 
     # COMPILE: the evaluation program in a background thread (a copy of the state: chunks may donate
@@ -522,6 +538,7 @@ def execute(
         bar.message(f"Compiled in {compile_time:.1f} s")
 
     timers = {"train": 0.0, "eval": 0.0, "checkpoint": 0.0}
+    last_eval: np.ndarray | None = None  # the newest values of shown.eval_metric, [M]
     it = start
     env_steps = np.full(len(plan.members), float(start * spi) if spi else 0.0)
     stop = _StopFlag()
@@ -578,6 +595,13 @@ def execute(
                     log.flush()
                 if "env_steps" in rows:
                     env_steps = rows["env_steps"][:, -1].astype(np.float64)
+                if shown.eval_metric in rows:  # the algorithm's own held-out evaluations
+                    values = rows[shown.eval_metric].astype(np.float64)
+                    steps = rows.get("env_steps", np.zeros_like(values)).astype(np.float64)
+                    for j in np.flatnonzero(np.isfinite(values).all(axis=0)):
+                        last_eval = values[:, j]
+                        if log is not None:
+                            log.write_eval_metric(int(its[j]), steps[:, j], last_eval)
                 elapsed = time.perf_counter() - t
                 timers["train"] += elapsed
                 if len(bad):
@@ -587,6 +611,9 @@ def execute(
                 chunk_index += 1
                 if not chunk_size:  # aim at chunk_seconds per chunk, growing at most 4x at a time
                     n_next = int(max(1, min(capacity, 4 * n, chunk_seconds * n / max(elapsed, 1e-9))))
+                if algo.host_loop and chunk_index == 1 and it < total:
+                    # the first host-loop chunk compiled its programs: time the rest for the ETA
+                    bar.start(float(env_steps.mean()), iteration=it)
                 bar.update(it, float(env_steps.mean()), _recent_return(rows))
                 if host_callback is not None:
                     new = host_callback(ChunkInfo(it, total, float(env_steps.mean()), state, rows, run_dir))
@@ -631,6 +658,7 @@ def execute(
         init_time=init_time,
         checkpoint_time=timers["checkpoint"],
         eval_returns=eval_returns,
+        eval_metric={shown.eval_metric: last_eval.tolist()} if last_eval is not None else None,
     )
     if run_dir:
         save_state(os.path.join(run_dir, FINAL_STATE), state)
@@ -742,6 +770,9 @@ def _summary(r: RunResult) -> dict[str, Any]:
         "checkpoint_time_s": round(r.checkpoint_time, 3),
         "env_steps_per_second": round(r.steps_per_second, 1),
     }
+    if r.eval_metric:
+        ((name, per_member),) = r.eval_metric.items()
+        out["final_eval"] = {name: float(np.mean(per_member)), "per_member": per_member}
     if r.eval_returns is not None:
         e = np.asarray(r.eval_returns, np.float64)
         out["final_eval"] = {

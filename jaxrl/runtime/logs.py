@@ -99,7 +99,10 @@ class MetricsLog:
         wandb: bool = False,
         wandb_config: dict[str, Any] | None = None,
         run_name: str | None = None,
+        eval_metric: str | None = None,
     ):
+        """``eval_metric``: eval.csv holds this metric (one value per member and evaluation, see
+        :meth:`write_eval_metric`) instead of greedy episode returns."""
         self.run_dir = run_dir
         self.fields: list[str] = []  # set by the first write (the algorithm's metrics fields)
         self.members = list(members)  # [{"member": i, "seed": s, **swept}]
@@ -116,9 +119,17 @@ class MetricsLog:
         self._jsonl: Any = None
         self._summary: _CsvFile | None = None
         self._stat_fields: list[str] = []
+        self.eval_metric = eval_metric
         self._eval = _CsvFile(
             os.path.join(run_dir, EVAL_CSV),
-            ["iteration", "member", "seed", *self.swept, "env_steps", *EVAL_FIELDS],
+            [
+                "iteration",
+                "member",
+                "seed",
+                *self.swept,
+                "env_steps",
+                *([eval_metric] if eval_metric else EVAL_FIELDS),
+            ],
         )
         self._tb = _tensorboard(run_dir) if tensorboard else None
         self._wandb = _wandb(run_dir, wandb_config or {}, run_name) if wandb else None
@@ -222,6 +233,19 @@ class MetricsLog:
             self._tb.add_scalar("eval_return", mean, step)
         if self._wandb is not None:
             self._wandb.log({"eval_return": mean, "env_steps": step, "iteration": iteration}, step=iteration)
+
+    def write_eval_metric(self, iteration: int, env_steps: np.ndarray, values: np.ndarray) -> None:
+        """``env_steps [M]``, ``values [M]`` of ``eval_metric`` at ``iteration``."""
+        for m, member in enumerate(self.members):
+            head = [iteration, member["member"], member["seed"], *(member[k] for k in self.swept)]
+            self._eval.write(head + [_num(env_steps[m]), float(values[m])])
+        step, mean = int(np.mean(env_steps)), float(np.mean(values))
+        if self._tb is not None:
+            self._tb.add_scalar(f"eval/{self.eval_metric}", mean, step)
+        if self._wandb is not None:
+            self._wandb.log(
+                {f"eval/{self.eval_metric}": mean, "env_steps": step, "iteration": iteration}, step=iteration
+            )
 
     def flush(self) -> None:
         for f in (self._csv, self._summary, self._eval, self._jsonl):

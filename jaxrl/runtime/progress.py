@@ -43,6 +43,7 @@ class Progress:
         width: int = 24,
         interval: float = 10.0,
         start_iteration: int = 0,
+        value_name: str = "return",
     ):
         self.total = max(1, int(total_iterations))
         self.total_steps = total_env_steps
@@ -56,6 +57,7 @@ class Progress:
         self._steps0: float | None = None
         self._last_print = -math.inf
         self._drawn = False
+        self.value_name = value_name
 
     def message(self, text: str) -> None:
         """A line of its own (e.g. "compiling..."), not overwritten by the bar."""
@@ -67,10 +69,13 @@ class Progress:
         self.stream.write(text + "\n")
         self.stream.flush()
 
-    def start(self, env_steps: float = 0.0) -> None:
-        """Start the clock (after compilation, so rates and ETA describe training)."""
+    def start(self, env_steps: float = 0.0, *, iteration: int | None = None) -> None:
+        """Start the clock (after compilation, so rates and ETA describe training); ``iteration``: the
+        iterations already done, when restarting it after a first chunk that compiled."""
         self._t0 = time.perf_counter()
         self._steps0 = env_steps
+        if iteration is not None:
+            self._it0 = iteration
 
     def line(self, iteration: int, env_steps: float, recent_return: float | None) -> str:
         if self._t0 is None:
@@ -79,14 +84,14 @@ class Progress:
         frac = min(1.0, iteration / self.total)
         done_here = iteration - self._it0
         rate_it = done_here / elapsed if elapsed > 0 else 0.0
-        eta = (self.total - iteration) / rate_it if rate_it > 0 else math.inf
+        eta = (self.total - iteration) / rate_it if rate_it > 0 and done_here > 0 else math.inf
         sps = (env_steps - (self._steps0 or 0.0)) / elapsed if elapsed > 0 else 0.0
         filled = int(round(frac * self.width))
         bar = "#" * filled + "." * (self.width - filled)
         steps = fmt_count(env_steps) + (f"/{fmt_count(self.total_steps)}" if self.total_steps else "")
         ret = "   -" if recent_return is None or not math.isfinite(recent_return) else f"{recent_return:8.2f}"
         return (
-            f"[{bar}] {100 * frac:3.0f}%  steps {steps}  {fmt_count(sps)}/s  return {ret}  "
+            f"[{bar}] {100 * frac:3.0f}%  steps {steps}  {fmt_count(sps)}/s  {self.value_name} {ret}  "
             f"elapsed {fmt_duration(elapsed)}  ETA {fmt_duration(eta)}"
         )
 

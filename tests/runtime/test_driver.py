@@ -1,5 +1,7 @@
 """The chunked driver equals one ``jaxrl.train`` call; populations, NaN stop, Ctrl-C, host callbacks."""
 
+import dataclasses
+import io
 import json
 import os
 import signal
@@ -16,7 +18,7 @@ from runtime_tiny import CHUNK, ITERATIONS, leaves_equal, tiny_config
 import jaxrl
 from jaxrl import runtime
 from jaxrl.algos import base
-from jaxrl.runtime import chunks, logs
+from jaxrl.runtime import chunks, driver, logs
 
 
 def test_chunked_equals_unchunked_and_metrics_stream_to_csv(tmp_path):
@@ -258,3 +260,53 @@ def test_host_loop_nonfinite_parameters_stop_the_run(host_algo):
         runtime.NonFiniteError, match="episode_return = inf at update 3 of 6 .env steps 30., seed 0"
     ):
         runtime.run(_HConfig(scale=1e38), 0, None, chunk_size=4, progress=False)
+
+
+@base.metrics_type
+class _AccMetrics(NamedTuple):
+    episode_return: jax.Array
+    env_steps: jax.Array
+    accuracy: jax.Array  # NaN between evaluations, as GRPO's heldout_accuracy
+
+
+@struct.dataclass
+class _AccConfig(_HConfig):
+    pass
+
+
+def _acc_step(cfg, state):
+    it = int(state.iteration) + 1
+    acc = it / 10 if it % 3 == 0 else np.nan
+    new = _HState(state.params + 1.0, jnp.int32(it))
+    return new, _AccMetrics(jnp.float32(it), jnp.int32(8 * it), jnp.float32(acc))
+
+
+def test_an_algorithms_own_evaluation_goes_to_eval_csv_and_summary(tmp_path, monkeypatch):
+    from jaxrl import cli
+
+    algo = dataclasses.replace(
+        _HOST_ALGO,
+        name="hostloop-acc",
+        config=_AccConfig,
+        train_step=_acc_step,
+        presentation=base.Presentation(
+            steps="completions",
+            steps_short="completions",
+            curve_short="reward",
+            eval_metric="accuracy",
+            eval_label="held-out accuracy",
+        ),
+    )
+    monkeypatch.setitem(base._REGISTRY, algo.name, algo)
+    out = str(tmp_path / "acc")
+    stream = io.StringIO()
+    res = runtime.run(_AccConfig(), 0, out, chunk_size=2, plot=False, stream=stream)
+    ev = logs.read_csv(os.path.join(out, "eval.csv"))
+    assert list(ev["iteration"]) == [3, 6] and list(ev["accuracy"]) == pytest.approx([0.3, 0.6])
+    assert list(ev["env_steps"]) == [24, 48]
+    summary = json.load(open(os.path.join(out, "summary.json")))
+    assert summary["final_eval"]["accuracy"] == pytest.approx(0.6)
+    assert "Initialising hostloop-acc" in stream.getvalue() and "reward" in stream.getvalue()
+    plan = driver.prepare(_AccConfig(), 0, None)
+    text = cli.summary_text(res, plan)
+    assert "Final held-out accuracy: 0.600" in text and "completions" in text

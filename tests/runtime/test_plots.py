@@ -65,3 +65,51 @@ def test_plot_writes_a_png_overlaying_runs(tmp_path):
 def test_missing_run_dir_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="jaxrl run directory"):
         plots.curves(str(tmp_path))
+
+
+def test_band_is_a_95_percent_t_interval_of_the_mean(tmp_path):
+    (c,) = plots.curves(_fake_run(tmp_path / "a"))
+    # two seeds 4 apart: sample std 2 * sqrt(2), standard error 2, t(0.975, 1 dof) = 12.7062
+    half = 12.7062047 * 2.0
+    np.testing.assert_allclose(c["ci_lo"], np.array([12, 22, 32]) - half, rtol=1e-6)
+    np.testing.assert_allclose(c["ci_hi"], np.array([12, 22, 32]) + half, rtol=1e-6)
+    lo, hi = plots.t_interval(np.array([[1.0], [np.nan]]))  # one finite seed: no interval
+    assert lo[0] == hi[0] == 1.0
+
+
+def test_grpo_run_is_labelled_with_its_own_axes_and_accuracy(tmp_path):
+    pytest.importorskip("matplotlib")
+    path = tmp_path / "g"
+    path.mkdir()
+    (path / "config.json").write_text(
+        json.dumps({"algo": "grpo", "config": {"task": "x:rev"}, "target": "rev", "sweep": {}})
+    )
+    (path / "metrics.csv").write_text(
+        "iteration,member,seed,episode_return,env_steps\n1,0,0,0.1,32\n2,0,0,0.3,64\n"
+    )
+    (path / "eval.csv").write_text("iteration,member,seed,env_steps,heldout_accuracy\n2,0,0,64,0.75\n")
+    (c,) = plots.curves(str(path))
+    assert list(c["eval_y"]) == [0.75]
+    import matplotlib.pyplot as plt
+
+    seen = {}
+    real_savefig = plt.Figure.savefig
+
+    def spy(fig, *a, **k):
+        ax = fig.axes[0]
+        seen.update(
+            title=ax.get_title(),
+            x=ax.get_xlabel(),
+            y=ax.get_ylabel(),
+            legend=[t.get_text() for t in ax.get_legend().get_texts()],
+        )
+        return real_savefig(fig, *a, **k)
+
+    plt.Figure.savefig = spy
+    try:
+        plots.plot_runs([str(path)], str(tmp_path / "c.png"))
+    finally:
+        plt.Figure.savefig = real_savefig
+    assert seen["title"] == "GRPO on rev" and seen["x"] == "completions sampled"
+    assert seen["y"].startswith("reward") and "held-out greedy accuracy" in seen["y"]
+    assert any(t.startswith("dots: held-out greedy accuracy") for t in seen["legend"])

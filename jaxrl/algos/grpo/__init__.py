@@ -64,6 +64,14 @@ ALGORITHM = base.register(
         host_loop=True,
         report=trainer.report,
         state_template=state_template,
+        presentation=base.Presentation(
+            steps="completions sampled",
+            steps_short="completions",
+            curve_label="reward (mean over completions)",
+            curve_short="reward",
+            eval_metric="heldout_accuracy",
+            eval_label="held-out greedy accuracy",
+        ),
     )
 )
 

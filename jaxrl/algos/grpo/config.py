@@ -19,27 +19,19 @@ LR_SCHEDULES = ("constant", "linear")
 
 @struct.dataclass
 class Config:
-    """GRPO settings. Defaults: the TRL peer's addition set-up (GPT-2 shape 2x4x128, G = 8, 64 completions
-    per update, at most 4 new tokens, beta 0), with scarce demonstrations: the warm-up sees only 500 of
-    the 9,800 training problems (step size decayed to 0), GRPO then learns from fresh prompts scored by
-    the verifier (``benchmarks/grpo_demo.py``).
+    """GRPO settings: the task and its reward, the model, an optional supervised warm-up, and the GRPO
+    updates. One iteration samples ``group_size`` completions for each of ``oversample x
+    prompts_per_iteration`` prompts, scores them, keeps the ``prompts_per_iteration`` groups whose
+    rewards vary most and takes ``inner_steps`` clipped-ratio gradient steps on them. Dr. GRPO:
+    ``advantage_scale="none", aggregation="constant"``. The defaults learn the built-in ``addition`` task
+    from random weights with a warm-up on 500 demonstrations (why each default: benchmarks/RESULTS.md,
+    GRPO section)."""
 
-    Signal per update: a 64-completion policy gradient is mostly noise (over 16 batches: per-batch
-    gradient norm ~13, norm of their mean ~3.7) and ~55% of the groups have all-equal rewards (advantage
-    0, no gradient). So each iteration samples 16 prompts and updates on the 8 groups whose rewards vary
-    most (``oversample``; sampling 64 completions costs ~16 ms, an update ~35 ms), and the step size
-    peaks at 2e-4 and decays linearly to 0 (``lr_schedule``): the warmed-up model is sharp (N(0, 0.01)
-    noise on its weights drops held-out accuracy 0.645 -> 0.42) and Adam moves every weight by about the
-    step size whatever the signal, so a constant 1e-4 first lowered accuracy and constant 3e-4 collapsed,
-    while the decayed schedule moves fast early and ends settled. 1000 iterations, seed 1, sampled
-    held-out reward from 0.236: constant 3e-5 0.383, linear 1e-4 0.452, dynamic sampling at 3e-5 0.457,
-    both at 1e-4 0.584, both at 2e-4 0.643 (benchmarks/RESULTS.md, GRPO section)."""
-
-    # TASK, MODEL, REWARD
+    # TASK
     # a built-in task (addition | multiplication | pyfunc), "jsonl:<file>" (prompts and reference answers,
     # see the fields below), an importable "module:attr" naming a jaxrl.Task, or a jaxrl.Task object
     task: str | Task = struct.field(pytree_node=False, default="addition")
-    # JSONL TASKS (task="jsonl:<file>"; ignored by other tasks)
+    # JSONL TASKS: the settings below apply to task="jsonl:<file>" only
     prompt_field: str = struct.field(pytree_node=False, default="prompt")  # JSON key of the prompt
     answer_field: str = struct.field(pytree_node=False, default="answer")  # JSON key of the reference answer
     system_prompt: str = struct.field(pytree_node=False, default="")  # optional system turn ("": none)
@@ -47,6 +39,7 @@ class Config:
     # (text equal up to case/whitespace), "regex" (the reference is a regex that must match)
     verifier: str = struct.field(pytree_node=False, default="number")
     eval_file: str = struct.field(pytree_node=False, default="")  # held-out JSONL ("": 10% of the task file)
+    # MODEL AND REWARD
     # built-in transformer size (nano | tiny | small), "hf:<dir>" (a Hugging Face checkpoint directory,
     # loaded by jaxrl.lm with its own tokenizer, which then replaces the task's), or any PolicyModel
     model: str | transformer.PolicyModel = struct.field(pytree_node=False, default="tiny")
@@ -56,13 +49,17 @@ class Config:
     # (e.g. "rm:<run_dir>"), "0.9*task + 0.1*format:<regex>", or a callable(RewardBatch) -> [N] rewards
     reward: str | Callable = struct.field(pytree_node=False, default="task")
     # SUPERVISED WARM-UP (from random weights, on the task's demonstrations; 0 steps: none)
-    warmup_steps: int = struct.field(pytree_node=False, default=1500)  # gradient steps
-    warmup_batch: int = struct.field(pytree_node=False, default=64)  # demonstrations per step
-    warmup_demos: int = struct.field(pytree_node=False, default=500)  # distinct demonstrations drawn
+    # supervised gradient steps on the task's solutions (Problem.solution) before GRPO; 0: start GRPO
+    # from the model as it is (e.g. a pretrained checkpoint)
+    warmup_steps: int = struct.field(pytree_node=False, default=1500)
+    warmup_batch: int = struct.field(pytree_node=False, default=64)  # demonstrations per warm-up step
+    # how many distinct training problems the warm-up draws its demonstrations from (few = scarce
+    # demonstrations, which GRPO then improves on with verifier rewards on fresh prompts)
+    warmup_demos: int = struct.field(pytree_node=False, default=500)
     # step size over the warm-up: "constant" or "linear" (decayed to 0 at the last step)
     warmup_schedule: str = struct.field(pytree_node=False, default="linear")
-    # GRPO (2000 iterations by default: 1500 left seed 0 at 0.895)
-    num_iterations: int = struct.field(pytree_node=False, default=2000)  # iterations (~80 ms each here)
+    # GRPO
+    num_iterations: int = struct.field(pytree_node=False, default=2000)  # sample -> score -> update rounds
     group_size: int = struct.field(pytree_node=False, default=8)  # G answers per prompt
     prompts_per_iteration: int = struct.field(pytree_node=False, default=8)  # prompts per update
     # dynamic sampling (DAPO-style): sample oversample x prompts_per_iteration prompts and update on the
@@ -71,7 +68,8 @@ class Config:
     # gradient steps per sampled batch (TRL's num_iterations, the paper's mu): after the first, the
     # ratio pi / pi_old moves away from 1 and the clip (clip_eps_low / clip_eps_high) bounds the update
     inner_steps: int = struct.field(pytree_node=False, default=1)
-    max_new_tokens: int | None = struct.field(pytree_node=False, default=None)  # None: the task's
+    # completion budget in tokens, the closing <eos> included (a 3-digit answer needs 4); None: the task's
+    max_new_tokens: int | None = struct.field(pytree_node=False, default=None)
     top_k: int = struct.field(pytree_node=False, default=0)  # sample from the k most likely (0: all)
     # advantage = reward - group mean, divided by the group's std ("group", GRPO), the batch's ("batch"),
     # or not at all ("none"); with aggregation "constant" that is Dr. GRPO, the unbiased form
@@ -79,19 +77,23 @@ class Config:
     # loss over tokens: mean per answer then over answers ("sequence", GRPO), mean over all tokens
     # ("token", DAPO), or sum / (answers x max_new_tokens) ("constant", Dr. GRPO: no length bias)
     aggregation: str = struct.field(pytree_node=False, default="sequence")
-    ref_update_every: int = struct.field(pytree_node=False, default=0)  # 0: reference = warm-up policy
-    eval_every: int = struct.field(pytree_node=False, default=100)  # held-out greedy accuracy period
+    # the KL reference policy: 0 keeps the policy GRPO started from (after any warm-up); k > 0 replaces
+    # it by the current policy every k iterations
+    ref_update_every: int = struct.field(pytree_node=False, default=0)
+    # greedy accuracy on the task's held-out prompts every eval_every iterations (and at the end): the
+    # heldout_accuracy metric, eval.csv and summary.json
+    eval_every: int = struct.field(pytree_node=False, default=100)
     learning_rate: float = 2e-4  # Adam step size of the GRPO updates (the peak with lr_schedule="linear")
     # GRPO step size over the iterations: "constant" or "linear" (decayed to 0 at the last iteration)
     lr_schedule: str = struct.field(pytree_node=False, default="linear")
     warmup_learning_rate: float = 1e-3  # Adam step size of the warm-up
     beta: float = 0.0  # KL(pi || pi_ref) penalty weight (k3 estimator)
-    clip_eps_low: float = 0.2  # ratio clipped to [1 - clip_eps_low, 1 + clip_eps_high]
-    clip_eps_high: float = 0.2
+    clip_eps_low: float = 0.2  # ratio pi / pi_old clipped to [1 - clip_eps_low, 1 + clip_eps_high]
+    clip_eps_high: float = 0.2  # upper clip (DAPO's clip-higher: e.g. 0.28)
     temperature: float = 1.0  # sampling temperature (the policy's log-probs use it too)
     top_p: float = 1.0  # nucleus sampling mass
     max_grad_norm: float = 1.0  # global-norm gradient clip
-    advantage_eps: float = 1e-4  # added to the std in the advantage
+    advantage_eps: float = 1e-4  # added to the std that divides the advantages (advantage_scale group/batch)
 
     @property
     def batch_size(self) -> int:

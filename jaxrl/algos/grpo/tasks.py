@@ -107,7 +107,11 @@ class Task:
                 if p.prompt not in held:
                     break
             else:
-                raise ValueError(f"Task {self.name!r}: the generator only produces held-out prompts")
+                raise ValueError(
+                    f"Task {self.name!r}: the generator only produces held-out prompts (it made "
+                    f"{len(held)} distinct prompts and all are held out for evaluation); lower "
+                    f"Task.num_heldout (now {self.num_heldout}) or pass Task.heldout=[...]"
+                )
             out.append(p)
         return out
 
