@@ -230,3 +230,34 @@ def table(rows: Sequence[Timing], columns: Sequence[tuple[str, Callable[[Timing]
     for r in rows:
         out.append("| " + " | ".join(f(r) for _, f in cols) + " |")
     return "\n".join(out)
+
+
+def write_curve(path: Path, curve: Sequence[dict[str, Any]], ys: Sequence[str], title: str) -> None:
+    """A learning curve as ``path.csv`` (one row per point, every key of the points) and ``path.png``
+    (``ys`` against ``env_steps``); rewritten after every point so a cut-short run keeps its curve."""
+    import csv
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    keys = list(dict.fromkeys(k for point in curve for k in point))
+    with open(path.with_suffix(".csv"), "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        w.writerows(curve)
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for y in ys:
+        pts = [(c["env_steps"], c[y]) for c in curve if c.get(y) is not None]
+        if pts:
+            ax.plot(*zip(*pts, strict=True), marker="o", ms=3, label=y)
+    ax.set_xlabel("env steps")
+    ax.set_ylabel("return")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path.with_suffix(".png"), dpi=100)
+    plt.close(fig)

@@ -9,7 +9,7 @@ step, to fit a CPU budget, and Adam 2.5e-4 instead of RMSProp. Observations are 
 The run is cut in chunks (``--chunk`` env steps, each one jitted ``lax.scan`` of train steps; the same
 ``train_step`` as ``jaxrl.train``); after each chunk the script records the mean training return of
 the episodes that ended in it and a greedy evaluation, and rewrites the JSON, so a cut-short run
-keeps its curve.
+keeps its curve; the curve is also written as ``<out>.csv`` and ``<out>.png``.
 
     nice -n 10 python benchmarks/dqn_minatar.py --total-timesteps 1000000
 """
@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -26,8 +27,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-import jaxrl
-from jaxrl.algos import base
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _harness as H  # noqa: E402
+
+import jaxrl  # noqa: E402
+from jaxrl.algos import base  # noqa: E402
 
 SETTINGS = dict(
     num_envs=4,
@@ -84,6 +88,7 @@ def main() -> None:
             cfg, state.env.timestep.obs[0]
         ).bytes_per_transition,
         "machine": {"cpu_count": os.cpu_count(), "loadavg_at_start": os.getloadavg()},
+        "command": " ".join(["python", *sys.argv]),
         "note": "shared 2-core machine under load: wall times are noisy",
         "curve": [],
     }
@@ -107,11 +112,15 @@ def main() -> None:
             "epsilon": float(m.epsilon[-1]),
             "train_s": train_s,
             "wall_s": time.perf_counter() - t_start,  # incl. evaluations
+            "loadavg_1min": os.getloadavg()[0],
         }
         result["curve"].append(point)
         result["env_steps_per_s"] = point["env_steps"] / train_s
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=2))
+        H.write_curve(
+            out.with_suffix(""), result["curve"], ("train_return", "greedy_return"), result["benchmark"]
+        )
         print(json.dumps(point), flush=True)
 
 

@@ -19,7 +19,7 @@ The run is cut into chunks of ``--chunk`` env steps (one jitted ``lax.scan`` of 
 same program ``jaxrl.train`` runs); after each chunk the script records env steps/s, the mean training
 return of the episodes that ended, and rewrites the JSON, so a cut-short run keeps its curve. "Time to
 score" is the wall time (training only, compile excluded) of the first chunk whose mean return reaches
-``--target``. A greedy evaluation (``jaxrl.evaluate``: full games, raw score) runs at the end.
+``--target``. The curve is also written as ``<out>.csv``/``<out>.png`` after every chunk. A greedy evaluation (``jaxrl.evaluate``: full games, raw score) runs at the end.
 
     python benchmarks/envpool_train.py --preset ppo-pong --target 18                # GPU, full run
     nice -n 10 python benchmarks/envpool_train.py --preset ppo-pong --total-timesteps 20480 \
@@ -166,6 +166,7 @@ def main() -> None:
         "settings": {k: v for k, v in vars(cfg).items() if k not in ("env_params",)} | {"seed": args.seed},
         "machine": H.machine_info(),
         "frames_per_env_step": 4 if "Pong" in cfg.env or "Breakout" in cfg.env else 1,
+        "command": " ".join(["python", *sys.argv]),
         "curve": [],
         "time_to_target_s": None,
         "status": "running",
@@ -215,8 +216,10 @@ def main() -> None:
         ):
             result["time_to_target_s"] = train_s
             result["steps_to_target"] = steps
+        point["loadavg_1min"] = H.load_average()
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=2, default=float) + "\n")
+        H.write_curve(out.with_suffix(""), result["curve"], ("train_return",), result["benchmark"])
         print(json.dumps(point), flush=True)
         if result["status"] != "running":
             break

@@ -23,7 +23,9 @@ rotated between rounds, with the load average recorded before each run: the mach
 
 Interpreters: ``--trl-python`` (default ``/work/venv``: torch, transformers, trl),
 ``--tunix-python`` (``/work/peers/tunix``: ``pip install google-tunix``),
-``--easydel-python`` (``/work/peers/easydel``: ``pip install easydel``), ``--jaxrl-python``
+``--easydel-python`` (``/work/peers/easydel``: ``pip install easydel pillow torch==2.13.0``; EasyDeL
+0.3.0's model loading imports ``transformers`` model classes that need torch, its eSurge imports PIL; it
+pulls jax 0.9.2), ``--jaxrl-python``
 (this one). A framework whose interpreter is missing or whose run fails is recorded with its error.
 Writes ``benchmarks/results/grpo_hf_vs_peers.json``; figures go in ``benchmarks/RESULTS.md``.
 
@@ -499,7 +501,99 @@ def worker_easydel(ckpt: str, steps: int) -> dict:
 
 
 def worker_jaxrl(ckpt: str, steps: int) -> dict:
-    raise NotImplementedError("jaxrl runner: waits for GRPOConfig(model='hf:<dir>')")
+    """jaxrl's GRPO on the checkpoint: ``jaxrl.lm.from_pretrained`` gives the policy, its weights and
+    tokenizer; the task draws the shared prompts and the reward callable scores every completion
+    (finished or not, as the peers do). After the timed steps, sampling and the update are timed alone
+    (the split of a step)."""
+    _jax_one_thread()
+    import jax
+    import numpy as np
+
+    import jaxrl
+    import jaxrl.lm
+    from jaxrl.algos.grpo import trainer
+
+    model, params, tok = jaxrl.lm.from_pretrained(ckpt, dtype="float32")
+    pool = prompts(PROMPTS_PER_STEP * steps)
+    task = jaxrl.Task(
+        name="words",
+        tokenizer=tok,
+        generate=lambda rng: jaxrl.Problem(prompt=pool[int(rng.integers(len(pool)))]),
+        reward=lambda problem, text: reward_of(text),
+        max_new_tokens=NEW_TOKENS,
+        heldout=[jaxrl.Problem(prompt=prompts(1, seed=2)[0])],
+    )
+    cfg = jaxrl.GRPOConfig(
+        task=task,
+        model=model,
+        reward=lambda batch: [reward_of(t) for t in batch.texts],  # unfinished completions too
+        warmup_steps=0,
+        num_iterations=10**6,  # never reached: no final evaluation inside the timed steps
+        group_size=GROUP,
+        prompts_per_iteration=PROMPTS_PER_STEP,
+        oversample=1,
+        inner_steps=1,
+        max_new_tokens=NEW_TOKENS,
+        learning_rate=LEARNING_RATE,
+        lr_schedule="constant",
+        beta=0.0,
+        temperature=1.0,
+        eval_every=10**9,
+    )
+    state = trainer.init(cfg, jax.random.key(0))
+    opt = trainer.optimizer(cfg.learning_rate, cfg.max_grad_norm)
+    state = state._replace(params=params, ref_params=params, opt_state=opt.init(params))
+    step_s, step_cpu_s, lengths = [], [], []
+    for _ in range(steps):
+        t, c = time.perf_counter(), time.process_time()
+        state, m = trainer.train_step(cfg, state)
+        jax.block_until_ready(state.params)
+        step_s.append(time.perf_counter() - t)
+        step_cpu_s.append(time.process_time() - c)
+        lengths.append(float(m.completion_length))
+
+    # the split: the jitted sampler and update alone, on the last step's shapes
+    s = trainer.setup(cfg)
+    problems = s.task.sample_problems(np.random.default_rng(0), PROMPTS_PER_STEP)
+    pr, plen = trainer.encode_prompts(s, cfg, problems)
+    pr, plen = np.repeat(pr, GROUP, axis=0), np.repeat(plen, GROUP)
+    sample_cpu, update_cpu = [], []
+    for i in range(2):
+        c = time.process_time()
+        out = jax.block_until_ready(
+            s.programs.sample(state.params, pr, plen, jax.random.key(i), 1.0, 1.0, False)
+        )
+        sample_cpu.append(time.process_time() - c)
+        rewards = np.random.default_rng(i).random((PROMPTS_PER_STEP, GROUP)).astype(np.float32)
+        c = time.process_time()
+        jax.block_until_ready(
+            s.programs.update(
+                trainer.HParams.of(cfg),
+                state.params,
+                state.opt_state,
+                out.tokens,
+                out.log_probs,
+                out.completion_mask,
+                rewards,
+                None,
+                np.float32(1.0),
+            )
+        )
+        update_cpu.append(time.process_time() - c)
+    return _summary(
+        "jaxrl",
+        step_s,
+        step_cpu_s,
+        [],
+        lengths,
+        {
+            "versions": {"jax": jax.__version__, "jaxrl": getattr(jaxrl, "__version__", "main")},
+            "threads": 1,
+            "params": int(sum(x.size for x in jax.tree.leaves(params))),
+            "sample_cpu_s_alone": [round(x, 3) for x in sample_cpu],
+            "update_cpu_s_alone": [round(x, 3) for x in update_cpu],
+        },
+    )
 
 
 WORKERS = {"trl": worker_trl, "tunix": worker_tunix, "easydel": worker_easydel, "jaxrl": worker_jaxrl}

@@ -288,7 +288,8 @@ def _enable_compile_cache() -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from jaxrl import cpu
+    from jaxrl import cpu, sandbox
+    from jaxrl.algos import checks
     from jaxrl.runtime import checkpoint, driver
 
     try:  # before anything creates JAX's backends: XLA sizes its CPU thread pool then
@@ -342,6 +343,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     except driver.NonFiniteError as e:
         print(f"jaxrl train: stopped: {e}", file=sys.stderr)
         return 1
+    except checks.UserFunctionError as e:  # e.g. a GRPO reward function that raised
+        print(f"jaxrl train: stopped: {e}", file=sys.stderr)
+        return 1
+    except sandbox.SandboxUnavailable as e:  # a code-scored task on a machine without the sandbox
+        print(f"jaxrl train: error: {e}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         if args.quiet:
             print(

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxrl import envs, rollout
-from jaxrl.algos import base
+from jaxrl.algos import base, checks
 
 
 def evaluate(
@@ -43,6 +43,11 @@ def run_episodes(
 ) -> tuple[jax.Array, jax.Array]:
     """:func:`evaluate`'s returns ``[num_episodes]`` and the number of vector steps it took ``[]``."""
     algo = base.algorithm_for(cfg)
+    if int(num_episodes) < 1:
+        raise ValueError(f"evaluate: num_episodes must be a positive integer, got {num_episodes!r}")
+    if max_steps is not None and int(max_steps) < 1:
+        raise ValueError(f"evaluate: max_steps must be a positive integer, got {max_steps!r}")
+    checks.check_env_params(cfg)
     key = base.as_key(key)
     # evaluation=True: backends with training-only shaping (envpool Atari: episodic life, reward
     # clipping) return full-episode raw scores; other backends ignore it.
@@ -51,6 +56,8 @@ def run_episodes(
     k_reset, k_run = jax.random.split(key)
     carry = rollout.reset(env, k_reset)
     horizon = int(max_steps or env.max_episode_steps + 1)
+    if horizon < 1:  # an env whose own time limit is not positive
+        raise ValueError(f"{cfg.env}: the episode step limit is {env.max_episode_steps}; it must be positive")
     step_keys = jax.random.split(k_run, horizon)  # step t uses step_keys[t], however early the loop stops
 
     def step(c):

@@ -29,7 +29,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxrl.algos import base
+from jaxrl.algos import base, checks
 
 POP_AXIS = "pop"
 DATA_AXIS = "data"
@@ -104,7 +104,7 @@ def train_population(
     algo = base.algorithm_for(cfgs)
     first = jax.tree_util.tree_map(lambda x: x[0] if jnp.ndim(x) > 0 else x, cfgs) if stacked else cfgs
     _refuse_stateful_env(first, "train_population")
-    algo.validate(first)
+    checks.validate_config(first, algo.validate)
     total = -(-n // n_dev) * n_dev
     if total != n and not pad:
         raise ValueError(
@@ -199,7 +199,7 @@ def train_data_parallel(cfg: Any, key: Any, *, mesh: Mesh | None = None) -> tupl
     n_dev = mesh.shape[mesh.axis_names[0]]
     algo = base.algorithm_for(cfg)
     _refuse_stateful_env(cfg, "train_data_parallel")
-    algo.validate(cfg)
+    checks.validate_config(cfg, algo.validate)
     num_envs = getattr(cfg, "num_envs", None)
     if num_envs is not None and num_envs % n_dev:
         raise ValueError(f"num_envs ({num_envs}) must divide by the {n_dev} devices for data parallelism")

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxrl import envs, rollout
+from jaxrl.algos import checks
 
 
 @dataclasses.dataclass(frozen=True)
@@ -257,7 +258,7 @@ def train(cfg: Any, key: Any) -> tuple[Any, Any]:
     """Train any algorithm: ``init`` then ``lax.scan`` of ``train_step``. Traceable end to end (except
     ``host_loop`` algorithms, which loop in Python)."""
     algo = algorithm_for(cfg)
-    algo.validate(cfg)
+    checks.validate_config(cfg, algo.validate)
     state = algo.init(cfg, as_key(key))
     return run_iterations(algo, cfg, state, algo.num_iterations(cfg))
 

@@ -44,7 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxrl import cpu, parallel
-from jaxrl.algos import base
+from jaxrl.algos import base, checks
 from jaxrl.envs import registry
 from jaxrl.runtime import checkpoint, chunks, configs, logs
 from jaxrl.runtime.progress import Progress
@@ -287,7 +287,7 @@ def prepare(
     # CONFIGS: every member validated before anything is traced
     member_cfgs, points = configs.sweep_configs(cfg, sweep)
     for c in member_cfgs:
-        algo.validate(c)
+        checks.validate_config(c, algo.validate)
     num_iterations = int(algo.num_iterations(cfg))
     if num_iterations < 1:
         raise ValueError(
@@ -447,7 +447,47 @@ def execute(
     host_callback: Callable[[ChunkInfo], Any] | None = None,
     stream: Any = None,
 ) -> RunResult:
-    """Run a :func:`prepare`-d plan (see :func:`run`)."""
+    """Run a :func:`prepare`-d plan (see :func:`run`). A run that fails leaves a ``summary.json`` saying
+    how (``status``: ``error``/``interrupted``/``nonfinite``, ``error``: the exception), wherever it
+    failed: initialisation, compilation, a chunk or the final evaluation."""
+    path = os.path.join(plan.run_dir, SUMMARY_JSON) if plan.run_dir else None
+    before = _mtime(path)  # a resumed run's previous summary is replaced
+    try:
+        return _execute(
+            plan, chunk_seconds=chunk_seconds, progress=progress, tensorboard=tensorboard, wandb=wandb,
+            plot=plot, host_callback=host_callback, stream=stream,
+        )  # fmt: skip
+    except BaseException as e:
+        if path and os.path.isdir(plan.run_dir) and _mtime(path) == before:  # not written on the way out
+            status = "interrupted" if isinstance(e, KeyboardInterrupt) else "error"
+            _write_json(path, {"status": status, "iterations": None, "error": _describe(e)})
+        raise
+
+
+def _mtime(path: str | None) -> float | None:
+    try:
+        return os.stat(path).st_mtime_ns if path else None
+    except OSError:
+        return None
+
+
+def _describe(e: BaseException) -> str:
+    """``Type: message`` of an exception, at most 4000 characters (the summary of a failed run)."""
+    text = f"{type(e).__name__}: {e}"
+    return text if len(text) <= 4000 else text[:4000] + "..."
+
+
+def _execute(
+    plan: Plan,
+    *,
+    chunk_seconds: float,
+    progress: bool,
+    tensorboard: bool,
+    wandb: bool,
+    plot: bool,
+    host_callback: Callable[[ChunkInfo], Any] | None,
+    stream: Any,
+) -> RunResult:
     wall0 = time.perf_counter()
     algo, cfg, cfg_arg, rt = plan.algo, plan.cfg, plan.cfg_arg, plan.runtime
     population, total, run_dir = plan.population, plan.num_iterations, plan.run_dir
@@ -635,8 +675,8 @@ def execute(
     except NonFiniteError as e:
         close("nonfinite", **e.info)
         raise
-    except BaseException:
-        close("error")
+    except BaseException as e:
+        close("error", error=_describe(e))
         raise
 
     # FINISH: final checkpoint and evaluation, artifacts

@@ -126,7 +126,17 @@ class TestTrainAPI:
         mask[:, 8:] = 1.0
         logp_old = np.full((8, 12), -1.0, np.float32)
         rewards = np.array([[1.0, 0.0, 0.0, 1.0], [0.0, 1.0, 1.0, 1.0]], np.float32)
-        args = (trainer.HParams.of(cfg), state.params, state.opt_state, tokens, logp_old, mask, rewards, None)
+        args = (
+            trainer.HParams.of(cfg),
+            state.params,
+            None,
+            state.opt_state,
+            tokens,
+            logp_old,
+            mask,
+            rewards,
+            None,
+        )
         p0, o0, _ = s.programs.update(*args, np.float32(0.0))
         p1, o1, _ = s.programs.update(*args, np.float32(1.0))
         jax.tree_util.tree_map(np.testing.assert_array_equal, p0, state.params)

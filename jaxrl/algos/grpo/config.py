@@ -11,7 +11,7 @@ from jaxrl.algos import base
 from jaxrl.algos.grpo import jsonl, tasks
 from jaxrl.algos.grpo.tasks import Task
 from jaxrl.losses import grpo as grpo_losses
-from jaxrl.networks import transformer
+from jaxrl.networks import lora, transformer
 
 WARMUP_SCHEDULES = ("constant", "linear")
 LR_SCHEDULES = ("constant", "linear")
@@ -45,6 +45,13 @@ class Config:
     model: str | transformer.PolicyModel = struct.field(pytree_node=False, default="tiny")
     # model context (prompt + completion tokens) of a built-in model; an hf: model's is its checkpoint's
     max_len: int = struct.field(pytree_node=False, default=32)
+    # LoRA: 0 trains every weight; r > 0 trains rank-r adapters on the lora_targets kernels only (the
+    # optimizer holds just them; the KL reference is the same weights with the adapters off)
+    lora_rank: int = struct.field(pytree_node=False, default=0)
+    lora_alpha: float = struct.field(pytree_node=False, default=16.0)  # adapters scaled by alpha / rank
+    # module names whose dense kernels get adapters (Llama: q_proj k_proj v_proj o_proj gate_proj ...;
+    # the built-in transformer: qkv proj fc fc_out)
+    lora_targets: tuple[str, ...] = struct.field(pytree_node=False, default=lora.DEFAULT_TARGETS)
     # reward source: "task" (the task's verifier), "format:<regex>", "name:arg" of a registered source
     # (e.g. "rm:<run_dir>"), "0.9*task + 0.1*format:<regex>", or a callable(RewardBatch) -> [N] rewards
     reward: str | Callable = struct.field(pytree_node=False, default="task")
@@ -188,7 +195,7 @@ def validate(cfg: Config) -> None:
     ):
         if int(getattr(cfg, name)) <= 0:
             raise ValueError(f"GRPOConfig.{name} must be a positive integer, got {getattr(cfg, name)!r}")
-    for name in ("warmup_steps", "warmup_demos", "top_k", "ref_update_every"):
+    for name in ("warmup_steps", "warmup_demos", "top_k", "ref_update_every", "lora_rank"):
         if int(getattr(cfg, name)) < 0:
             raise ValueError(f"GRPOConfig.{name} must be >= 0, got {getattr(cfg, name)!r}")
     if cfg.group_size < 2:

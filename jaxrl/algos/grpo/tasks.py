@@ -12,6 +12,7 @@ A user task in a few lines (see also ``tests/algos/test_grpo_task_api.py``)::
         generate=generate,
         reward=lambda problem, text: float(text == problem.answer),
         max_new_tokens=4,
+        num_heldout=8,  # of the 27 possible prompts
     )
     state, metrics = jaxrl.train(jaxrl.GRPOConfig(task=reverse), key)
 
@@ -35,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxrl.algos.grpo import verifiers
+from jaxrl.algos.grpo import reward_checks, verifiers
 from jaxrl.algos.grpo.tokenizer import CharTokenizer
 
 
@@ -128,9 +129,9 @@ class Task:
         not parse (it returned ``None``) scores 0 and is flagged; an unfinished one gets
         ``unfinished_reward`` and is not flagged."""
         if self.batch_reward is not None:
-            raw = list(self.batch_reward(problems, texts))
+            raw = reward_checks.score_batch(self.name, self.batch_reward, problems, texts)
         else:
-            raw = [self.reward(p, t) for p, t in zip(problems, texts, strict=True)]
+            raw = reward_checks.score_each(self.name, self.reward, problems, texts)
         if len(raw) != len(texts):
             raise ValueError(
                 f"task {self.name!r}: the reward function gave {len(raw)} rewards for {len(texts)}"

@@ -1,0 +1,154 @@
+"""Config validation shared by every entry point (``jaxrl.train``, ``jaxrl.run``, the CLI, the parallel
+and population paths): the Python API is as strict as the command line.
+
+:func:`validate_config` checks, on the host and before anything is compiled:
+
+1. every field's value against its annotation (``int``, ``float``, ``bool``, ``str``, ``Literal``,
+   ``tuple[int, ...]``, ``X | None``): ``PPOConfig(num_envs=2.5)`` or ``total_timesteps="4096"`` is
+   refused with the field, the value and what to write instead;
+2. the environment's parameters (``env_params``): episode limits must be positive integers;
+3. the algorithm's own range checks (``Algorithm.validate``).
+
+Traced or stacked values (a vmapped sweep of tunable leaves) are skipped: they were checked per member.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import numbers
+import types
+import typing
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import numpy as np
+
+#: env parameter fields that bound an episode's length: positive integers
+EPISODE_LIMIT_FIELDS = ("max_steps_in_episode", "max_episode_steps")
+
+
+class ConfigTypeError(TypeError, ValueError):
+    """A config field holds a value of the wrong type (a ``ValueError`` too, so code catching bad
+    settings as ``ValueError``, as the CLI does, reports it the same way)."""
+
+
+def validate_config(cfg: Any, algo_validate: Callable[[Any], None]) -> None:
+    """Raise ``TypeError``/``ValueError`` naming the field and what to write, for any bad value in
+    ``cfg``; then run the algorithm's own checks ``algo_validate(cfg)``."""
+    check_field_types(cfg)
+    check_env_params(cfg)
+    algo_validate(cfg)
+
+
+# ------------------------------------------------------------------------------------- TYPES
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(cls)
+    except Exception:  # an annotation that does not resolve: nothing to check against
+        return {}
+
+
+def check_field_types(cfg: Any) -> None:
+    """Every concrete field value of the dataclass ``cfg`` matches its annotation."""
+    if not dataclasses.is_dataclass(cfg):
+        return
+    hints = _hints(type(cfg))
+    label = config_label(type(cfg))
+    for f in dataclasses.fields(cfg):
+        tp = hints.get(f.name)
+        if tp is None:
+            continue
+        v = getattr(cfg, f.name)
+        problem = _mismatch(tp, v)
+        if problem:
+            raise ConfigTypeError(f"{label}.{f.name} {problem}, got {v!r} ({type(v).__name__})")
+
+
+_PUBLIC_NAMES = {
+    "a2c": "A2CConfig", "dqn": "DQNConfig", "grpo": "GRPOConfig", "ppo": "PPOConfig",
+    "qlearning": "QLearningConfig", "reinforce": "ReinforceConfig", "reward_model": "RewardModelConfig",
+}  # fmt: skip
+
+
+def config_label(cls: type) -> str:
+    """The public name of an algorithm's ``Config`` (``PPOConfig``), as users write it."""
+    parts = cls.__module__.split(".")
+    if cls.__name__ == "Config" and "algos" in parts[:-1]:
+        return _PUBLIC_NAMES.get(parts[parts.index("algos") + 1], cls.__name__)
+    return cls.__name__
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool | np.bool_)
+
+
+def _is_array(v: Any) -> bool:
+    return isinstance(v, jax.Array | np.ndarray) and not isinstance(v, np.generic)
+
+
+def _mismatch(tp: Any, v: Any) -> str | None:
+    """What is wrong with ``v`` as a value of annotation ``tp`` (``None``: nothing, or not checkable)."""
+    if isinstance(v, jax.core.Tracer):
+        return None
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if v is None and type(None) in args:
+            return None
+        problems = [_mismatch(a, v) for a in args if a is not type(None)]
+        if any(p is None for p in problems):
+            return None
+        return problems[0] if len(problems) == 1 else f"must be {_name(tp)}"
+    if origin is typing.Literal:
+        return None if v in args else f"must be one of {', '.join(map(repr, args))}"
+    if origin in (tuple, list) and args and (len(args) == 1 or args[-1] is Ellipsis):
+        if not isinstance(v, tuple | list):
+            return f"must be a tuple of {_name(args[0])} (e.g. (64, 64))"
+        bad = [x for x in v if _mismatch(args[0], x)]
+        return f"must hold only {_name(args[0])} values" if bad else None
+    if tp is bool:
+        return None if isinstance(v, bool | np.bool_) or _is_array(v) else "must be True or False"
+    if tp is int:
+        if _is_int(v) or (_is_array(v) and np.issubdtype(v.dtype, np.integer)):
+            return None
+        if isinstance(v, float) and v.is_integer():
+            return f"must be an integer (write {int(v):_})"
+        return "must be an integer"
+    if tp is float:
+        ok = isinstance(v, numbers.Real) and not isinstance(v, bool | np.bool_)
+        return None if ok or _is_array(v) else "must be a number"
+    if tp is str:
+        return None if isinstance(v, str) else "must be a string"
+    return None
+
+
+def _name(tp: Any) -> str:
+    return tp.__name__ if isinstance(tp, type) else str(tp).replace("typing.", "")
+
+
+# -------------------------------------------------------------------------------- ENV PARAMS
+def check_env_params(cfg: Any) -> None:
+    """Episode limits in ``cfg.env_params`` are positive integers (a horizon of -1 used to train, then
+    fail in the final evaluation)."""
+    params = getattr(cfg, "env_params", None)
+    if params is None:
+        return
+    for name in EPISODE_LIMIT_FIELDS:
+        if not hasattr(params, name):
+            continue
+        v = getattr(params, name)
+        if isinstance(v, jax.core.Tracer) or (_is_array(v) and np.ndim(v) > 0):
+            continue
+        if not (_is_int(v) or (_is_array(v) and np.issubdtype(v.dtype, np.integer))) or int(v) <= 0:
+            raise ValueError(
+                f"env_params.{name} must be a positive integer (the episode's step limit), got {v!r}"
+            )
+
+
+# ---------------------------------------------------------------------------- USER FUNCTIONS
+class UserFunctionError(RuntimeError):
+    """A function the user passed in (a GRPO reward, ...) raised or returned something unusable; the
+    message names the function's owner and the input that triggered it. Runs stop on it cleanly (the
+    run directory's ``summary.json`` records it)."""
