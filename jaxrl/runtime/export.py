@@ -3,6 +3,7 @@
 The run must have trained an ``"hf:<dir>"`` model: its final policy parameters are written with
 :func:`jaxrl.lm.save_pretrained` next to the original checkpoint's config and tokenizer, so
 ``transformers.AutoModelForCausalLM.from_pretrained(OUT_DIR)`` (and vLLM) load the trained policy.
+A LoRA run's adapters are merged into the base weights first.
 """
 
 from __future__ import annotations
@@ -42,6 +43,11 @@ def export_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike, *, dtype:
             f"{run_dir} has no {driver.FINAL_STATE}: the run did not finish (resume it with "
             f"`jaxrl train --resume {run_dir}`)"
         )
+    from jaxrl.networks import lora
+
     cfg, state = driver.load_state(run_dir)
     policy, _, tokenizer = lm.resolve(cfg.model)
-    return lm.save_pretrained(out_dir, policy, state.params, tokenizer, dtype=dtype)
+    params = state.params
+    if isinstance(params, lora.LoRAParams):  # LoRA run: the adapters merged into the base kernels
+        params = lora.merge(params, cfg.lora_alpha / cfg.lora_rank)
+    return lm.save_pretrained(out_dir, policy, params, tokenizer, dtype=dtype)
