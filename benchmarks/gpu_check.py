@@ -273,9 +273,9 @@ def part_correctness(rec: Recorder, tiny: bool, deadline: float, want_gpu: bool)
 def _ppo_population(rec: Recorder, cfg, seeds: int, chunks: int, deadline: float) -> None:
     import jax
 
-    from jaxrl.algos import base
+    from jaxrl.algos import registry
 
-    algo = base.algorithm_for(cfg)
+    algo = registry.algorithm_for(cfg)
     algo.validate(cfg)
     per_chunk = cfg.num_updates // chunks
     steps_per_chunk = seeds * per_chunk * _steps_per_iteration(cfg)
@@ -289,7 +289,7 @@ def _ppo_population(rec: Recorder, cfg, seeds: int, chunks: int, deadline: float
     keys = jax.random.split(jax.random.key(0), seeds)
     state = _block(jax.jit(jax.vmap(lambda k: algo.init(cfg, k)))(keys))
     rec.update(init_s=time.perf_counter() - t0)
-    run = jax.vmap(lambda s: base.run_iterations(algo, cfg, s, per_chunk))
+    run = jax.vmap(lambda s: registry.run_iterations(algo, cfg, s, per_chunk))
     state, metrics = _chunked(rec, run, state, chunks, steps_per_chunk, deadline)
     if metrics is not None:
         rec.update(final_mean_return=_finite_mean(metrics.episode_return[:, -1]))
@@ -393,7 +393,7 @@ def part_dqn_minatar(rec: Recorder, tiny: bool, deadline: float, want_gpu: bool)
     import jax
 
     import jaxrl
-    from jaxrl.algos import base
+    from jaxrl.algos import registry
 
     sys.path.insert(0, str(HERE))
     from dqn_minatar import SETTINGS
@@ -411,14 +411,14 @@ def part_dqn_minatar(rec: Recorder, tiny: bool, deadline: float, want_gpu: bool)
         **settings,
     )
     rec.update(settings={**settings, "env": "Breakout-MinAtar", "total_timesteps": total})
-    algo = base.algorithm_for(cfg)
+    algo = registry.algorithm_for(cfg)
     algo.validate(cfg)
     per_chunk = max(1, chunk_steps // _steps_per_iteration(cfg))
     chunks = cfg.num_updates // per_chunk
     state = _block(jax.jit(lambda k: algo.init(cfg, k))(jax.random.key(0)))
     state, metrics = _chunked(
         rec,
-        lambda s: base.run_iterations(algo, cfg, s, per_chunk),
+        lambda s: registry.run_iterations(algo, cfg, s, per_chunk),
         state,
         chunks,
         per_chunk * _steps_per_iteration(cfg),
@@ -501,7 +501,7 @@ def part_envpool_pong(rec: Recorder, tiny: bool, deadline: float, want_gpu: bool
     import jax
 
     import jaxrl
-    from jaxrl.algos import base
+    from jaxrl.algos import registry
 
     sys.path.insert(0, str(HERE))
     from envpool_train import PPO_ATARI
@@ -518,12 +518,12 @@ def part_envpool_pong(rec: Recorder, tiny: bool, deadline: float, want_gpu: bool
         **settings,
     )
     rec.update(settings={**settings, "env": cfg.env, "measure_s": 60})
-    algo = base.algorithm_for(cfg)
+    algo = registry.algorithm_for(cfg)
     algo.validate(cfg)
     state = _block(jax.jit(lambda k: algo.init(cfg, k))(jax.random.key(0)))
     state, metrics = _chunked(  # 60 s of stepping after compilation, or less if the cap comes first
         rec,
-        lambda s: base.run_iterations(algo, cfg, s, per_chunk),
+        lambda s: registry.run_iterations(algo, cfg, s, per_chunk),
         state,
         updates // per_chunk,
         per_chunk * _steps_per_iteration(cfg),

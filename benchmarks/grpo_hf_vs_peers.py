@@ -503,8 +503,8 @@ def worker_easydel(ckpt: str, steps: int) -> dict:
 def worker_jaxrl(ckpt: str, steps: int) -> dict:
     """jaxrl's GRPO on the checkpoint: ``jaxrl.lm.from_pretrained`` gives the policy, its weights and
     tokenizer; the task draws the shared prompts and the reward callable scores every completion
-    (finished or not, as the peers do). After the timed steps, sampling and the update are timed alone
-    (the split of a step)."""
+    (finished or not, as the peers do). After the timed steps, sampling is timed alone
+    (the split of a step: the update and host work are the rest)."""
     _jax_one_thread()
     import jax
     import numpy as np
@@ -552,34 +552,17 @@ def worker_jaxrl(ckpt: str, steps: int) -> dict:
         step_cpu_s.append(time.process_time() - c)
         lengths.append(float(m.completion_length))
 
-    # the split: the jitted sampler and update alone, on the last step's shapes
+    # the split: the jitted sampler alone on a step's shapes (the update is the rest of the step)
     s = trainer.setup(cfg)
     problems = s.task.sample_problems(np.random.default_rng(0), PROMPTS_PER_STEP)
     pr, plen = trainer.encode_prompts(s, cfg, problems)
     pr, plen = np.repeat(pr, GROUP, axis=0), np.repeat(plen, GROUP)
-    sample_cpu, update_cpu = [], []
+    sample_cpu = []
     for i in range(2):
         c = time.process_time()
-        out = jax.block_until_ready(
-            s.programs.sample(state.params, pr, plen, jax.random.key(i), 1.0, 1.0, False)
-        )
+        jax.block_until_ready(s.programs.sample(state.params, pr, plen, jax.random.key(i), 1.0, 1.0, False))
         sample_cpu.append(time.process_time() - c)
-        rewards = np.random.default_rng(i).random((PROMPTS_PER_STEP, GROUP)).astype(np.float32)
-        c = time.process_time()
-        jax.block_until_ready(
-            s.programs.update(
-                trainer.HParams.of(cfg),
-                state.params,
-                state.opt_state,
-                out.tokens,
-                out.log_probs,
-                out.completion_mask,
-                rewards,
-                None,
-                np.float32(1.0),
-            )
-        )
-        update_cpu.append(time.process_time() - c)
+    step_cpu_med = statistics.median(step_cpu_s[1:])
     return _summary(
         "jaxrl",
         step_s,
@@ -591,7 +574,7 @@ def worker_jaxrl(ckpt: str, steps: int) -> dict:
             "threads": 1,
             "params": int(sum(x.size for x in jax.tree.leaves(params))),
             "sample_cpu_s_alone": [round(x, 3) for x in sample_cpu],
-            "update_cpu_s_alone": [round(x, 3) for x in update_cpu],
+            "update_and_host_cpu_s": round(step_cpu_med - min(sample_cpu), 3),
         },
     )
 
@@ -607,12 +590,15 @@ def _uptime() -> str:
         return ""
 
 
-def run_worker(python: str, name: str, ckpt: str, steps: int, timeout: float) -> dict:
-    """One framework in its own process; returns its JSON, or ``{"error": ...}``."""
+def run_worker(
+    python: str, name: str, ckpt: str, steps: int, timeout: float, pythonpath: str = str(ROOT)
+) -> dict:
+    """One framework in its own process (``pythonpath``: where it imports jaxrl from); returns its
+    JSON, or ``{"error": ...}``."""
     out = os.path.join(tempfile.mkdtemp(), f"{name}.json")
     cmd = [python, str(Path(__file__).resolve()), "--worker", name, "--ckpt", ckpt, "--steps", str(steps)]
     cmd += ["--json-out", out]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": pythonpath}
     t0 = time.perf_counter()
     load = os.getloadavg()
     try:
@@ -643,6 +629,11 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=1, help="rounds over the frameworks, order rotated")
     ap.add_argument("--only", nargs="+", choices=FRAMEWORKS, default=list(FRAMEWORKS))
     ap.add_argument("--jaxrl-python", default=sys.executable)
+    ap.add_argument(
+        "--jaxrl-root",
+        default=str(ROOT),
+        help="repository the jaxrl run imports jaxrl from (default: this one; e.g. another branch's worktree)",
+    )
     ap.add_argument("--trl-python", default="/work/venv/bin/python")
     ap.add_argument("--tunix-python", default="/work/peers/tunix/bin/python")
     ap.add_argument("--easydel-python", default="/work/peers/easydel/bin/python")
@@ -684,7 +675,10 @@ def main() -> None:
             if not Path(pythons[name]).exists():
                 r = {"framework": name, "error": f"no interpreter at {pythons[name]}"}
             else:
-                r = run_worker(pythons[name], name, ckpt, args.steps, args.timeout)
+                root = args.jaxrl_root if name == "jaxrl" else str(ROOT)
+                r = run_worker(pythons[name], name, ckpt, args.steps, args.timeout, root)
+                if name == "jaxrl":
+                    r["jaxrl_root"] = root
             r.update(round=rnd, uptime=_uptime())
             rows.append(r)
             print(json.dumps({k: v for k, v in r.items() if k != "stderr_tail"}), flush=True)

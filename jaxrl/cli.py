@@ -24,9 +24,9 @@ DEFAULT_ALGO = "ppo"
 
 # -------------------------------------------------------------------------------------- HELP
 def _algorithms() -> dict[str, Any]:
-    from jaxrl.algos import base
+    from jaxrl.algos import registry
 
-    return base.algorithms()
+    return registry.algorithms()
 
 
 def _env_names() -> list[str]:
@@ -205,8 +205,8 @@ class UsageError(Exception):
 # ------------------------------------------------------------------------------------ TRAIN
 def _build(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     """``(config, run keyword arguments)`` from the command line; nothing compiled."""
-    from jaxrl.algos import base
-    from jaxrl.runtime import configs, driver
+    from jaxrl.algos import registry
+    from jaxrl.runtime import configs, driver, rundir
 
     if args.resume:
         clash = [
@@ -240,7 +240,7 @@ def _build(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
         if args.algo and args.algo != spec.get("algo"):
             raise UsageError(f"--algo {args.algo} differs from the config's algorithm {spec.get('algo')!r}")
     algo_name = args.algo or spec.get("algo") or DEFAULT_ALGO
-    algo = base.get(algo_name)
+    algo = registry.get(algo_name)
     cfg = configs.from_dict(algo.config, spec["config"]) if spec else algo.config()
     if args.env:
         if not hasattr(cfg, "env"):
@@ -254,7 +254,7 @@ def _build(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     rt = spec.get("runtime", {})
     seed = args.seed if args.seed is not None else spec.get("key", {}).get("seed", 0)
     if spec.get("key") and "seed" not in spec["key"] and args.seed is None:
-        seed = driver.key_from_spec(spec["key"])
+        seed = rundir.key_from_spec(spec["key"])
     kw = {
         "key": seed,
         "seeds": args.seeds if args.seeds is not None else spec.get("seeds", 1),

@@ -65,3 +65,38 @@ json.dump(
     },
     sys.stdout,
 )
+
+if "full" not in sys.argv:  # the update alone
+    sys.exit(0)
+
+# the whole path through GRPOConfig(fsdp_devices=4): a sharded warm-up and a GRPO iteration
+cfg1 = cfg.replace(warmup_steps=10, warmup_batch=8, warmup_demos=32, num_iterations=2)
+cfg4 = cfg1.replace(fsdp_devices=4)
+jaxrl.algos.grpo.validate(cfg4)
+s1, s4 = trainer.init(cfg1, jax.random.key(1)), trainer.init(cfg4, jax.random.key(1))
+n1, m1 = trainer.train_step(cfg1, s1)
+n4, m4 = trainer.train_step(cfg4, s4)
+run_diff = max(
+    float(np.abs(np.asarray(a) - np.asarray(b)).max())
+    for a, b in zip(jax.tree.leaves(n1.params), jax.tree.leaves(n4.params), strict=True)
+)
+warm_moved = max(
+    float(np.abs(np.asarray(a) - np.asarray(b)).max())
+    for a, b in zip(jax.tree.leaves(s1.params), jax.tree.leaves(state.params), strict=True)
+)
+k4 = n4.params["params"]["block_0"]["fc"]["kernel"]
+print()
+json.dump(
+    {
+        "devices": len(jax.devices()),
+        "max_diff": diff,
+        "moved": moved,
+        "kernel_shards": len(kernel.sharding.device_set),
+        "kernel_shard_shape": list(kernel.addressable_shards[0].data.shape),
+        "run_diff": run_diff,
+        "warm_moved": warm_moved,
+        "run_kernel_shards": len(k4.sharding.device_set),
+        "rewards": [float(m1.reward), float(m4.reward)],
+    },
+    sys.stdout,
+)

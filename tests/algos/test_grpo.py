@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import jaxrl
-from jaxrl.algos import base, grpo
+from jaxrl.algos import grpo, registry
 from jaxrl.algos.grpo import trainer
 
 # a small, quick configuration (nano model, few prompts) for the API tests
@@ -63,7 +63,7 @@ class TestValidate:
         grpo.validate(SMALL.replace(task=task, warmup_steps=0))
 
     def test_registered(self):
-        algo = base.get("grpo")
+        algo = registry.get("grpo")
         assert algo.config is jaxrl.GRPOConfig and algo.host_loop and algo.report is not None
 
 
@@ -165,7 +165,7 @@ class TestTrainAPI:
         (sa, a1, a2), (sb, b1, b2) = runs
         jax.tree_util.tree_map(np.testing.assert_array_equal, sa.params, sb.params)
         assert (int(a1.env_steps), int(a2.env_steps)) == (16, 32)  # 4 prompts x 4 answers sampled
-        assert base.get("grpo").steps_per_iteration(cfg) == 16  # the progress bar's total counts the same
+        assert registry.get("grpo").steps_per_iteration(cfg) == 16  # the progress bar's total counts the same
         for m, n in ((a1, b1), (a2, b2)):
             assert float(m.reward) == float(n.reward) and float(m.loss) == float(n.loss)
             assert float(m.used_zero_std_fraction) <= float(m.zero_std_fraction)

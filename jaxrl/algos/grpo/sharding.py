@@ -10,6 +10,7 @@ on one device or many and gives the same update up to float summation order.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
@@ -19,6 +20,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 AXIS = "fsdp"
 
 
+@functools.cache
 def make_mesh(num_devices: int) -> Mesh:
     """A 1-D mesh over the first ``num_devices`` devices."""
     devices = jax.devices()

@@ -27,6 +27,7 @@ from jaxrl import optim, schedules
 from jaxrl.algos import base
 from jaxrl.algos.grpo import config as config_lib
 from jaxrl.algos.grpo import rewards as reward_sources
+from jaxrl.algos.grpo import sharding
 from jaxrl.algos.grpo import tasks as task_lib
 from jaxrl.algos.grpo.config import Config
 from jaxrl.losses import grpo as grpo_losses
@@ -157,15 +158,29 @@ def programs(
     inner_steps: int,
     aggregation: str,
     advantage_scale: str,
+    compute_dtype: str = "float32",
     eos_ids: tuple[int, ...] = (),
 ) -> Programs:
-    """Build (once per distinct static setting) the jitted sample / update / warm-up programs."""
-    sample = transformer.make_sampler(
+    """Build (once per distinct static setting) the jitted sample / update / warm-up programs.
+
+    ``compute_dtype="bfloat16"``: sampling and every forward/backward pass use a bfloat16 copy of the
+    float32 parameters (made inside the jitted programs; the optimizer updates the float32 ones); the
+    log-probabilities, and so the ratio, the KL and the loss, are computed in float32. ``eos_ids``: more
+    ids that end a completion (a checkpoint's tokenizer may have several)."""
+    cast = _caster(compute_dtype)
+    raw_sample = transformer.make_sampler(
         policy, max_new_tokens=max_new_tokens, eos_id=eos_id, pad_id=pad_id, top_k=top_k, eos_ids=eos_ids
     )
+    if compute_dtype == "float32":
+        sample = raw_sample
+    else:
+        cast_jit = jax.jit(cast)
+
+        def sample(params, *args):
+            return raw_sample(cast_jit(params), *args)
 
     def loss_fn(params, hp, tokens, logp_old, mask, adv, logp_ref):
-        logp = transformer.token_log_probs(policy, params, tokens, hp.temperature)
+        logp = transformer.token_log_probs(policy, cast(params), tokens, hp.temperature)
         return grpo_losses.grpo_loss(
             logp,
             logp_old,
@@ -204,7 +219,7 @@ def programs(
 
     @jax.jit
     def ref_log_probs(params, tokens, temperature):
-        return transformer.token_log_probs(policy, params, tokens, temperature)
+        return transformer.token_log_probs(policy, cast(params), tokens, temperature)
 
     @jax.jit
     def warmup_step(hp, trainable, frozen, opt_state, tokens, mask, batches, lr_scale):
@@ -217,7 +232,7 @@ def programs(
             idx, scale = inp
 
             def nll(t):
-                logp = transformer.token_log_probs(policy, lora.join(t, frozen), tokens[idx])
+                logp = transformer.token_log_probs(policy, cast(lora.join(t, frozen)), tokens[idx])
                 return -grpo_losses.aggregate(logp, mask[idx], "token")
 
             loss, grads = jax.value_and_grad(nll)(trainable)
@@ -229,6 +244,19 @@ def programs(
         return trainable, opt_state, losses
 
     return Programs(sample=sample, update=update, ref_log_probs=ref_log_probs, warmup_step=warmup_step)
+
+
+COMPUTE_DTYPES = ("float32", "bfloat16")
+
+
+def _caster(compute_dtype: str) -> Callable[[Any], Any]:
+    """``params -> params`` with floating leaves in ``compute_dtype`` (identity for float32)."""
+    if compute_dtype == "float32":
+        return lambda params: params
+    dtype = jnp.dtype(compute_dtype)
+    return lambda params: jax.tree.map(
+        lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x, params
+    )
 
 
 def setup(cfg: Config) -> Setup:
@@ -258,6 +286,7 @@ def _build_setup(cfg: Config) -> Setup:
         cfg.inner_steps,
         cfg.aggregation,
         cfg.advantage_scale,
+        cfg.compute_dtype,
         tuple(getattr(tok, "eos_ids", ())),  # a checkpoint's tokenizer may stop at several ids
     )
     probe = task.sample_problems(np.random.default_rng(0), 256) + task.heldout_problems()
@@ -452,6 +481,13 @@ def init(cfg: Config, key: jax.Array) -> State:
         init_accuracy=jnp.asarray(heldout_accuracy(cfg, params), jnp.float32),
         warmup_accuracy=jnp.full((), jnp.nan, jnp.float32),
     )
+    if cfg.fsdp_devices > 1:  # every later program runs sharded: XLA follows the inputs' placement
+        mesh = sharding.make_mesh(cfg.fsdp_devices)
+        state = state._replace(
+            params=sharding.shard_params(state.params, mesh),
+            opt_state=sharding.shard_params(state.opt_state, mesh),
+            warmup_opt_state=sharding.shard_params(state.warmup_opt_state, mesh),
+        )
     if cfg.warmup_steps > 0:
         demos = demonstrations(cfg, k_demo)
         state, _ = warmup(cfg, state, cfg.warmup_steps, k_batch, demos=demos, lr_scale=warmup_lr_scale(cfg))
@@ -487,6 +523,8 @@ def train_step(cfg: Config, state: State) -> tuple[State, Metrics]:
     problems = s.task.sample_problems(host_rng(k_prob), n_sampled)
     prompts, plen = encode_prompts(s, cfg, problems)
     prompts, plen = np.repeat(prompts, g, axis=0), np.repeat(plen, g)
+    if cfg.fsdp_devices > 1:  # data-parallel completions
+        prompts, plen = sharding.shard_batch((prompts, plen), sharding.make_mesh(cfg.fsdp_devices))
     out = s.programs.sample(state.params, prompts, plen, k_sample, cfg.temperature, cfg.top_p, False)
     tokens, mask, finished = jax.device_get((out.tokens, out.completion_mask, out.finished))
 
@@ -515,6 +553,10 @@ def train_step(cfg: Config, state: State) -> tuple[State, Metrics]:
     logp_ref = None
     if float(cfg.beta) != 0.0:
         logp_ref = s.programs.ref_log_probs(state.ref_params, upd_tokens, cfg.temperature)
+    if cfg.fsdp_devices > 1:
+        upd_tokens, upd_logp, upd_mask, logp_ref = sharding.shard_batch(
+            (upd_tokens, upd_logp, upd_mask, logp_ref), sharding.make_mesh(cfg.fsdp_devices)
+        )
     trainable, frozen = lora.split(state.params)
     trainable, opt_state, (loss, diag, gnorm) = s.programs.update(
         HParams.of(cfg),
