@@ -59,7 +59,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("algorithms", ["jaxrl.algos", "jaxrl.algos.*"]),  # registry matched first below
     ("registry", ["jaxrl.algos.registry"]),
     ("entry points", ["jaxrl.evaluation", "jaxrl.api", "jaxrl.parallel", "jaxrl.runtime.chunks"]),
-    ("runtime", ["jaxrl.runtime", "jaxrl.runtime.driver", "jaxrl.runtime.plots"]),
+    ("runtime", ["jaxrl.runtime", "jaxrl.runtime.driver", "jaxrl.runtime.plots", "jaxrl.runtime.export"]),
     ("interface", ["jaxrl.cli", "jaxrl"]),
 ]
 
@@ -115,15 +115,22 @@ def _layer(name: str) -> int:
     for i, (_, pats) in enumerate(LAYERS):
         if any(p.endswith(".*") and name.startswith(p[:-1]) for p in pats):
             return i
-    raise AssertionError(f"{name} is in no layer of tests/test_layers.py: add it where it belongs")
+    # A module not placed yet counts as the top layer: it may import anything, nothing may import it.
+    return len(LAYERS) - 1
 
 
 GRAPH = {name: _imports(path) - {name} for name, path in MODULES.items()}
 
 
-def test_every_module_has_a_layer():
-    for name in MODULES:
-        _layer(name)
+def test_every_module_is_placed_in_a_layer():
+    """New modules go in LAYERS; until then they count as the top layer (see _layer)."""
+    placed = {p for _, pats in LAYERS for p in pats}
+    unplaced = [
+        n
+        for n in MODULES
+        if n not in placed and not any(p.endswith(".*") and n.startswith(p[:-1]) for p in placed)
+    ]
+    assert not unplaced, f"add these modules to a layer in tests/test_layers.py: {unplaced}"
 
 
 def test_no_upward_import():

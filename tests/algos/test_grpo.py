@@ -171,10 +171,11 @@ class TestTrainAPI:
             assert float(m.used_zero_std_fraction) <= float(m.zero_std_fraction)
 
     def test_kl_reference_inner_steps_and_callable_reward(self):
-        # a callable reward (longer answers are better: unrelated to correctness) gives a signal from
-        # random weights; beta > 0 with a frozen reference: KL is measured; 3 inner steps move the ratio
+        # a callable reward (the sum of the completion's token ids: unrelated to correctness) gives a
+        # signal from random weights (answer lengths alone can tie in every group: no signal); beta > 0
+        # with a frozen reference: KL is measured; 3 inner steps move the ratio
         cfg = SMALL.replace(
-            reward=lambda b: b.completion_mask.sum(axis=1), warmup_steps=0, learning_rate=1e-3
+            reward=lambda b: (b.tokens * b.completion_mask).sum(axis=1), warmup_steps=0, learning_rate=1e-3
         )
         state0 = trainer.init(cfg, jax.random.key(1))
         state, m1 = trainer.train_step(cfg, state0)

@@ -48,12 +48,12 @@ def test_unknown_targets_are_a_clear_error():
         lora.init_adapters(jax.random.key(0), params, 0)
 
 
-def test_grpo_with_lora_trains_only_the_adapters():
+def test_grpo_with_lora_trains_only_the_adapters_then_exports(tmp_path):
     cfg = _cfg(
         lora_rank=4, lora_alpha=8.0, lora_targets=TARGETS, learning_rate=1e-2, warmup_learning_rate=1e-2
     )
-    _, base0, _ = jaxrl.lm.resolve(cfg.model)
-    state, metrics = jaxrl.train(cfg, jax.random.key(0))
+    model, base0, tok = jaxrl.lm.resolve(cfg.model)
+    state = jaxrl.run(cfg, 0, str(tmp_path / "run"), progress=False, plot=False).state
     assert isinstance(state.params, lora.LoRAParams)
     # the base weights are the checkpoint's, bit for bit; the adapters moved
     same = jax.tree.map(
@@ -69,6 +69,14 @@ def test_grpo_with_lora_trains_only_the_adapters():
     assert all(float(np.abs(np.asarray(x)).max()) == 0 for x in jax.tree.leaves(state.ref_params.adapters))
     base_leaf = lambda p: p.base["params"]["norm"]["scale"]  # noqa: E731
     assert base_leaf(state.ref_params) is base_leaf(state.params)
-    # export: a plain parameter tree of the checkpoint's structure
-    plain = trainer.export_params(cfg, state)
+    # the saved run reloads, and exports (adapters merged) to a checkpoint with the same logits
+    cfg2, saved = jaxrl.load_state(str(tmp_path / "run"))
+    for a, b in zip(jax.tree.leaves(saved.params), jax.tree.leaves(state.params), strict=True):
+        np.testing.assert_array_equal(a, b)
+    plain = trainer.export_params(cfg2, saved)
     assert jax.tree.structure(plain) == jax.tree.structure(base0)
+    jaxrl.lm.save_pretrained(tmp_path / "export", model.config, plain, tok)
+    model2, params2, _ = jaxrl.lm.from_pretrained(tmp_path / "export")
+    tokens = jnp.asarray([[1, 2, 3, 4, 5]], jnp.int32)
+    wrapped = trainer.setup(cfg).policy
+    np.testing.assert_allclose(model2.apply(params2, tokens), wrapped.apply(saved.params, tokens), atol=1e-6)

@@ -159,15 +159,17 @@ def programs(
     aggregation: str,
     advantage_scale: str,
     compute_dtype: str = "float32",
+    eos_ids: tuple[int, ...] = (),
 ) -> Programs:
     """Build (once per distinct static setting) the jitted sample / update / warm-up programs.
 
     ``compute_dtype="bfloat16"``: sampling and every forward/backward pass use a bfloat16 copy of the
     float32 parameters (made inside the jitted programs; the optimizer updates the float32 ones); the
-    log-probabilities, and so the ratio, the KL and the loss, are computed in float32."""
+    log-probabilities, and so the ratio, the KL and the loss, are computed in float32. ``eos_ids``: more
+    ids that end a completion (a checkpoint's tokenizer may have several)."""
     cast = _caster(compute_dtype)
     raw_sample = transformer.make_sampler(
-        policy, max_new_tokens=max_new_tokens, eos_id=eos_id, pad_id=pad_id, top_k=top_k
+        policy, max_new_tokens=max_new_tokens, eos_id=eos_id, pad_id=pad_id, top_k=top_k, eos_ids=eos_ids
     )
     if compute_dtype == "float32":
         sample = raw_sample
@@ -285,6 +287,7 @@ def _build_setup(cfg: Config) -> Setup:
         cfg.aggregation,
         cfg.advantage_scale,
         cfg.compute_dtype,
+        tuple(getattr(tok, "eos_ids", ())),  # a checkpoint's tokenizer may stop at several ids
     )
     probe = task.sample_problems(np.random.default_rng(0), 256) + task.heldout_problems()
     width = max(len(tok.encode(p.prompt, bos=True)) for p in probe)
