@@ -261,3 +261,51 @@ def write_curve(path: Path, curve: Sequence[dict[str, Any]], ys: Sequence[str], 
     fig.tight_layout()
     fig.savefig(path.with_suffix(".png"), dpi=100)
     plt.close(fig)
+
+
+def time_vmapped_training(
+    framework: str,
+    train: Callable[[Any], Any],
+    returns: Callable[[Any, Any], Any],
+    steps_per_seed: int,
+    seeds: int,
+    repeats: int,
+    threads: int,
+) -> Timing:
+    """``jax.jit(jax.vmap(train))`` over ``seeds`` keys: compile (``lower().compile()``) and ``repeats``
+    timed calls (no warm-up call: one call is minutes long), then ``returns(state, key)`` of every seed's
+    final state (mean and spread over seeds in ``extra``). For the peer comparisons, where each framework
+    runs this in its own interpreter; call :func:`set_cpu_threads` first."""
+    import jax
+    import numpy as np
+
+    batched = jax.jit(jax.vmap(train))
+    keys = lambda i: jax.random.split(jax.random.key(i), seeds)
+    c0, t = time.process_time(), time.perf_counter()
+    compiled = batched.lower(keys(0)).compile()
+    compile_s, compile_cpu_s = time.perf_counter() - t, time.process_time() - c0
+    runs, cpus = [], []
+    for i in range(repeats):
+        c0, t0 = time.process_time(), time.perf_counter()
+        states = jax.block_until_ready(compiled(keys(i)))
+        runs.append(time.perf_counter() - t0)
+        cpus.append(time.process_time() - c0)
+    ret = np.asarray(jax.jit(jax.vmap(returns, in_axes=(0, None)))(states, jax.random.key(1234)))
+    per_seed = ret.mean(axis=1)
+    best = int(np.argmin(runs))
+    return Timing(
+        name=f"{framework} {seeds} seed(s), " + (f"{threads} cpu thread(s)" if threads else "XLA threads"),
+        compile_s=compile_s,
+        run_best_s=runs[best],
+        run_median_s=float(np.median(runs)),
+        cpu_best_s=cpus[best],
+        runs_s=runs,
+        steps=steps_per_seed * seeds,
+        extra={
+            "compile_cpu_s": compile_cpu_s,
+            "cpu_threads": threads,
+            "eval_return_mean": float(per_seed.mean()),
+            "eval_return_std_over_seeds": float(per_seed.std()),
+            "eval_return_per_seed": per_seed.tolist(),
+        },
+    )

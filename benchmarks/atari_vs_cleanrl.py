@@ -36,22 +36,22 @@ import cleanrl_atari  # noqa: E402
 from envpool_train import DQN_ATARI, PPO_ATARI  # noqa: E402
 
 import jaxrl  # noqa: E402
-from jaxrl.algos import base  # noqa: E402
+from jaxrl.algos import registry  # noqa: E402
 from jaxrl.envs import envpool as ep  # noqa: E402
 
 
 class JaxrlRunner:
-    """``jaxrl``'s own program (``base.run_iterations``: the scan ``jaxrl.train`` runs), ``chunk`` env
+    """``jaxrl``'s own program (``registry.run_iterations``: the scan ``jaxrl.train`` runs), ``chunk`` env
     steps per compiled call."""
 
     def __init__(self, cfg, chunk: int, seed: int):
-        self.algo = base.algorithm_for(cfg)
+        self.algo = registry.algorithm_for(cfg)
         self.algo.validate(cfg)
         per_it = self.algo.steps_per_iteration(cfg)
         self.per_call = max(1, chunk // per_it) * per_it
         n = self.per_call // per_it
         self.state = jax.jit(lambda k: self.algo.init(cfg, k))(jax.random.key(seed))
-        self.run = jax.jit(lambda s: base.run_iterations(self.algo, cfg, s, n)).lower(self.state).compile()
+        self.run = jax.jit(lambda s: registry.run_iterations(self.algo, cfg, s, n)).lower(self.state).compile()
 
     def advance(self, steps: int) -> None:
         for _ in range(max(1, -(-steps // self.per_call))):

@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _harness as H  # noqa: E402
 
 import jaxrl  # noqa: E402
-from jaxrl.algos import base  # noqa: E402
+from jaxrl.algos import registry  # noqa: E402
 
 RUNS = {
     # The defaults: 8 whole episodes per update, normalised reward-to-go, no baseline, 1M steps.
@@ -48,7 +48,7 @@ RUNS = {
 
 
 def run(name: str, cfg, seeds: int, repeats: int) -> H.Timing:
-    algo = base.algorithm_for(cfg)
+    algo = registry.algorithm_for(cfg)
     steps = seeds * algo.num_iterations(cfg) * algo.steps_per_iteration(cfg)
     train = jax.vmap(jaxrl.train, in_axes=(None, 0))
     timing, (states, metrics) = H.measure(

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -107,40 +106,8 @@ def rejax_problem(timesteps: int):
 def worker(framework: str, timesteps: int, seeds: int, repeats: int, threads: int) -> dict:
     """Runs in the framework's own interpreter; returns the JSON document the parent reads."""
     H.set_cpu_threads(threads)  # before the first JAX computation
-    import jax
-    import numpy as np
-
     train, returns, steps = (jaxrl_problem if framework == "jaxrl" else rejax_problem)(timesteps)
-    batched = jax.jit(jax.vmap(train))
-    keys = lambda i: jax.random.split(jax.random.key(i), seeds)
-    c0, t = time.process_time(), time.perf_counter()
-    compiled = batched.lower(keys(0)).compile()
-    compile_s, compile_cpu_s = time.perf_counter() - t, time.process_time() - c0
-    runs, cpus = [], []
-    for i in range(repeats):
-        c0, t0 = time.process_time(), time.perf_counter()
-        states = jax.block_until_ready(compiled(keys(i)))
-        runs.append(time.perf_counter() - t0)
-        cpus.append(time.process_time() - c0)
-    ret = np.asarray(jax.jit(jax.vmap(returns, in_axes=(0, None)))(states, jax.random.key(1234)))
-    per_seed = ret.mean(axis=1)
-    best = int(np.argmin(runs))
-    timing = H.Timing(
-        name=f"{framework} {seeds} seed(s), " + (f"{threads} cpu thread(s)" if threads else "XLA threads"),
-        compile_s=compile_s,
-        run_best_s=runs[best],
-        run_median_s=float(np.median(runs)),
-        cpu_best_s=cpus[best],
-        runs_s=runs,
-        steps=steps * seeds,
-        extra={
-            "compile_cpu_s": compile_cpu_s,
-            "cpu_threads": threads,
-            "eval_return_mean": float(per_seed.mean()),
-            "eval_return_std_over_seeds": float(per_seed.std()),
-            "eval_return_per_seed": per_seed.tolist(),
-        },
-    )
+    timing = H.time_vmapped_training(framework, train, returns, steps, seeds, repeats, threads)
     return {"timing": timing.as_dict()}
 
 

@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _harness as H  # noqa: E402
 
 import jaxrl  # noqa: E402
-from jaxrl.algos import base  # noqa: E402
+from jaxrl.algos import registry  # noqa: E402
 
 SETTINGS = dict(
     num_envs=4,
@@ -69,11 +69,11 @@ def main() -> None:
         exploration_fraction=min(1.0, 100_000 / args.total_timesteps),
         **SETTINGS,
     )
-    algo = base.algorithm_for(cfg)
+    algo = registry.algorithm_for(cfg)
     algo.validate(cfg)
     per_chunk = max(1, args.chunk // cfg.env_steps_per_iteration)
     n_chunks = cfg.num_updates // per_chunk
-    run_chunk = jax.jit(lambda s: base.run_iterations(algo, cfg, s, per_chunk))
+    run_chunk = jax.jit(lambda s: registry.run_iterations(algo, cfg, s, per_chunk))
     evaluate = jax.jit(lambda s, k: jaxrl.evaluate(cfg, s, k, num_episodes=args.eval_episodes))
 
     state = jax.jit(lambda k: algo.init(cfg, k))(jax.random.key(args.seed))

@@ -1,7 +1,7 @@
 """MinAtar DQN env steps/s with the plain ``lax`` convolution (jaxrl before #22) against
 ``jaxrl.networks.conv`` (the CPU default now), in one process, alternating timed windows.
 
-Both programs are ``base.run_iterations`` (the scan ``jaxrl.train`` runs) with ``dqn_minatar.py``'s
+Both programs are ``registry.run_iterations`` (the scan ``jaxrl.train`` runs) with ``dqn_minatar.py``'s
 settings, learning from step ``--learning-starts`` on; the "lax" one is traced with
 ``jaxrl.networks.conv.use_cpu_conv`` forced off, which is what ``conv_impl="lax"`` selects.
 
@@ -24,17 +24,17 @@ import _harness as H  # noqa: E402
 from dqn_minatar import SETTINGS  # noqa: E402
 
 import jaxrl  # noqa: E402
-from jaxrl.algos import base  # noqa: E402
+from jaxrl.algos import registry  # noqa: E402
 from jaxrl.networks import conv  # noqa: E402
 
 
 def compiled_chunk(cfg, per_chunk: int, impl: str):
-    algo = base.algorithm_for(cfg)
+    algo = registry.algorithm_for(cfg)
     real = conv.use_cpu_conv
     conv.use_cpu_conv = lambda _impl: impl == "cpu"  # only read while tracing
     try:
         state = jax.jit(lambda k: algo.init(cfg, k))(jax.random.key(0))
-        run = jax.jit(lambda s: base.run_iterations(algo, cfg, s, per_chunk)).lower(state).compile()
+        run = jax.jit(lambda s: registry.run_iterations(algo, cfg, s, per_chunk)).lower(state).compile()
     finally:
         conv.use_cpu_conv = real
     return run, state

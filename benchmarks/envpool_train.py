@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _harness as H  # noqa: E402
 
 import jaxrl  # noqa: E402
-from jaxrl.algos import base  # noqa: E402
+from jaxrl.algos import registry  # noqa: E402
 from jaxrl.envs import envpool as ep  # noqa: E402
 
 PPO_ATARI = dict(
@@ -152,13 +152,13 @@ def main() -> None:
     out = Path(args.out or H.RESULTS_DIR / f"envpool_{args.preset.replace('-', '_')}.json")
 
     cfg = build_config(args.preset, args)
-    algo = base.algorithm_for(cfg)
+    algo = registry.algorithm_for(cfg)
     algo.validate(cfg)
     steps_per_it = algo.steps_per_iteration(cfg)
     per_chunk = max(1, args.chunk // steps_per_it)
     n_iters = algo.num_iterations(cfg)
     n_chunks = max(1, n_iters // per_chunk)
-    run_chunk = jax.jit(lambda s: base.run_iterations(algo, cfg, s, per_chunk), donate_argnums=0)
+    run_chunk = jax.jit(lambda s: registry.run_iterations(algo, cfg, s, per_chunk), donate_argnums=0)
 
     result = {
         "benchmark": f"{args.preset} ({cfg.env})",

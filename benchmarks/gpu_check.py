@@ -29,7 +29,6 @@ whole run: a part gets the smaller of its cap and what is left, and is skipped w
 from __future__ import annotations
 
 import argparse
-import importlib
 import importlib.metadata
 import importlib.util
 import json
@@ -195,11 +194,15 @@ def part_device(rec: Recorder, tiny: bool, deadline: float, want_gpu: bool) -> N
     for dist, mod in (("jaxlib", "jaxlib"), ("flax", "flax"), ("optax", "optax"), ("chex", "chex"),
                       ("gymnax", "gymnax"), ("envpool", "envpool"), ("numpy", "numpy"),
                       ("transformers", "transformers")):  # fmt: skip
+        spec = importlib.util.find_spec(mod)  # where it would be imported from, without importing it
+        if spec is None or spec.origin is None:
+            info[dist] = "not installed"
+            continue
         try:
-            where = Path(importlib.import_module(mod).__file__).parent.parent
-            info[dist] = f"{importlib.metadata.version(dist)} ({where})"
-        except Exception as e:  # noqa: BLE001 - a report, not a requirement
-            info[dist] = f"not importable: {type(e).__name__}: {e}"[:200]
+            version = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            version = "version unknown"
+        info[dist] = f"{version} ({Path(spec.origin).parent.parent})"
     try:
         smi = subprocess.run(
             ["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"],
@@ -270,9 +273,9 @@ def part_correctness(rec: Recorder, tiny: bool, deadline: float, want_gpu: bool)
 def _ppo_population(rec: Recorder, cfg, seeds: int, chunks: int, deadline: float) -> None:
     import jax
 
-    from jaxrl.algos import base
+    from jaxrl.algos import registry
 
-    algo = base.algorithm_for(cfg)
+    algo = registry.algorithm_for(cfg)
     algo.validate(cfg)
     per_chunk = cfg.num_updates // chunks
     steps_per_chunk = seeds * per_chunk * _steps_per_iteration(cfg)
@@ -286,7 +289,7 @@ def _ppo_population(rec: Recorder, cfg, seeds: int, chunks: int, deadline: float
     keys = jax.random.split(jax.random.key(0), seeds)
     state = _block(jax.jit(jax.vmap(lambda k: algo.init(cfg, k)))(keys))
     rec.update(init_s=time.perf_counter() - t0)
-    run = jax.vmap(lambda s: base.run_iterations(algo, cfg, s, per_chunk))
+    run = jax.vmap(lambda s: registry.run_iterations(algo, cfg, s, per_chunk))
     state, metrics = _chunked(rec, run, state, chunks, steps_per_chunk, deadline)
     if metrics is not None:
         rec.update(final_mean_return=_finite_mean(metrics.episode_return[:, -1]))
@@ -303,7 +306,7 @@ def _anchored(rec: Recorder, name: str) -> None:
         projected_s_for_anchor_work=projected,
         ratio_vs_anchor=anchor_s / projected,
         ratio_note="anchor seconds / this run's projected seconds for the same env steps (>1: faster); "
-        "compilation excluded; different GPU than the anchor's",
+        "compilation excluded; the anchor's hardware differs",
     )
 
 
@@ -390,7 +393,7 @@ def part_dqn_minatar(rec: Recorder, tiny: bool, deadline: float, want_gpu: bool)
     import jax
 
     import jaxrl
-    from jaxrl.algos import base
+    from jaxrl.algos import registry
 
     sys.path.insert(0, str(HERE))
     from dqn_minatar import SETTINGS
@@ -408,14 +411,14 @@ def part_dqn_minatar(rec: Recorder, tiny: bool, deadline: float, want_gpu: bool)
         **settings,
     )
     rec.update(settings={**settings, "env": "Breakout-MinAtar", "total_timesteps": total})
-    algo = base.algorithm_for(cfg)
+    algo = registry.algorithm_for(cfg)
     algo.validate(cfg)
     per_chunk = max(1, chunk_steps // _steps_per_iteration(cfg))
     chunks = cfg.num_updates // per_chunk
     state = _block(jax.jit(lambda k: algo.init(cfg, k))(jax.random.key(0)))
     state, metrics = _chunked(
         rec,
-        lambda s: base.run_iterations(algo, cfg, s, per_chunk),
+        lambda s: registry.run_iterations(algo, cfg, s, per_chunk),
         state,
         chunks,
         per_chunk * _steps_per_iteration(cfg),
@@ -498,7 +501,7 @@ def part_envpool_pong(rec: Recorder, tiny: bool, deadline: float, want_gpu: bool
     import jax
 
     import jaxrl
-    from jaxrl.algos import base
+    from jaxrl.algos import registry
 
     sys.path.insert(0, str(HERE))
     from envpool_train import PPO_ATARI
@@ -515,12 +518,12 @@ def part_envpool_pong(rec: Recorder, tiny: bool, deadline: float, want_gpu: bool
         **settings,
     )
     rec.update(settings={**settings, "env": cfg.env, "measure_s": 60})
-    algo = base.algorithm_for(cfg)
+    algo = registry.algorithm_for(cfg)
     algo.validate(cfg)
     state = _block(jax.jit(lambda k: algo.init(cfg, k))(jax.random.key(0)))
     state, metrics = _chunked(  # 60 s of stepping after compilation, or less if the cap comes first
         rec,
-        lambda s: base.run_iterations(algo, cfg, s, per_chunk),
+        lambda s: registry.run_iterations(algo, cfg, s, per_chunk),
         state,
         updates // per_chunk,
         per_chunk * _steps_per_iteration(cfg),

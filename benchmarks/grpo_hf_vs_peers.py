@@ -23,7 +23,9 @@ rotated between rounds, with the load average recorded before each run: the mach
 
 Interpreters: ``--trl-python`` (default ``/work/venv``: torch, transformers, trl),
 ``--tunix-python`` (``/work/peers/tunix``: ``pip install google-tunix``),
-``--easydel-python`` (``/work/peers/easydel``: ``pip install easydel``), ``--jaxrl-python``
+``--easydel-python`` (``/work/peers/easydel``: ``pip install easydel pillow torch==2.13.0``; EasyDeL
+0.3.0's model loading imports ``transformers`` model classes that need torch, its eSurge imports PIL; it
+pulls jax 0.9.2), ``--jaxrl-python``
 (this one). A framework whose interpreter is missing or whose run fails is recorded with its error.
 Writes ``benchmarks/results/grpo_hf_vs_peers.json``; figures go in ``benchmarks/RESULTS.md``.
 
@@ -501,8 +503,8 @@ def worker_easydel(ckpt: str, steps: int) -> dict:
 def worker_jaxrl(ckpt: str, steps: int) -> dict:
     """jaxrl's GRPO on the checkpoint: ``jaxrl.lm.from_pretrained`` gives the policy, its weights and
     tokenizer; the task draws the shared prompts and the reward callable scores every completion
-    (finished or not, as the peers do). After the timed steps, sampling and the update are timed alone
-    (the split of a step)."""
+    (finished or not, as the peers do). After the timed steps, sampling is timed alone
+    (the split of a step: the update and host work are the rest)."""
     _jax_one_thread()
     import jax
     import numpy as np
@@ -511,6 +513,7 @@ def worker_jaxrl(ckpt: str, steps: int) -> dict:
     import jaxrl.lm
     from jaxrl.algos.grpo import trainer
 
+    hf = jaxrl.lm.is_hf_spec(f"hf:{ckpt}") if hasattr(jaxrl.lm, "is_hf_spec") else False
     model, params, tok = jaxrl.lm.from_pretrained(ckpt, dtype="float32")
     pool = prompts(PROMPTS_PER_STEP * steps)
     task = jaxrl.Task(
@@ -521,9 +524,11 @@ def worker_jaxrl(ckpt: str, steps: int) -> dict:
         max_new_tokens=NEW_TOKENS,
         heldout=[jaxrl.Problem(prompt=prompts(1, seed=2)[0])],
     )
+    lora_rank = int(os.environ.get("GRPO_PEERS_LORA_RANK", "0"))
+    extra = {"lora_rank": lora_rank} if lora_rank else {}
     cfg = jaxrl.GRPOConfig(
         task=task,
-        model=model,
+        model=f"hf:{ckpt}" if hf else model,  # the user's path where this jaxrl has it
         reward=lambda batch: [reward_of(t) for t in batch.texts],  # unfinished completions too
         warmup_steps=0,
         num_iterations=10**6,  # never reached: no final evaluation inside the timed steps
@@ -537,10 +542,12 @@ def worker_jaxrl(ckpt: str, steps: int) -> dict:
         beta=0.0,
         temperature=1.0,
         eval_every=10**9,
+        **extra,
     )
     state = trainer.init(cfg, jax.random.key(0))
-    opt = trainer.optimizer(cfg.learning_rate, cfg.max_grad_norm)
-    state = state._replace(params=params, ref_params=params, opt_state=opt.init(params))
+    if not hf:  # an older jaxrl: start from the checkpoint's weights by hand
+        opt = trainer.optimizer(cfg.learning_rate, cfg.max_grad_norm)
+        state = state._replace(params=params, ref_params=params, opt_state=opt.init(params))
     step_s, step_cpu_s, lengths = [], [], []
     for _ in range(steps):
         t, c = time.perf_counter(), time.process_time()
@@ -550,34 +557,17 @@ def worker_jaxrl(ckpt: str, steps: int) -> dict:
         step_cpu_s.append(time.process_time() - c)
         lengths.append(float(m.completion_length))
 
-    # the split: the jitted sampler and update alone, on the last step's shapes
+    # the split: the jitted sampler alone on a step's shapes (the update is the rest of the step)
     s = trainer.setup(cfg)
     problems = s.task.sample_problems(np.random.default_rng(0), PROMPTS_PER_STEP)
     pr, plen = trainer.encode_prompts(s, cfg, problems)
     pr, plen = np.repeat(pr, GROUP, axis=0), np.repeat(plen, GROUP)
-    sample_cpu, update_cpu = [], []
+    sample_cpu = []
     for i in range(2):
         c = time.process_time()
-        out = jax.block_until_ready(
-            s.programs.sample(state.params, pr, plen, jax.random.key(i), 1.0, 1.0, False)
-        )
+        jax.block_until_ready(s.programs.sample(state.params, pr, plen, jax.random.key(i), 1.0, 1.0, False))
         sample_cpu.append(time.process_time() - c)
-        rewards = np.random.default_rng(i).random((PROMPTS_PER_STEP, GROUP)).astype(np.float32)
-        c = time.process_time()
-        jax.block_until_ready(
-            s.programs.update(
-                trainer.HParams.of(cfg),
-                state.params,
-                state.opt_state,
-                out.tokens,
-                out.log_probs,
-                out.completion_mask,
-                rewards,
-                None,
-                np.float32(1.0),
-            )
-        )
-        update_cpu.append(time.process_time() - c)
+    step_cpu_med = statistics.median(step_cpu_s[1:])
     return _summary(
         "jaxrl",
         step_s,
@@ -588,8 +578,10 @@ def worker_jaxrl(ckpt: str, steps: int) -> dict:
             "versions": {"jax": jax.__version__, "jaxrl": getattr(jaxrl, "__version__", "main")},
             "threads": 1,
             "params": int(sum(x.size for x in jax.tree.leaves(params))),
+            "model": "hf:<ckpt>" if hf else "PolicyModel from jaxrl.lm.from_pretrained",
+            "lora_rank": lora_rank,
             "sample_cpu_s_alone": [round(x, 3) for x in sample_cpu],
-            "update_cpu_s_alone": [round(x, 3) for x in update_cpu],
+            "update_and_host_cpu_s": round(step_cpu_med - min(sample_cpu), 3),
         },
     )
 
@@ -605,12 +597,15 @@ def _uptime() -> str:
         return ""
 
 
-def run_worker(python: str, name: str, ckpt: str, steps: int, timeout: float) -> dict:
-    """One framework in its own process; returns its JSON, or ``{"error": ...}``."""
+def run_worker(
+    python: str, name: str, ckpt: str, steps: int, timeout: float, pythonpath: str = str(ROOT)
+) -> dict:
+    """One framework in its own process (``pythonpath``: where it imports jaxrl from); returns its
+    JSON, or ``{"error": ...}``."""
     out = os.path.join(tempfile.mkdtemp(), f"{name}.json")
     cmd = [python, str(Path(__file__).resolve()), "--worker", name, "--ckpt", ckpt, "--steps", str(steps)]
     cmd += ["--json-out", out]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": pythonpath}
     t0 = time.perf_counter()
     load = os.getloadavg()
     try:
@@ -641,9 +636,17 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=1, help="rounds over the frameworks, order rotated")
     ap.add_argument("--only", nargs="+", choices=FRAMEWORKS, default=list(FRAMEWORKS))
     ap.add_argument("--jaxrl-python", default=sys.executable)
+    ap.add_argument(
+        "--jaxrl-root",
+        default=str(ROOT),
+        help="repository the jaxrl run imports jaxrl from (default: this one; e.g. another branch's worktree)",
+    )
     ap.add_argument("--trl-python", default="/work/venv/bin/python")
     ap.add_argument("--tunix-python", default="/work/peers/tunix/bin/python")
     ap.add_argument("--easydel-python", default="/work/peers/easydel/bin/python")
+    ap.add_argument(
+        "--jaxrl-lora-rank", type=int, default=0, help="jaxrl trains rank-r LoRA adapters (0: every weight)"
+    )
     ap.add_argument("--timeout", type=float, default=1800, help="seconds per framework run")
     ap.add_argument("--out", default="grpo_hf_vs_peers", help="results/<out>.json")
     args = ap.parse_args()
@@ -658,6 +661,8 @@ def main() -> None:
         print(json.dumps(r))
         return
 
+    if args.jaxrl_lora_rank:
+        os.environ["GRPO_PEERS_LORA_RANK"] = str(args.jaxrl_lora_rank)
     ckpt = args.ckpt
     info: dict = {}
     if ckpt is None:
@@ -682,7 +687,10 @@ def main() -> None:
             if not Path(pythons[name]).exists():
                 r = {"framework": name, "error": f"no interpreter at {pythons[name]}"}
             else:
-                r = run_worker(pythons[name], name, ckpt, args.steps, args.timeout)
+                root = args.jaxrl_root if name == "jaxrl" else str(ROOT)
+                r = run_worker(pythons[name], name, ckpt, args.steps, args.timeout, root)
+                if name == "jaxrl":
+                    r["jaxrl_root"] = root
             r.update(round=rnd, uptime=_uptime())
             rows.append(r)
             print(json.dumps({k: v for k, v in r.items() if k != "stderr_tail"}), flush=True)

@@ -18,11 +18,11 @@ from jaxrl.algos.ppo import Config as PPOConfig
 from jaxrl.algos.qlearning import Config as QLearningConfig
 from jaxrl.algos.reinforce import Config as ReinforceConfig
 from jaxrl.algos.reward_model import Config as RewardModelConfig
+from jaxrl.algos.sac import Config as SACConfig
 from jaxrl.api import make_policy, make_value_fn, train
 from jaxrl.evaluation import evaluate
-from jaxrl.runtime import load_state, resume, run
-
-__version__ = "0.1.0"
+from jaxrl.runtime.driver import load_state, resume, run
+from jaxrl.version import __version__ as __version__
 
 __all__ = [
     "A2CConfig",
@@ -36,6 +36,7 @@ __all__ = [
     "register_task",
     "QLearningConfig",
     "RewardModelConfig",
+    "SACConfig",
     "PPOConfig",
     "envs",
     "evaluate",

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from jaxrl import cpu
-from jaxrl.algos import base
+from jaxrl.algos import registry
 
 
 def train(cfg: Any, key: Any) -> tuple[Any, Any]:
@@ -18,17 +18,17 @@ def train(cfg: Any, key: Any) -> tuple[Any, Any]:
     ``metrics["episode_return"]``.
     """
     cpu.warn_if_default_pool()
-    return base.train(cfg, key)
+    return registry.train(cfg, key)
 
 
 def make_policy(cfg: Any, state: Any, *, deterministic: bool = True) -> Callable:
     """``act(obs, key) -> action`` from a trained state (greedy unless ``deterministic=False``)."""
-    return base.algorithm_for(cfg).make_policy(cfg, state, deterministic=deterministic)
+    return registry.algorithm_for(cfg).make_policy(cfg, state, deterministic=deterministic)
 
 
 def make_value_fn(cfg: Any, state: Any) -> Callable:
     """``value(obs) -> V(obs)`` for algorithms with a critic (PPO, A2C, ...)."""
-    algo = base.algorithm_for(cfg)
+    algo = registry.algorithm_for(cfg)
     if algo.make_value_fn is None:
         raise ValueError(f"{algo.name} has no state-value function")
     return algo.make_value_fn(cfg, state)

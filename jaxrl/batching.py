@@ -9,7 +9,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxrl import parallel
+from jaxrl import sharding
 
 #: Fewest random bits a sort key of :func:`permutations` keeps after the index bits; below it (batches
 #: of more than 2**20 rows) ``jax.random.permutation`` is used.
@@ -74,7 +74,7 @@ def minibatch_epochs(
         )
     mbs = jax.tree_util.tree_map(lambda x: x.reshape((num_epochs * num_minibatches, -1) + x.shape[1:]), mbs)
     # Data-parallel runs split each minibatch over devices (a no-op otherwise).
-    carry, metrics = jax.lax.scan(lambda c, mb: update(c, parallel.shard_batch(mb)), carry, mbs)
+    carry, metrics = jax.lax.scan(lambda c, mb: update(c, sharding.shard_batch(mb)), carry, mbs)
     return carry, jax.tree_util.tree_map(
         lambda m: m.reshape((num_epochs, num_minibatches) + m.shape[1:]), metrics
     )

@@ -24,9 +24,9 @@ DEFAULT_ALGO = "ppo"
 
 # -------------------------------------------------------------------------------------- HELP
 def _algorithms() -> dict[str, Any]:
-    from jaxrl.algos import base
+    from jaxrl.algos import registry
 
-    return base.algorithms()
+    return registry.algorithms()
 
 
 def _env_names() -> list[str]:
@@ -79,7 +79,7 @@ def _parser(algo_for_help: str = DEFAULT_ALGO, *, full_help: bool = False) -> ar
         epilog=epilog_main,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sub = p.add_subparsers(dest="command", metavar="{train,envs,algos,plot}")
+    sub = p.add_subparsers(dest="command", metavar="{train,envs,algos,plot,export}")
 
     train_epilog = ""
     if full_help:
@@ -184,6 +184,17 @@ def _parser(algo_for_help: str = DEFAULT_ALGO, *, full_help: bool = False) -> ar
     pl.add_argument("-o", "--output", default="curves.png", help="PNG to write (default curves.png)")
     pl.add_argument("--metric", default="episode_return", help="metrics.csv column (default episode_return)")
     pl.add_argument("--title", default=None)
+    ex = sub.add_parser(
+        "export",
+        help="write a GRPO run's policy (model=hf:<dir>) as a Hugging Face checkpoint",
+        description="Write the final policy of RUN_DIR (a GRPO run of --set model=hf:<dir>) to OUT_DIR in "
+        "the Hugging Face format (config.json, model.safetensors, tokenizer): transformers and vLLM load it.",
+    )
+    ex.add_argument("run_dir", metavar="RUN_DIR")
+    ex.add_argument("out_dir", metavar="OUT_DIR")
+    ex.add_argument(
+        "--dtype", choices=("float32", "bfloat16"), default=None, help="stored dtype (default: as trained)"
+    )
     return p
 
 
@@ -194,8 +205,8 @@ class UsageError(Exception):
 # ------------------------------------------------------------------------------------ TRAIN
 def _build(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     """``(config, run keyword arguments)`` from the command line; nothing compiled."""
-    from jaxrl.algos import base
-    from jaxrl.runtime import configs, driver
+    from jaxrl.algos import registry
+    from jaxrl.runtime import configs, driver, rundir
 
     if args.resume:
         clash = [
@@ -229,7 +240,7 @@ def _build(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
         if args.algo and args.algo != spec.get("algo"):
             raise UsageError(f"--algo {args.algo} differs from the config's algorithm {spec.get('algo')!r}")
     algo_name = args.algo or spec.get("algo") or DEFAULT_ALGO
-    algo = base.get(algo_name)
+    algo = registry.get(algo_name)
     cfg = configs.from_dict(algo.config, spec["config"]) if spec else algo.config()
     if args.env:
         if not hasattr(cfg, "env"):
@@ -243,7 +254,7 @@ def _build(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     rt = spec.get("runtime", {})
     seed = args.seed if args.seed is not None else spec.get("key", {}).get("seed", 0)
     if spec.get("key") and "seed" not in spec["key"] and args.seed is None:
-        seed = driver.key_from_spec(spec["key"])
+        seed = rundir.key_from_spec(spec["key"])
     kw = {
         "key": seed,
         "seeds": args.seeds if args.seeds is not None else spec.get("seeds", 1),
@@ -443,6 +454,18 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from jaxrl.runtime import export
+
+    try:
+        out = export.export_run(args.run_dir, args.out_dir, dtype=args.dtype)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"jaxrl export: error: {e}", file=sys.stderr)
+        return 2
+    print(f"Wrote {out}")
+    return 0
+
+
 # -------------------------------------------------------------------------------------- MAIN
 def _wants_help(argv: Sequence[str]) -> bool:
     return any(a in ("-h", "--help") for a in argv)
@@ -470,7 +493,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         _parser(full_help=True).print_help()
         return 0
-    return {"train": cmd_train, "envs": cmd_envs, "algos": cmd_algos, "plot": cmd_plot}[args.command](args)
+    commands = {
+        "train": cmd_train,
+        "envs": cmd_envs,
+        "algos": cmd_algos,
+        "plot": cmd_plot,
+        "export": cmd_export,
+    }
+    return commands[args.command](args)
 
 
 if __name__ == "__main__":

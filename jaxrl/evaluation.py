@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxrl import envs, rollout
-from jaxrl.algos import base, checks
+from jaxrl.algos import base, checks, registry
 
 
 def evaluate(
@@ -42,7 +42,7 @@ def run_episodes(
     max_steps: int | None = None,
 ) -> tuple[jax.Array, jax.Array]:
     """:func:`evaluate`'s returns ``[num_episodes]`` and the number of vector steps it took ``[]``."""
-    algo = base.algorithm_for(cfg)
+    algo = registry.algorithm_for(cfg)
     if int(num_episodes) < 1:
         raise ValueError(f"evaluate: num_episodes must be a positive integer, got {num_episodes!r}")
     if max_steps is not None and int(max_steps) < 1:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 import optax
@@ -32,3 +35,17 @@ def make_optimizer(
     if max_grad_norm is None:
         return adam
     return optax.chain(optax.clip_by_global_norm(max_grad_norm), adam)
+
+
+def step(
+    optimizer: optax.GradientTransformation,
+    loss_fn: Callable[..., tuple[jax.Array, Any]],
+    params: Any,
+    opt_state: Any,
+    *args: Any,
+) -> tuple[Any, Any, Any]:
+    """One gradient step: ``loss_fn(params, *args) -> (total, terms)`` differentiated in ``params``;
+    returns ``(params, opt_state, terms)`` (``terms``: the loss's typed NamedTuple of its parts)."""
+    (_, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, *args)
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, terms

@@ -18,9 +18,7 @@ before anything else; ``jax.devices()`` then lists every host's devices and the 
 
 from __future__ import annotations
 
-import contextlib
 import functools
-from collections.abc import Iterator, Sequence
 from typing import Any
 
 import jax
@@ -29,16 +27,15 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxrl.algos import base, checks
-
-POP_AXIS = "pop"
-DATA_AXIS = "data"
-
-
-def make_mesh(axis_name: str, devices: Sequence[jax.Device] | None = None) -> Mesh:
-    """A 1-d mesh over ``devices`` (default: every device of every process)."""
-    devs = np.asarray(list(devices) if devices is not None else jax.devices())
-    return Mesh(devs, (axis_name,))
+from jaxrl.algos import base, checks, registry
+from jaxrl.sharding import (  # noqa: F401  (re-exported: the sharding helpers are part of this API)
+    DATA_AXIS,
+    POP_AXIS,
+    data_parallel,
+    make_mesh,
+    shard_batch,
+    shard_population,
+)
 
 
 def initialize_distributed(**kwargs: Any) -> None:
@@ -101,7 +98,7 @@ def train_population(
         n_cfg = {int(jnp.shape(x)[0]) for x in jax.tree_util.tree_leaves(cfgs) if jnp.ndim(x) > 0}
         if n_cfg != {n}:
             raise ValueError(f"stacked configs have {sorted(n_cfg)} members but {n} keys were given")
-    algo = base.algorithm_for(cfgs)
+    algo = registry.algorithm_for(cfgs)
     first = jax.tree_util.tree_map(lambda x: x[0] if jnp.ndim(x) > 0 else x, cfgs) if stacked else cfgs
     _refuse_stateful_env(first, "train_population")
     checks.validate_config(first, algo.validate)
@@ -126,7 +123,7 @@ def train_population(
 def _population_fn(stacked: bool, row: NamedSharding) -> Any:
     """The jitted, vmapped ``train`` of :func:`train_population`, one per (config layout, sharding): a
     fresh ``jax.jit`` per call would trace and compile the whole training program again every call."""
-    return jax.jit(jax.vmap(base.train, in_axes=(0 if stacked else None, 0)), out_shardings=row)
+    return jax.jit(jax.vmap(registry.train, in_axes=(0 if stacked else None, 0)), out_shardings=row)
 
 
 def _first_rows(x: jax.Array, n: int) -> jax.Array:
@@ -138,66 +135,13 @@ def _first_rows(x: jax.Array, n: int) -> jax.Array:
     return jnp.asarray(np.asarray(x)[:n])
 
 
-def shard_population(tree: Any, *, mesh: Mesh | None = None) -> Any:
-    """Place the leading (member) axis of every array leaf of ``tree`` across ``mesh`` (default: all
-    devices, axis ``"pop"``), so that a jitted, vmapped program over the members runs each device's
-    share there. Unchanged on one device, or when the member count does not divide over the devices
-    (then the population runs on the default device, as a plain ``jax.vmap`` does). Used by the runtime
-    driver for ``jaxrl.run(..., seeds=N)`` / ``jaxrl train --seeds N --sweep ...``."""
-    mesh = mesh or make_mesh(POP_AXIS)
-    n_dev = mesh.shape[mesh.axis_names[0]]
-    leaves = [x for x in jax.tree_util.tree_leaves(tree) if jnp.ndim(x) > 0]
-    if n_dev == 1 or not leaves or any(int(jnp.shape(x)[0]) % n_dev for x in leaves):
-        return tree
-    row = NamedSharding(mesh, P(mesh.axis_names[0]))
-    return jax.tree_util.tree_map(lambda x: jax.device_put(x, row) if jnp.ndim(x) > 0 else x, tree)
-
-
 # -------------------------------------------------------------------------------- DATA PARALLEL
-_ACTIVE: list[tuple[Mesh, str]] = []
-
-
-@contextlib.contextmanager
-def data_parallel(mesh: Mesh, axis_name: str | None = None) -> Iterator[None]:
-    """While tracing inside this context, :func:`shard_batch` constrains batch axes to ``mesh``."""
-    _ACTIVE.append((mesh, axis_name or mesh.axis_names[0]))
-    try:
-        yield
-    finally:
-        _ACTIVE.pop()
-
-
-def shard_batch(tree: Any, axis: int = 0) -> Any:
-    """Constrain ``axis`` of every array leaf to be split over the active data-parallel mesh.
-
-    A no-op outside :func:`data_parallel` (the usual single-device case), so shared code (the rollout,
-    minibatching) calls it unconditionally. Leaves whose axis does not divide are left alone.
-    Environments with state outside JAX (envpool) are refused before tracing by
-    :func:`train_data_parallel`; use :func:`data_parallel` directly only with gymnax environments.
-    """
-    if not _ACTIVE:
-        return tree
-    mesh, name = _ACTIVE[-1]
-    n = mesh.shape[name]
-
-    def constrain(x: Any) -> Any:
-        if not hasattr(x, "ndim") or x.ndim <= axis or x.shape[axis] % n:
-            return x
-        if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
-            return x
-        spec = [None] * x.ndim
-        spec[axis] = name
-        return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, P(*spec)))
-
-    return jax.tree_util.tree_map(constrain, tree)
-
-
 def train_data_parallel(cfg: Any, key: Any, *, mesh: Mesh | None = None) -> tuple[Any, Any]:
     """Train one agent with its environments and minibatches split over ``mesh`` (default: all
     devices). ``num_envs`` and the minibatch size must divide by the device count."""
     mesh = mesh or make_mesh(DATA_AXIS)
     n_dev = mesh.shape[mesh.axis_names[0]]
-    algo = base.algorithm_for(cfg)
+    algo = registry.algorithm_for(cfg)
     _refuse_stateful_env(cfg, "train_data_parallel")
     checks.validate_config(cfg, algo.validate)
     num_envs = getattr(cfg, "num_envs", None)
@@ -218,6 +162,6 @@ def _data_parallel_fn(mesh: Mesh) -> Any:
 
     def run(c: Any, k: jax.Array) -> tuple[Any, Any]:
         with data_parallel(mesh):
-            return base.train(c, k)
+            return registry.train(c, k)
 
     return jax.jit(run, out_shardings=NamedSharding(mesh, P()))

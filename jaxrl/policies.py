@@ -146,6 +146,22 @@ def standardize(x: jax.Array, mask: jax.Array) -> jax.Array:
     return (x - mean) / (std + 1e-8)
 
 
+class ActorCriticLosses(NamedTuple):
+    """The terms of :func:`actor_critic_loss`, each ``[]``."""
+
+    total: jax.Array  # policy_loss + vf_coef * value_loss - ent_coef * entropy
+    policy_loss: jax.Array
+    value_loss: jax.Array
+    entropy: jax.Array
+
+
+class Learner(NamedTuple):
+    """What one gradient step of a single-network algorithm reads and changes (its ``update`` carry)."""
+
+    params: Any
+    opt_state: Any
+
+
 def actor_critic_loss(
     params: Any,
     net: ActorCritic,
@@ -155,18 +171,19 @@ def actor_critic_loss(
     ent_coef: jax.Array | float,
     *,
     normalize_advantages: bool = False,
-) -> tuple[jax.Array, tuple[jax.Array, jax.Array, jax.Array]]:
+) -> tuple[jax.Array, ActorCriticLosses]:
     """``pg + vf_coef * vf - ent_coef * entropy`` over the masked steps of ``batch``.
 
     pg = ``-mean log pi(a|s) A`` (A not differentiated; standardised first if asked),
-    vf = ``mean 0.5 (V(s) - target)^2``. Returns ``(total, (pg, vf, entropy))``, all ``[]``.
+    vf = ``mean 0.5 (V(s) - target)^2``. Returns ``(total, ActorCriticLosses)``.
     """
     out = net.apply(params, batch.obs)
     log_prob, ent = log_prob_entropy(out, batch.action, discrete)
     adv = standardize(batch.advantage, batch.mask) if normalize_advantages else batch.advantage
     pg = policy_losses.policy_gradient_loss(log_prob, adv, mask_t=batch.mask)
-    vf = policy_losses._masked_mean(
+    vf = policy_losses.masked_mean(
         0.5 * jnp.square(out.value - jax.lax.stop_gradient(batch.target)), batch.mask
     )
-    ent_mean = policy_losses._masked_mean(ent, batch.mask)
-    return pg + vf_coef * vf - ent_coef * ent_mean, (pg, vf, ent_mean)
+    ent_mean = policy_losses.masked_mean(ent, batch.mask)
+    total = pg + vf_coef * vf - ent_coef * ent_mean
+    return total, ActorCriticLosses(total, pg, vf, ent_mean)

@@ -8,7 +8,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxrl import parallel
+from jaxrl import sharding
 from jaxrl.envs import base, wrappers
 
 
@@ -94,7 +94,7 @@ def rollout(
         action, extras = act(obs, a_in)
         env_state, ts = env.step(c.env_state, action, e_in)
         # Split the env batch over devices when running data-parallel (a no-op otherwise).
-        env_state, ts = parallel.shard_batch((env_state, ts))
+        env_state, ts = sharding.shard_batch((env_state, ts))
         tr = Transition(
             obs=obs,
             action=action,

@@ -13,8 +13,8 @@
 # --cpu --tiny  the dry run: every part on the CPU at toy sizes (tests/test_gpu_check.py runs it).
 # PYTHON=...    the interpreter (default python3: on the GPU image the one holding jax with CUDA).
 #
-# The whole call on a lent machine (device tool `run`, carry=["wheels"]):
-#   scripts/gpu_check.sh --wheels wheels --out $OUT
+# The whole call on a lent machine (after --fetch-wheels in the checkout the session started in):
+#   run(command="PYTHONUNBUFFERED=1 scripts/gpu_check.sh --wheels wheels --out $OUT", carry=["wheels"], timeout_s=560)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -68,7 +68,7 @@ while [ $# -gt 0 ]; do
       install_wheels "$2" || { echo "installing the wheels from $2 failed" >&2; exit 2; }
       shift 2 ;;
     -h|--help)
-      sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'
+      sed -n '2,/^set -uo/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'
       exec "$PY" benchmarks/gpu_check.py --help ;;
     *) ARGS+=("$1"); shift ;;
   esac

@@ -171,7 +171,7 @@ def test_summary_gives_one_line_per_swept_value():
 
     import numpy as np
 
-    from jaxrl.algos import base
+    from jaxrl.algos import registry
 
     members = [
         {"member": 2 * i + s, "seed": s, "learning_rate": lr}
@@ -194,7 +194,7 @@ def test_summary_gives_one_line_per_swept_value():
         state=None,
     )
     plan = types.SimpleNamespace(
-        description="ppo on CartPole-v1, 4 members", algo=base.algorithms()["ppo"], cfg=None
+        description="ppo on CartPole-v1, 4 members", algo=registry.algorithms()["ppo"], cfg=None
     )
     text = cli.summary_text(result, plan)
     assert "Final greedy evaluation return (2 episodes), per swept value:" in text

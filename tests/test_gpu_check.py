@@ -192,3 +192,19 @@ def test_a_part_past_its_cap_is_killed_and_reported_failed(tmp_path):
     assert r["seeds"] == 2048 and r["total_env_steps"] == 2048 * 999_936  # what it recorded before the kill
     assert 16 <= r["wall_s"] < 30 and wall < 90
     assert proc.returncode == 1
+
+
+def test_ratio_against_the_anchor_is_anchor_seconds_over_projected_seconds(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import gpu_check
+
+    rec = gpu_check.Recorder(tmp_path / "part.json", "ppo_cartpole")
+    rec.update(tiny=False, env_steps_per_s=2048 * 999_936 / 49.0)  # the anchor's work in 49 s
+    gpu_check._anchored(rec, "ppo_cartpole")
+    assert rec.data["projected_s_for_anchor_work"] == pytest.approx(49.0)
+    assert rec.data["ratio_vs_anchor"] == pytest.approx(98.0 / 49.0)
+    assert json.loads((tmp_path / "part.json").read_text())["ratio_vs_anchor"] == pytest.approx(2.0)
+    rec = gpu_check.Recorder(tmp_path / "tiny.json", "ppo_minatar")
+    rec.update(tiny=True, env_steps_per_s=1e6)
+    gpu_check._anchored(rec, "ppo_minatar")  # toy sizes get no ratio
+    assert "ratio_vs_anchor" not in rec.data

@@ -14,8 +14,8 @@ def heavy():
 stages = {{}}
 import jaxrl
 stages['import jaxrl'] = heavy()
-from jaxrl.algos import base
-base.algorithms(); jaxrl.PPOConfig()
+from jaxrl.algos import base, registry
+registry.algorithms(); jaxrl.PPOConfig()
 stages['algorithms'] = heavy()
 from jaxrl import envs
 envs.make('CartPole-v1', 2); envs.available_names()

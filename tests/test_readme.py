@@ -59,9 +59,9 @@ def test_quick_start_and_scale_examples(tmp_path, monkeypatch):
     assert os.path.exists(tmp_path / "runs/my-ppo/summary.json")
     pendulum = dict(ns)
     exec(_find("Pendulum-v1"), pendulum)  # a config only: it must validate
-    from jaxrl.algos import base, checks
+    from jaxrl.algos import checks, registry
 
-    checks.validate_config(pendulum["cfg"], base.algorithm_for(pendulum["cfg"]).validate)
+    checks.validate_config(pendulum["cfg"], registry.algorithm_for(pendulum["cfg"]).validate)
     exec(_cut(_find("train_population"), ("cfgs_or_cfg, keys", "cfg, jax.random.split(key, 2)")), ns)
     assert ns["ms"]["episode_return"].shape == (2, 4)
 
@@ -94,7 +94,7 @@ def test_loss_examples_run():
 def test_custom_grpo_task_example_builds_a_trainable_task():
     """The part that broke before (a task whose prompts were all held out), without training."""
     import jaxrl
-    from jaxrl.algos import base, checks
+    from jaxrl.algos import checks, registry
 
     ns = {"jax": jax, "jaxrl": jaxrl}
     src = _cut(_find("def generate(rng)"), ("state, metrics = jaxrl.train(", "cfg = ("))
@@ -104,7 +104,7 @@ def test_custom_grpo_task_example_builds_a_trainable_task():
     train = reverse.sample_problems(np.random.default_rng(0), 64)
     assert len(held) == 8 and not held & {p.prompt for p in train}
     cfg = ns["cfg"][0]
-    checks.validate_config(cfg, base.algorithm_for(cfg).validate)
+    checks.validate_config(cfg, registry.algorithm_for(cfg).validate)
 
 
 @pytest.mark.slow  # compiles the nano model's warm-up, sampling and update programs

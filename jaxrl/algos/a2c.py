@@ -116,21 +116,28 @@ def init(cfg: Config, key: jax.Array) -> State:
 
 
 # ------------------------------------------------------------------------------------- LOSS
-def loss(params: Any, cfg: Config, net: ActorCritic, discrete: bool, batch: policies.PGBatch):
-    """A2C loss on a flat batch ``[N]``; returns ``(total, (pg, vf, entropy))``."""
+def loss(
+    params: Any, cfg: Config, net: ActorCritic, batch: policies.PGBatch
+) -> tuple[jax.Array, policies.ActorCriticLosses]:
+    """A2C loss on a flat batch ``[N]``; returns ``(total, ActorCriticLosses)``."""
     return policies.actor_critic_loss(
-        params, net, discrete, batch, cfg.vf_coef, cfg.ent_coef, normalize_advantages=cfg.normalize_advantages
+        params,
+        net,
+        net.discrete,
+        batch,
+        cfg.vf_coef,
+        cfg.ent_coef,
+        normalize_advantages=cfg.normalize_advantages,
     )
 
 
 # -------------------------------------------------------------------------------------- UPDATE
 def update(
-    cfg: Config, net: ActorCritic, discrete: bool, params: Any, opt_state: Any, batch: policies.PGBatch
-) -> tuple[Any, Any, jax.Array]:
-    """One gradient step on the whole rollout; returns ``(params, opt_state, [total, pg, vf, entropy])``."""
-    (total, aux), grads = jax.value_and_grad(loss, has_aux=True)(params, cfg, net, discrete, batch)
-    updates, opt_state = _optimizer(cfg).update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state, jnp.stack((total,) + aux)
+    cfg: Config, net: ActorCritic, learner: policies.Learner, batch: policies.PGBatch
+) -> tuple[policies.Learner, policies.ActorCriticLosses]:
+    """One gradient step on the whole rollout."""
+    params, opt_state, terms = optim.step(_optimizer(cfg), loss, *learner, cfg, net, batch)
+    return policies.Learner(params, opt_state), terms
 
 
 def rollout_batch(cfg: Config, net: ActorCritic, params: Any, traj: rollout.Transition) -> policies.PGBatch:
@@ -161,11 +168,18 @@ def train_step(cfg: Config, state: State) -> tuple[State, Metrics]:
 
     env_carry, traj = rollout.rollout(env, act, state.env, k_roll, cfg.num_steps)
     batch = rollout_batch(cfg, net, state.params, traj)
-    params, opt_state, losses = update(cfg, net, discrete, state.params, state.opt_state, batch)
+    (params, opt_state), losses = update(cfg, net, policies.Learner(state.params, state.opt_state), batch)
 
     last_return = rollout.mean_episode_return(traj, state.last_return)
     iteration = state.iteration + 1
-    metrics = Metrics(last_return, iteration * cfg.batch_size, losses[0], losses[1], losses[2], losses[3])
+    metrics = Metrics(
+        episode_return=last_return,
+        env_steps=iteration * cfg.batch_size,
+        total_loss=losses.total,
+        policy_loss=losses.policy_loss,
+        value_loss=losses.value_loss,
+        entropy=losses.entropy,
+    )
     return State(params, opt_state, env_carry, key, iteration, last_return), metrics
 
 

@@ -24,7 +24,7 @@ import optax
 from flax import struct
 
 from jaxrl import envs, losses, optim, replay, rollout, schedules
-from jaxrl.algos import base
+from jaxrl.algos import base, offpolicy
 from jaxrl.envs import registry
 from jaxrl.networks import q as qnet
 
@@ -112,26 +112,8 @@ class Metrics(NamedTuple):
     epsilon: jax.Array  # exploration rate used this iteration
 
 
-class Stored(NamedTuple):
-    """One transition as the replay memory holds it (``next_obs`` None if not stored)."""
-
-    obs: jax.Array
-    action: jax.Array
-    reward: jax.Array
-    terminated: jax.Array
-    truncated: jax.Array
-    next_obs: jax.Array | None
-
-
-class Batch(NamedTuple):
-    """A training minibatch, all leaves ``[N, ...]``."""
-
-    obs: jax.Array  # s_t
-    action: jax.Array  # int32 a_t
-    reward: jax.Array  # r_{t+1}
-    terminated: jax.Array  # bool: s_{t+1} terminal (no bootstrap)
-    next_obs: jax.Array  # true s_{t+1}
-    weight: jax.Array  # float32 1 for a real transition, 0 to ignore (invalid / unwritten / unusable)
+Stored = offpolicy.Stored  # one transition as the replay memory holds it
+Batch = offpolicy.Batch  # a training minibatch with true next observations
 
 
 # ------------------------------------------------------------------------------------ BUILDING
@@ -160,29 +142,16 @@ def make_buffer(
     observations of time-limit cuts in an end store sized for ``max_episode_steps`` (the env's time
     limit; looked up from ``cfg.env`` if not given).
     """
-    f, b = jnp.float32, jnp.bool_
-    obs = jax.ShapeDtypeStruct(example_obs.shape, example_obs.dtype)
-    example = Stored(
-        obs=obs,
-        action=jax.ShapeDtypeStruct((), jnp.int32),
-        reward=jax.ShapeDtypeStruct((), f),
-        terminated=jax.ShapeDtypeStruct((), b),
-        truncated=jax.ShapeDtypeStruct((), b),
-        next_obs=obs if cfg.store_next_obs else None,
-    )
-    if cfg.store_next_obs:
-        return replay.make_replay(cfg.buffer_size, example, num_envs=cfg.num_envs)
-    if max_episode_steps is None:
+    if not cfg.store_next_obs and max_episode_steps is None:
         max_episode_steps = envs.make(cfg.env, 1, cfg.env_params).max_episode_steps
-    rows = cfg.buffer_size // cfg.num_envs
-    return replay.make_replay(
+    return offpolicy.make_buffer(
         cfg.buffer_size,
-        example,
-        num_envs=cfg.num_envs,
-        successor=True,
-        end_example=obs,
-        end_slots=replay.end_slots_for(rows, max_episode_steps),
-        frames="obs" if cfg.dedup_frames else None,
+        cfg.num_envs,
+        example_obs,
+        jax.ShapeDtypeStruct((), jnp.int32),
+        store_next_obs=cfg.store_next_obs,
+        max_episode_steps=max_episode_steps,
+        dedup_frames=cfg.dedup_frames,
     )
 
 
@@ -296,41 +265,42 @@ def td_errors(
     return td, q_taken
 
 
+class Losses(NamedTuple):
+    """The terms of :func:`loss` on one minibatch, each ``[]``."""
+
+    loss: jax.Array  # weighted mean TD loss (l2 or Huber)
+    q_value: jax.Array  # weighted mean Q(s, a) of the minibatch (not differentiated)
+
+
+class Learner(NamedTuple):
+    """What one gradient step reads and changes (the ``update`` carry); the target network is read only."""
+
+    params: Any
+    target_params: Any
+    opt_state: Any
+
+
 def loss(
     params: Any, target_params: Any, cfg: Config, net: nn.Module, batch: Batch
-) -> tuple[jax.Array, jax.Array]:
-    """Weighted mean TD loss of one minibatch; returns ``(loss, mean Q(s, a))``."""
+) -> tuple[jax.Array, Losses]:
+    """Weighted mean TD loss of one minibatch."""
     td, q_taken = td_errors(params, target_params, net, batch, cfg.gamma, cfg.double_dqn)
     per = losses.huber_loss(td) if cfg.loss == "huber" else losses.l2_loss(td)
     n = jnp.maximum(jnp.sum(batch.weight), 1.0)
-    return jnp.sum(per * batch.weight) / n, jax.lax.stop_gradient(jnp.sum(q_taken * batch.weight) / n)
+    value = jnp.sum(per * batch.weight) / n
+    return value, Losses(value, jax.lax.stop_gradient(jnp.sum(q_taken * batch.weight) / n))
 
 
-def to_batch(sample: replay.Sample) -> Batch:
-    """A replay :class:`~jaxrl.replay.Sample` as a training :class:`Batch`."""
-    item = sample.item
-    if item.next_obs is not None:
-        return Batch(item.obs, item.action, item.reward, item.terminated, item.next_obs, sample.weight)
-    # obs stored once: s' is the same env's next observation, except after an episode end on a
-    # same-step-reset backend (then it is the next episode's first obs). Terminal s' is never
-    # bootstrapped from; a time-limit cut's true s' comes from the end store. A cut whose entry was
-    # overwritten (only if cuts come more often than the env's time limit) gets weight 0.
-    cut = item.truncated
-    at_cut = cut.reshape(cut.shape + (1,) * (item.obs.ndim - 1))
-    next_obs = jnp.where(at_cut, sample.end, sample.next_item.obs)
-    weight = sample.weight * (1.0 - jnp.logical_and(cut, ~sample.has_end).astype(jnp.float32))
-    return Batch(item.obs, item.action, item.reward, item.terminated, next_obs, weight)
+to_batch = offpolicy.to_batch  # a replay sample as a training Batch
 
 
 # -------------------------------------------------------------------------------------- UPDATE
-def update(
-    cfg: Config, net: nn.Module, target_params: Any, carry: tuple[Any, Any], batch: Batch
-) -> tuple[tuple[Any, Any], jax.Array]:
-    """One gradient step. ``carry = (params, opt_state)``; returns it and ``[loss, mean Q]``."""
-    params, opt_state = carry
-    (value, q_mean), grads = jax.value_and_grad(loss, has_aux=True)(params, target_params, cfg, net, batch)
-    updates, opt_state = _optimizer(cfg).update(grads, opt_state, params)
-    return (optax.apply_updates(params, updates), opt_state), jnp.stack([value, q_mean])
+def update(cfg: Config, net: nn.Module, learner: Learner, batch: Batch) -> tuple[Learner, Losses]:
+    """One gradient step on one minibatch."""
+    params, opt_state, terms = optim.step(
+        _optimizer(cfg), loss, learner.params, learner.opt_state, learner.target_params, cfg, net, batch
+    )
+    return learner._replace(params=params, opt_state=opt_state), terms
 
 
 # ---------------------------------------------------------------------------------- TRAIN STEP
@@ -348,48 +318,36 @@ def train_step(cfg: Config, state: State) -> tuple[State, Metrics]:
     act = lambda obs, k: (qnet.epsilon_greedy(k, net.apply(state.params, obs), eps), None)
     env_carry, traj = rollout.rollout(env, act, state.env, k_roll, cfg.vector_steps)
 
-    def store(rs, t):
-        next_obs = t.next_obs if cfg.store_next_obs else None
-        item = Stored(t.obs, t.action, t.reward, t.terminated, t.truncated, next_obs)
-        if cfg.store_next_obs:
-            return buf.add(rs, item, t.valid), None
-        # the true s' of a time-limit cut, which the next row may not hold, goes to the end store
-        cut = jnp.logical_and(t.truncated, t.valid)
-        return buf.add(rs, item, t.valid, end=t.next_obs, has_end=cut), None
-
-    replay_state, _ = jax.lax.scan(store, state.replay, traj)
+    replay_state = offpolicy.store(buf, state.replay, traj, cfg.store_next_obs)
 
     # LEARN (gradient steps on uniform minibatches, once learning_starts env steps are done). The
     # minibatches are drawn outside the cond so that the replay memory is not one of its operands.
-    sample = lambda k: to_batch(buf.sample(replay_state, k, cfg.batch_size))
-    batches = jax.vmap(sample)(jax.random.split(k_upd, cfg.updates_per_iteration))  # [U, batch_size, ...]
+    batches = offpolicy.sample_batches(buf, replay_state, k_upd, cfg.updates_per_iteration, cfg.batch_size)
 
-    def learn(carry):
-        carry, stats = jax.lax.scan(lambda c, b: update(cfg, net, state.target_params, c, b), carry, batches)
-        return carry, stats.mean(axis=0)
+    def learn(learner):
+        learner, terms = jax.lax.scan(lambda c, b: update(cfg, net, c, b), learner, batches)
+        return learner, jax.tree_util.tree_map(lambda x: x.mean(axis=0), terms)
+
+    def wait(learner):
+        return learner, Losses(jnp.zeros((), jnp.float32), jnp.zeros((), jnp.float32))
 
     learning = steps_after > cfg.learning_starts
-    (params, opt_state), stats = jax.lax.cond(
-        learning, learn, lambda c: (c, jnp.zeros((2,), jnp.float32)), (state.params, state.opt_state)
-    )
+    learner = Learner(state.params, state.target_params, state.opt_state)
+    (params, _, opt_state), terms = jax.lax.cond(learning, learn, wait, learner)
 
     # TARGET network: copied (or Polyak-averaged) every target_update_period env steps
     refresh = jnp.logical_and(
         learning, schedules.crossed(steps_before, steps_after, cfg.target_update_period)
     )
-    target_params = jax.tree_util.tree_map(
-        lambda new, old: jnp.where(refresh, new, old),
-        optax.incremental_update(params, state.target_params, cfg.tau),
-        state.target_params,
-    )
+    target_params = offpolicy.update_target(params, state.target_params, cfg.tau, refresh)
 
     last_return = rollout.mean_episode_return(traj, state.last_return)
     iteration = state.iteration + 1
     metrics = Metrics(
         episode_return=last_return,
         env_steps=iteration * cfg.env_steps_per_iteration,
-        loss=stats[0],
-        q_value=stats[1],
+        loss=terms.loss,
+        q_value=terms.q_value,
         epsilon=eps,
     )
     new_state = State(params, target_params, opt_state, replay_state, env_carry, key, iteration, last_return)
@@ -421,18 +379,6 @@ def make_value_fn(cfg: Config, state: State):
     return lambda obs: jnp.max(net.apply(state.params, obs), axis=-1)
 
 
-def restart_envs(cfg: Config, restored: State, fresh: State) -> State:
-    """:func:`base.restart_envs`, and with ``store_next_obs=False`` the newest replay row made invalid:
-    its s' would be read from the next row, which now holds the restarted episodes' first observations
-    (one transition per environment dropped, so none joins two episodes)."""
-    state = base.restart_envs(cfg, restored, fresh)
-    if cfg.store_next_obs:
-        return state
-    rs = state.replay
-    newest = (rs.position - 1) % rs.valid.shape[0]
-    return state._replace(replay=rs._replace(valid=rs.valid.at[newest].set(False)))
-
-
 ALGORITHM = base.register(
     base.Algorithm(
         name="dqn",
@@ -445,6 +391,6 @@ ALGORITHM = base.register(
         validate=validate,
         description="DQN with replay memory and target network; Double DQN and dueling options",
         steps_per_iteration=lambda cfg: cfg.env_steps_per_iteration,
-        restart_envs=restart_envs,
+        restart_envs=offpolicy.restart_envs,
     )
 )

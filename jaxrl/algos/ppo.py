@@ -144,6 +144,7 @@ class _FlatApply:
 
     def __init__(self, net: nn.Module, unravel: Any):
         self.net, self.unravel = net, unravel
+        self.discrete = net.discrete
 
     def apply(self, flat: jax.Array, *args: Any, **kwargs: Any) -> Any:
         return self.net.apply(self.unravel(flat), *args, **kwargs)
@@ -185,12 +186,21 @@ def init(cfg: Config, key: jax.Array) -> State:
 
 
 # ---------------------------------------------------------------------------------------- LOSS
-def loss(
-    params: Any, cfg: Config, net: nn.Module, discrete: bool, stats: normalization.RunningStats, mb: Batch
-) -> tuple[jax.Array, tuple[jax.Array, ...]]:
-    """PPO loss on one minibatch ``[N]`` (flat); returns ``(total, (pg, vf, entropy, kl, clipfrac))``."""
-    out = net.apply(params, _prep(cfg, stats, mb.obs))
-    log_prob, ent = policies.log_prob_entropy(out, mb.action, discrete)
+class Losses(NamedTuple):
+    """The terms of :func:`loss` on one minibatch, each ``[]``."""
+
+    total: jax.Array  # policy_loss + vf_coef * value_loss - ent_coef * entropy
+    policy_loss: jax.Array
+    value_loss: jax.Array
+    entropy: jax.Array
+    approx_kl: jax.Array  # mean (r - 1) - log r, r the probability ratio
+    clip_fraction: jax.Array  # fraction of steps with |r - 1| > clip_eps
+
+
+def loss(params: Any, cfg: Config, net: nn.Module, mb: Batch) -> tuple[jax.Array, Losses]:
+    """PPO loss on one minibatch ``[N]`` (flat, observations already normalised if asked)."""
+    out = net.apply(params, mb.obs)
+    log_prob, ent = policies.log_prob_entropy(out, mb.action, net.discrete)
     log_ratio = log_prob - mb.log_prob
     ratio = jnp.exp(log_ratio)
     mask = mb.valid.astype(jnp.float32)
@@ -199,24 +209,21 @@ def loss(
     if cfg.clip_value:
         vf = policy_losses.clipped_value_loss(out.value, mb.value, mb.target, cfg.clip_eps, mask_t=mask)
     else:
-        vf = policy_losses._masked_mean(0.5 * jnp.square(out.value - mb.target), mask)
-    ent_mean = policy_losses._masked_mean(ent, mask)
+        vf = policy_losses.masked_mean(0.5 * jnp.square(out.value - mb.target), mask)
+    ent_mean = policy_losses.masked_mean(ent, mask)
     total = pg + cfg.vf_coef * vf - cfg.ent_coef * ent_mean
-    kl = policy_losses._masked_mean((ratio - 1.0) - log_ratio, mask)
-    clipfrac = policy_losses._masked_mean((jnp.abs(ratio - 1.0) > cfg.clip_eps).astype(jnp.float32), mask)
-    return total, (pg, vf, ent_mean, kl, clipfrac)
+    kl = policy_losses.masked_mean((ratio - 1.0) - log_ratio, mask)
+    clipfrac = policy_losses.masked_mean((jnp.abs(ratio - 1.0) > cfg.clip_eps).astype(jnp.float32), mask)
+    return total, Losses(total, pg, vf, ent_mean, kl, clipfrac)
 
 
 # -------------------------------------------------------------------------------------- UPDATE
 def update(
-    cfg: Config, net: nn.Module, discrete: bool, stats: normalization.RunningStats, carry: tuple, mb: Batch
-) -> tuple[tuple, jax.Array]:
-    """One gradient step on one minibatch. ``carry = (params, opt_state)``."""
-    params, opt_state = carry
-    grads, aux = jax.grad(loss, has_aux=True)(params, cfg, net, discrete, stats, mb)
-    updates, opt_state = _optimizer(cfg).update(grads, opt_state, params)
-    total = aux[0] + cfg.vf_coef * aux[1] - cfg.ent_coef * aux[2]
-    return (optax.apply_updates(params, updates), opt_state), jnp.stack((total,) + aux)
+    cfg: Config, net: nn.Module, learner: policies.Learner, mb: Batch
+) -> tuple[policies.Learner, Losses]:
+    """One gradient step on one minibatch."""
+    params, opt_state, terms = optim.step(_optimizer(cfg), loss, *learner, cfg, net, mb)
+    return policies.Learner(params, opt_state), terms
 
 
 # ---------------------------------------------------------------------------------- TRAIN STEP
@@ -259,12 +266,13 @@ def train_step(cfg: Config, state: State) -> tuple[State, Metrics]:
 
     # UPDATE EPOCHS (on the parameters as one flat vector: the same Adam steps in a few kernels, not
     # a few per parameter array; State keeps the usual pytrees)
+    # (observations normalised once here, with the statistics the rollout acted on)
     flat, unravel = ravel_pytree(state.params)
-    upd = lambda c, mb: update(cfg, _FlatApply(net, unravel), discrete, stats, c, mb)
+    upd = lambda c, mb: update(cfg, _FlatApply(net, unravel), c, mb)
     (flat, opt_flat), losses = batching.minibatch_epochs(
         k_upd,
-        (flat, _flatten_like(state.opt_state, state.params)),
-        batch,
+        policies.Learner(flat, _flatten_like(state.opt_state, state.params)),
+        batch._replace(obs=_prep(cfg, stats, batch.obs)),
         upd,
         num_epochs=cfg.num_epochs,
         num_minibatches=cfg.num_minibatches,
@@ -275,16 +283,16 @@ def train_step(cfg: Config, state: State) -> tuple[State, Metrics]:
 
     last_return = rollout.mean_episode_return(traj, state.last_return)
     iteration = state.iteration + 1
-    lm = losses.mean(axis=(0, 1))
+    lm = jax.tree_util.tree_map(lambda x: x.mean(axis=(0, 1)), losses)  # over epochs and minibatches
     metrics = Metrics(
         episode_return=last_return,
         env_steps=iteration * cfg.batch_size,
-        total_loss=lm[0],
-        policy_loss=lm[1],
-        value_loss=lm[2],
-        entropy=lm[3],
-        approx_kl=lm[4],
-        clip_fraction=lm[5],
+        total_loss=lm.total,
+        policy_loss=lm.policy_loss,
+        value_loss=lm.value_loss,
+        entropy=lm.entropy,
+        approx_kl=lm.approx_kl,
+        clip_fraction=lm.clip_fraction,
     )
     new_state = State(params, opt_state, env_carry, stats, key, iteration, last_return)
     return new_state, metrics

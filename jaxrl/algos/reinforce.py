@@ -167,12 +167,14 @@ def reward_to_go(
 
 
 # ------------------------------------------------------------------------------------- LOSS
-def loss(params: Any, cfg: Config, net: ActorCritic, discrete: bool, batch: policies.PGBatch):
+def loss(
+    params: Any, cfg: Config, net: ActorCritic, batch: policies.PGBatch
+) -> tuple[jax.Array, policies.ActorCriticLosses]:
     """REINFORCE loss on a flat batch ``[N]`` (``advantage`` = G - b, ``target`` = G); returns
     ``(total, (pg, vf, entropy))``. The value loss counts only with ``baseline``."""
     vf_coef = cfg.vf_coef if cfg.baseline else 0.0
     return policies.actor_critic_loss(
-        params, net, discrete, batch, vf_coef, cfg.ent_coef, normalize_advantages=cfg.normalize_returns
+        params, net, net.discrete, batch, vf_coef, cfg.ent_coef, normalize_advantages=cfg.normalize_returns
     )
 
 
@@ -196,12 +198,11 @@ def episode_batch(cfg: Config, net: ActorCritic, params: Any, traj: rollout.Tran
 
 # -------------------------------------------------------------------------------------- UPDATE
 def update(
-    cfg: Config, net: ActorCritic, discrete: bool, params: Any, opt_state: Any, batch: policies.PGBatch
-) -> tuple[Any, Any, jax.Array]:
-    """One gradient step on the batch; returns ``(params, opt_state, [total, pg, vf, entropy])``."""
-    (total, aux), grads = jax.value_and_grad(loss, has_aux=True)(params, cfg, net, discrete, batch)
-    updates, opt_state = _optimizer(cfg).update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state, jnp.stack((total,) + aux)
+    cfg: Config, net: ActorCritic, learner: policies.Learner, batch: policies.PGBatch
+) -> tuple[policies.Learner, policies.ActorCriticLosses]:
+    """One gradient step on the batch."""
+    params, opt_state, terms = optim.step(_optimizer(cfg), loss, *learner, cfg, net, batch)
+    return policies.Learner(params, opt_state), terms
 
 
 # ---------------------------------------------------------------------------------- TRAIN STEP
@@ -219,17 +220,17 @@ def train_step(cfg: Config, state: State) -> tuple[State, Metrics]:
 
     _, traj = rollout.rollout(env, act, rollout.reset(env, k_reset), k_roll, rollout_length(cfg))
     batch = episode_batch(cfg, net, state.params, traj)
-    params, opt_state, losses = update(cfg, net, discrete, state.params, state.opt_state, batch)
+    (params, opt_state), losses = update(cfg, net, policies.Learner(state.params, state.opt_state), batch)
 
     last_return = rollout.mean_episode_return(traj, state.last_return)
     iteration = state.iteration + 1
     metrics = Metrics(
         episode_return=last_return,
         env_steps=iteration * steps_per_iteration(cfg),
-        total_loss=losses[0],
-        policy_loss=losses[1],
-        value_loss=losses[2],
-        entropy=losses[3],
+        total_loss=losses.total,
+        policy_loss=losses.policy_loss,
+        value_loss=losses.value_loss,
+        entropy=losses.entropy,
         episodes=jnp.sum(traj.episode_end),
         used_fraction=jnp.mean(batch.mask.astype(jnp.float32)),
     )

@@ -11,7 +11,8 @@ A gymnax ``Environment`` *instance* is accepted too (with ``env_params`` or its 
 from __future__ import annotations
 
 import difflib
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 
@@ -29,10 +30,65 @@ def gymnax_names() -> list[str]:
     return list(gymnax.registered_envs)
 
 
-def probe_names() -> list[str]:
+def _probe_classes() -> dict[str, Any]:
     from jaxrl.envs import probes
 
-    return [PROBE_PREFIX + n for n in probes.PROBES]
+    return probes.PROBES
+
+
+def _make_gymnax(name: str, num_envs: int, env_params: Any, full_name: str, **kwargs: Any) -> base.Env:
+    import gymnax
+
+    from jaxrl.envs import gymnax as gymnax_backend
+
+    genv, default_params = gymnax.make(name)
+    params = default_params if env_params is None else env_params
+    return gymnax_backend.GymnaxEnv(genv, params, num_envs, name=name)
+
+
+def _make_probe(name: str, num_envs: int, env_params: Any, full_name: str, **kwargs: Any) -> base.Env:
+    from jaxrl.envs import gymnax as gymnax_backend
+
+    return gymnax_backend.GymnaxEnv(_probe_classes()[name](), env_params, num_envs, name=full_name)
+
+
+def _make_envpool(name: str, num_envs: int, env_params: Any, full_name: str, **kwargs: Any) -> base.Env:
+    from jaxrl.envs import envpool as envpool_backend  # lazy: optional extra
+
+    return envpool_backend.EnvpoolEnv(name, num_envs, env_params, **kwargs)
+
+
+class Backend(NamedTuple):
+    """One environment backend, chosen by a name's ``"<prefix>:"``."""
+
+    #: ``make(name without prefix, num_envs, env_params, full_name, **kwargs) -> Env``
+    make: Callable[..., base.Env]
+    #: the names it accepts (without prefix), listed without building anything; None: the backend
+    #: validates names itself (envpool knows its task list)
+    names: Callable[[], list[str]] | None
+    #: its environments keep their state outside JAX (no checkpoint, vmap or sharding of them)
+    stateful: bool = False
+
+
+DEFAULT_BACKEND = "gymnax"
+BACKENDS: dict[str, Backend] = {
+    "gymnax": Backend(_make_gymnax, gymnax_names),
+    "probe": Backend(_make_probe, lambda: list(_probe_classes())),
+    "envpool": Backend(_make_envpool, None, stateful=True),
+}
+ENVPOOL_PREFIX, GYMNAX_PREFIX, PROBE_PREFIX = "envpool:", "gymnax:", "probe:"
+
+
+def _split(env: str) -> tuple[Backend, str]:
+    """The backend of a name and the name it is given (prefix removed; default backend: gymnax)."""
+    prefix, colon, rest = env.partition(":")
+    if colon and prefix in BACKENDS:
+        return BACKENDS[prefix], rest
+    return BACKENDS[DEFAULT_BACKEND], env
+
+
+def probe_names() -> list[str]:
+    return [PROBE_PREFIX + n for n in _probe_classes()]
 
 
 def available_names() -> list[str]:
@@ -53,10 +109,8 @@ def check_name(env: Any) -> None:
     """Raise a clear ``ValueError`` for an unknown name, without building anything heavy."""
     if not isinstance(env, str):
         return
-    if env.startswith(ENVPOOL_PREFIX):
-        return  # validated by the envpool adapter, which knows its task list
-    name = env.removeprefix(GYMNAX_PREFIX)
-    if name not in available_names():
+    backend, name = _split(env)
+    if backend.names is not None and name not in backend.names():
         raise _unknown(env)
 
 
@@ -73,30 +127,9 @@ def _make(env: Any, num_envs: int, env_params: Any = None, **kwargs: Any) -> bas
     if num_envs < 1:
         raise ValueError(f"num_envs must be >= 1, got {num_envs}")
     if isinstance(env, str):
-        if env.startswith(ENVPOOL_PREFIX):
-            from jaxrl.envs import envpool as envpool_backend  # lazy: optional extra
-
-            return envpool_backend.EnvpoolEnv(
-                env.removeprefix(ENVPOOL_PREFIX), num_envs, env_params, **kwargs
-            )
-        from jaxrl.envs import gymnax as gymnax_backend
-
-        if env.startswith(PROBE_PREFIX):
-            from jaxrl.envs import probes
-
-            cls = probes.PROBES.get(env.removeprefix(PROBE_PREFIX))
-            if cls is None:
-                raise _unknown(env)
-            return gymnax_backend.GymnaxEnv(cls(), env_params, num_envs, name=env)
-        import gymnax
-
-        name = env.removeprefix(GYMNAX_PREFIX)
-        if name not in gymnax.registered_envs:
-            raise _unknown(env)
-        genv, default_params = gymnax.make(name)
-        return gymnax_backend.GymnaxEnv(
-            genv, default_params if env_params is None else env_params, num_envs, name=name
-        )
+        check_name(env)
+        backend, name = _split(env)
+        return backend.make(name, num_envs, env_params, env, **kwargs)
     # A user-supplied gymnax environment instance.
     if hasattr(env, "step_env") and hasattr(env, "default_params"):
         from jaxrl.envs import gymnax as gymnax_backend
@@ -111,7 +144,7 @@ def holds_state_outside_jax(env: Any) -> bool:
     """True for backends whose state lives outside JAX (envpool), from the name or instance alone:
     nothing is built (an envpool pool would be)."""
     if isinstance(env, str):
-        return env.startswith(ENVPOOL_PREFIX)
+        return _split(env)[0].stateful
     return bool(getattr(env, "stateful", False))
 
 

@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 
 
-def _masked_mean(x: jax.Array, mask_t: jax.Array | None) -> jax.Array:
+def masked_mean(x: jax.Array, mask_t: jax.Array | None) -> jax.Array:
     if mask_t is None:
         return jnp.mean(x)
     mask_t = mask_t.astype(x.dtype)
@@ -61,7 +61,7 @@ def reinforce_loss(
     chex.assert_rank([logits_t, a_t, returns_t], [2, 1, 1])
     chex.assert_type([a_t], [int])
     logp = categorical_log_prob(logits_t, a_t)
-    return -_masked_mean(logp * jax.lax.stop_gradient(returns_t), mask_t)
+    return -masked_mean(logp * jax.lax.stop_gradient(returns_t), mask_t)
 
 
 def policy_gradient_loss(
@@ -69,7 +69,7 @@ def policy_gradient_loss(
 ) -> jax.Array:
     """``-mean_t logp_t * A_t`` for any distribution, given log-probabilities [T] and advantages [T]."""
     chex.assert_rank([logp_t, adv_t], 1)
-    return -_masked_mean(logp_t * jax.lax.stop_gradient(adv_t), mask_t)
+    return -masked_mean(logp_t * jax.lax.stop_gradient(adv_t), mask_t)
 
 
 def clipped_surrogate_loss(
@@ -93,7 +93,7 @@ def clipped_surrogate_loss(
     chex.assert_equal_shape([ratio_t, adv_t])
     adv_t = jax.lax.stop_gradient(adv_t)
     clipped = jnp.clip(ratio_t, 1.0 - epsilon, 1.0 + epsilon) * adv_t
-    return -_masked_mean(jnp.minimum(ratio_t * adv_t, clipped), mask_t)
+    return -masked_mean(jnp.minimum(ratio_t * adv_t, clipped), mask_t)
 
 
 def clipped_value_loss(
@@ -112,4 +112,4 @@ def clipped_value_loss(
     target_t = jax.lax.stop_gradient(target_t)
     v_clipped = v_old_t + jnp.clip(v_t - v_old_t, -epsilon, epsilon)
     loss = 0.5 * jnp.maximum(jnp.square(v_t - target_t), jnp.square(v_clipped - target_t))
-    return _masked_mean(loss, mask_t)
+    return masked_mean(loss, mask_t)

@@ -102,10 +102,20 @@ def init_cache(
 
 
 # ---------------------------------------------------------------------------------------- MODEL
-def _attend(q: jax.Array, k: jax.Array, v: jax.Array, q_pos: jax.Array, k_pos: jax.Array) -> jax.Array:
-    """Causal attention: q [B, T, H, Dh], k/v [B, S, H, Dh], q_pos [T], k_pos [S] -> [B, T, H, Dh]."""
+def _attend(
+    q: jax.Array,
+    k: jax.Array,
+    v: jax.Array,
+    q_pos: jax.Array,
+    k_pos: jax.Array,
+    offset: jax.Array | None = None,
+) -> jax.Array:
+    """Causal attention: q [B, T, H, Dh], k/v [B, S, H, Dh], slots q_pos [T], k_pos [S] -> [B, T, H, Dh];
+    ``offset`` [B]: slots ``< offset`` (left padding) are never attended to."""
     scores = jnp.einsum("bthd,bshd->bhts", q, k) / math.sqrt(q.shape[-1])
     visible = (k_pos[None, :] <= q_pos[:, None])[None, None]  # [1, 1, T, S]
+    if offset is not None:
+        visible = visible & (k_pos[None, None, None, :] >= offset[:, None, None, None])  # [B, 1, T, S]
     scores = jnp.where(visible, scores, jnp.finfo(scores.dtype).min)
     return jnp.einsum("bhts,bshd->bthd", jax.nn.softmax(scores, axis=-1), v)
 
@@ -126,7 +136,12 @@ class Block(nn.Module):
         self.fc_out = nn.Dense(c.d_model, kernel_init=out_init)
 
     def __call__(
-        self, x: jax.Array, start: jax.Array | int, cache: KVCache | None, layer: int
+        self,
+        x: jax.Array,
+        start: jax.Array | int,
+        cache: KVCache | None,
+        layer: int,
+        offset: jax.Array | None = None,
     ) -> tuple[jax.Array, KVCache | None]:
         """x [B, T, D] at positions ``start .. start+T-1``; cache: every layer's cache (this block writes
         and reads slot ``layer``) or None."""
@@ -135,14 +150,14 @@ class Block(nn.Module):
         q, k, v = jnp.split(self.qkv(self.ln1(x)).reshape(b, t, 3 * c.num_heads, c.head_dim), 3, axis=2)
         q_pos = start + jnp.arange(t)
         if cache is None:  # the whole sequence at once: attend within it
-            att = _attend(q, k, v, q_pos, q_pos)
+            att = _attend(q, k, v, q_pos, q_pos, offset)
         else:  # write this chunk into the cache in place, attend to everything written so far
             at = (layer, 0, start, 0, 0)
             cache = KVCache(
                 jax.lax.dynamic_update_slice(cache.k, k[None].astype(cache.k.dtype), at),
                 jax.lax.dynamic_update_slice(cache.v, v[None].astype(cache.v.dtype), at),
             )
-            att = _attend(q, cache.k[layer], cache.v[layer], q_pos, jnp.arange(cache.k.shape[2]))
+            att = _attend(q, cache.k[layer], cache.v[layer], q_pos, jnp.arange(cache.k.shape[2]), offset)
         x = x + self.proj(att.reshape(b, t, c.d_model))
         x = x + self.fc_out(nn.gelu(self.fc(self.ln2(x))))
         return x, cache
@@ -161,12 +176,22 @@ class Transformer(nn.Module):
         self.ln_f = nn.LayerNorm()
         self.head = nn.Dense(c.vocab_size, use_bias=False, kernel_init=nn.initializers.normal(0.02))
 
-    def _run(self, tokens: jax.Array, start: jax.Array | int, cache: KVCache | None):
+    def _run(
+        self,
+        tokens: jax.Array,
+        start: jax.Array | int,
+        cache: KVCache | None,
+        offset: jax.Array | None = None,
+    ):
         t = tokens.shape[1]
-        pos = jax.lax.dynamic_slice_in_dim(self.pos_embed, start, t, axis=0)
-        x = self.embed(tokens) + pos[None]
+        if offset is None:
+            pos = jax.lax.dynamic_slice_in_dim(self.pos_embed, start, t, axis=0)[None]
+        else:  # left-padded rows: slot i holds position i - offset
+            idx = jnp.maximum(start + jnp.arange(t)[None, :] - offset[:, None], 0)
+            pos = jnp.take(self.pos_embed, idx, axis=0)
+        x = self.embed(tokens) + pos
         for i, block in enumerate(self.blocks):
-            x, cache = block(x, start, cache, i)
+            x, cache = block(x, start, cache, i, offset)
         return self.ln_f(x), cache
 
     def __call__(self, tokens: jax.Array) -> jax.Array:
@@ -177,10 +202,13 @@ class Transformer(nn.Module):
         """tokens [B, L] int -> final hidden states [B, L, d_model] (after the last LayerNorm)."""
         return self._run(tokens, 0, None)[0]
 
-    def decode(self, tokens: jax.Array, cache: KVCache, start: jax.Array | int) -> tuple[jax.Array, KVCache]:
-        """tokens [B, T] at positions ``start..start+T-1`` (prefill: T > 1; one step: T = 1), with the
-        cache of positions ``< start`` -> (logits [B, T, V], cache with these positions written)."""
-        h, cache = self._run(tokens, start, cache)
+    def decode(
+        self, tokens: jax.Array, cache: KVCache, start: jax.Array | int, offset: jax.Array | None = None
+    ) -> tuple[jax.Array, KVCache]:
+        """tokens [B, T] at cache slots ``start..start+T-1`` (prefill: T > 1; one step: T = 1), with the
+        cache of slots ``< start`` -> (logits [B, T, V], cache with these slots written). ``offset`` [B]:
+        left-padding slots of each row (never attended to; slot ``i`` is position ``i - offset``)."""
+        h, cache = self._run(tokens, start, cache, offset)
         return self.head(h), cache
 
 
@@ -191,8 +219,9 @@ class PolicyModel:
 
     ``apply(params, tokens[B, L]) -> logits[B, L, V]`` must be causal. ``init(key) -> params``.
     Optional KV cache: ``init_cache(batch, length) -> cache`` (room for ``length <= max_len`` positions) and
-    ``decode(params, tokens[B, T], cache, start) -> (logits[B, T, V], cache)``; without them sampling
-    recomputes the whole prefix every step.
+    ``decode(params, tokens[B, T], cache, start, offset=None) -> (logits[B, T, V], cache)`` where
+    ``offset[B]`` counts each row's left-padding slots (never attended to; slot ``i`` holds position
+    ``i - offset``); without them sampling recomputes the whole prefix every step.
     """
 
     apply: Callable[[Any, jax.Array], jax.Array]
@@ -221,8 +250,8 @@ def transformer_policy(cfg: TransformerConfig) -> PolicyModel:
         init=lambda key: model.init(key, jnp.zeros((1, cfg.max_len), jnp.int32)),
         vocab_size=cfg.vocab_size,
         max_len=cfg.max_len,
-        decode=lambda params, tokens, cache, start: model.apply(
-            params, tokens, cache, start, method=Transformer.decode
+        decode=lambda params, tokens, cache, start, offset=None: model.apply(
+            params, tokens, cache, start, offset, method=Transformer.decode
         ),
         init_cache=lambda batch, length=None: init_cache(cfg, batch, length),
         features=lambda params, tokens: model.apply(params, tokens, method=Transformer.features),
@@ -236,12 +265,53 @@ def token_log_probs(
 ) -> jax.Array:
     """``log pi(tokens[:, t] | tokens[:, :t])`` with logits divided by ``temperature``.
 
-    tokens [B, L] int -> [B, L] float32; column 0 (no context) is 0.
+    tokens [B, L] int -> [B, L] float32; column 0 (no context) is 0. With ``features`` and ``unembed``
+    (every built-in and ``jaxrl.lm`` model) the logits are made a chunk of positions at a time, each
+    reduced to ``logit[token] - logsumexp`` (and recomputed in the backward pass), so no float32
+    ``[B, L, V]`` array exists at large vocabularies.
     """
-    # the last token predicts nothing here: leave it out (the model is causal, so the rest is unchanged)
-    logits = policy.apply(params, tokens[:, :-1]).astype(jnp.float32) / temperature
-    logp = jnp.take_along_axis(jax.nn.log_softmax(logits, axis=-1), tokens[:, 1:, None], axis=-1)[..., 0]
+    if policy.features is None or policy.unembed is None:
+        # the last token predicts nothing here: leave it out (the model is causal, so the rest is unchanged)
+        logits = policy.apply(params, tokens[:, :-1]).astype(jnp.float32) / temperature
+        logp = _target_log_probs(logits, tokens[:, 1:])
+    else:
+        hidden = policy.features(params, tokens[:, :-1])  # [B, L-1, D]
+        logp = chunked_log_probs(
+            lambda h: policy.unembed(params, h).astype(jnp.float32) / temperature, hidden, tokens[:, 1:]
+        )
     return jnp.concatenate([jnp.zeros_like(logp[:, :1]), logp], axis=1)
+
+
+def _target_log_probs(logits: jax.Array, targets: jax.Array) -> jax.Array:
+    """logits [..., V] float32, targets [...] -> log-softmax at the targets (from logsumexp)."""
+    picked = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
+    return picked - jax.nn.logsumexp(logits, axis=-1)
+
+
+#: positions per chunk are chosen so one chunk's float32 logits hold at most this many elements
+LOGIT_CHUNK_ELEMENTS = 1 << 24
+
+
+def chunked_log_probs(
+    logits_fn: Callable[[jax.Array], jax.Array], hidden: jax.Array, targets: jax.Array
+) -> jax.Array:
+    """``log softmax(logits_fn(hidden))[targets]`` a chunk of positions at a time.
+
+    hidden [B, T, D], targets [B, T] -> [B, T] float32. ``logits_fn`` maps hidden states [B, C, D] to
+    float32 logits [B, C, V]; each chunk is rematerialised in the backward pass (``jax.checkpoint``).
+    """
+    b, t = targets.shape
+    v = jax.eval_shape(logits_fn, hidden[:, :1]).shape[-1]
+    chunk = max(1, min(t, LOGIT_CHUNK_ELEMENTS // max(1, b * v)))
+    if chunk >= t:
+        return _target_log_probs(logits_fn(hidden), targets)
+    n = -(-t // chunk)
+    pad = n * chunk - t
+    h = jnp.pad(hidden, ((0, 0), (0, pad), (0, 0))).reshape(b, n, chunk, -1).swapaxes(0, 1)
+    y = jnp.pad(targets, ((0, 0), (0, pad))).reshape(b, n, chunk).swapaxes(0, 1)
+    one = jax.checkpoint(lambda hy: _target_log_probs(logits_fn(hy[0]), hy[1]))
+    out = jax.lax.map(one, (h, y))  # [n, B, chunk]
+    return out.swapaxes(0, 1).reshape(b, n * chunk)[:, :t]
 
 
 # ------------------------------------------------------------------------------------- SAMPLING
@@ -261,25 +331,104 @@ class Samples(NamedTuple):
     finished: jax.Array
 
 
+_NUCLEUS_ITERS = 26  # bisection steps of the top-p threshold: ~1e-7 of the bracket, float32's resolution
+_BLOCK = 256  # tokens per block of the two-level inverse-CDF draw
+
+
+def nucleus_cutoff(logits: jax.Array, top_k: int, top_p: jax.Array | float) -> jax.Array:
+    """The smallest logit kept by top-k then top-p filtering: logits [B, V] float32 -> [B, 1].
+
+    A token is kept when it is among the ``top_k`` largest (0: all) and the probability mass (after
+    top-k) of the tokens strictly more likely than it is < ``top_p``; the most likely token is always
+    kept. No full sort: with ``top_k`` the nucleus is found among the k values ``lax.top_k`` returns
+    sorted; without, the cutoff is found by bisection on the logit value (the mass above a threshold
+    is one masked sum over the vocabulary), bracketed by ``[max + log((1 - top_p) / V) - 1, max]``.
+    """
+    if top_k:
+        vals = jax.lax.top_k(logits, top_k)[0]  # [B, k] descending
+        probs = jax.nn.softmax(vals, axis=-1)
+        mass_before = jnp.cumsum(probs, axis=-1) - probs
+        keep = (mass_before < top_p) | (jnp.arange(top_k) == 0)[None, :]
+        return jnp.min(jnp.where(keep, vals, jnp.inf), axis=-1, keepdims=True)
+    v = logits.shape[-1]
+    top = jnp.max(logits, axis=-1, keepdims=True)
+    probs = jnp.exp(logits - top)
+    probs = probs / jnp.sum(probs, axis=-1, keepdims=True)
+    # invariant: mass(logits >= lo) >= top_p > mass(logits >= hi)
+    lo = top + jnp.log(jnp.maximum(1.0 - top_p, 1e-30) / v) - 1.0
+    hi = top + 1e-3 + 1e-6 * jnp.abs(top)
+
+    def bisect(_, bounds):
+        lo, hi = bounds
+        mid = 0.5 * (lo + hi)
+        enough = jnp.sum(jnp.where(logits >= mid, probs, 0.0), axis=-1, keepdims=True) >= top_p
+        return jnp.where(enough, mid, lo), jnp.where(enough, hi, mid)
+
+    lo, _ = jax.lax.fori_loop(0, _NUCLEUS_ITERS, bisect, (lo, hi))
+    return jnp.minimum(lo, top)
+
+
 def filter_logits(logits: jax.Array, top_k: int = 0, top_p: jax.Array | float = 1.0) -> jax.Array:
     """Keep the ``top_k`` largest logits (0: all) and the smallest set with probability >= ``top_p``;
-    the rest become -inf. logits [..., V] -> [..., V]. The most likely token is always kept."""
-    neg = jnp.finfo(logits.dtype).min
-    if top_k:
-        kth = jax.lax.top_k(logits, top_k)[0][..., -1:]
-        logits = jnp.where(logits < kth, neg, logits)
-    sorted_logits = jnp.sort(logits, axis=-1)[..., ::-1]
-    probs = jax.nn.softmax(sorted_logits, axis=-1)
-    # a token is kept when the probability mass strictly before it is < top_p
-    mass_before = jnp.cumsum(probs, axis=-1) - probs
-    keep_sorted = mass_before < top_p
-    cutoff = jnp.min(jnp.where(keep_sorted, sorted_logits, jnp.inf), axis=-1, keepdims=True)
-    return jnp.where(logits < cutoff, neg, logits)
+    the rest become the dtype's lowest value. logits [..., V] -> [..., V]. The most likely token is
+    always kept (see :func:`nucleus_cutoff`)."""
+    flat = logits.reshape(-1, logits.shape[-1]).astype(jnp.float32)
+    cutoff = nucleus_cutoff(flat, top_k, top_p).reshape(logits.shape[:-1] + (1,))
+    return jnp.where(logits >= cutoff, logits, jnp.finfo(logits.dtype).min)
 
 
-def _prefill_bucket(n: int) -> int:
-    """Largest power of two <= n (>= 1): few distinct prefill lengths, so few compilations."""
-    return 1 << (max(int(n), 1).bit_length() - 1)
+def _first_argmax(logits: jax.Array, top: jax.Array) -> jax.Array:
+    """Index of the first maximum of each row (two plain reductions; XLA's CPU argmax is slower)."""
+    idx = jnp.arange(logits.shape[-1], dtype=jnp.int32)[None, :]
+    return jnp.min(jnp.where(logits >= top, idx, logits.shape[-1]), axis=-1).astype(jnp.int32)
+
+
+def _draw(weights: jax.Array, u: jax.Array) -> jax.Array:
+    """Inverse-CDF draw from unnormalised weights [B, V] (>= 0) with uniforms u [B, 2]: a block of
+    ``_BLOCK`` tokens by its mass, then a token inside it (two short cumulative sums, not one over V)."""
+    b, v = weights.shape
+    blk = min(_BLOCK, v)
+    nb = -(-v // blk)
+    w = jnp.pad(weights, ((0, 0), (0, nb * blk - v))).reshape(b, nb, blk)
+
+    def pick(cum: jax.Array, mass: jax.Array, x: jax.Array) -> jax.Array:
+        # first index whose cumulative sum exceeds x * total, never one of zero weight
+        i = jnp.sum(cum <= x[:, None] * cum[:, -1:], axis=-1)
+        last = jnp.max(jnp.where(mass > 0, jnp.arange(mass.shape[-1])[None, :], 0), axis=-1)
+        return jnp.minimum(i, last)
+
+    block_mass = jnp.sum(w, axis=-1)  # [B, nb]
+    bi = pick(jnp.cumsum(block_mass, axis=-1), block_mass, u[:, 0])
+    row = jnp.take_along_axis(w, bi[:, None, None], axis=1)[:, 0]  # [B, blk]
+    ti = pick(jnp.cumsum(row, axis=-1), row, u[:, 1])
+    return (bi * blk + ti).astype(jnp.int32)
+
+
+def _pick(logits, u, temperature, top_k, top_p, greedy) -> tuple[jax.Array, jax.Array]:
+    """Next tokens [B] and their log-probs [B] under the temperature-scaled, unfiltered policy."""
+    logits = logits.astype(jnp.float32) / temperature
+    top = jnp.max(logits, axis=-1, keepdims=True)
+    lse = top[:, 0] + jnp.log(jnp.sum(jnp.exp(logits - top), axis=-1))
+
+    def sample(_):
+        cutoff = jax.lax.cond(
+            (top_p < 1.0) | (top_k > 0),
+            lambda: nucleus_cutoff(logits, top_k, top_p),
+            lambda: jnp.full_like(top, -jnp.inf),
+        )
+        return _draw(jnp.where(logits >= cutoff, jnp.exp(logits - top), 0.0), u)
+
+    tok = jax.lax.cond(greedy, lambda _: _first_argmax(logits, top), sample, None)
+    return tok, jnp.take_along_axis(logits, tok[:, None], axis=-1)[:, 0] - lse
+
+
+def _supports_offset(policy: PolicyModel) -> bool:
+    import inspect
+
+    try:
+        return "offset" in inspect.signature(policy.decode).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def make_sampler(
@@ -291,19 +440,24 @@ def make_sampler(
     top_k: int = 0,
     greedy: bool = False,
     use_cache: bool | None = None,
+    eos_ids: tuple[int, ...] = (),
 ) -> Callable[..., Samples]:
     """Build ``sample(params, prompts[B, P], prompt_len[B], key, temperature=1.0, top_p=1.0, greedy=greedy)
     -> Samples``, jitted (``temperature``, ``top_p`` and ``greedy`` are traced: one compiled program
     serves sampling and greedy decoding).
 
-    ``prompts`` are right-padded token ids (every prompt at least 1 token, e.g. a BOS); generation
-    writes up to ``max_new_tokens`` after each prompt's own end, so ``P + max_new_tokens`` must be
-    ``<= policy.max_len``. All rows advance one position per step; a row still inside its prompt
-    copies its prompt token, so prompts of different lengths need no left padding. The shortest
-    prompts' common prefix is processed in one parallel prefill pass (KV-cache path).
+    ``prompts`` are right-padded token ids (every prompt at least 1 token, e.g. a BOS); each row gets up
+    to ``max_new_tokens`` after its own end, so ``P + max_new_tokens`` must be ``<= policy.max_len``.
+    A completion stops at ``eos_id`` (or any of ``eos_ids``, e.g. Llama 3's several end tokens).
 
-    ``use_cache=None`` uses the KV cache when the policy has one; ``False`` recomputes the prefix every
-    step (the reference the cached path is tested against). ``greedy`` takes the argmax.
+    KV-cache path (a policy whose ``decode`` takes ``offset``): the prompts are left-aligned inside the
+    sampler (``offset`` = each row's padding, masked out of attention, positions counted from the
+    row's first token) so the whole batch is prefilled in one pass whatever the lengths; the result is
+    returned right-padded as always. Decoding stops as soon as every row has ended. Without a cache
+    (``use_cache=False``, the reference the cached path is tested against) the prefix is recomputed
+    each step. Both paths use the same uniforms for a row's j-th token, so they draw the same tokens.
+    Draws: greedy takes the first maximum; sampling filters top-k (static) / top-p (traced) without a
+    full sort (:func:`nucleus_cutoff`) and draws by inverse CDF (:func:`_draw`).
     """
     default_greedy = greedy
     if use_cache is None:
@@ -312,22 +466,83 @@ def make_sampler(
         raise ValueError("use_cache=True needs a PolicyModel with decode and init_cache")
     if max_new_tokens <= 0:
         raise ValueError(f"max_new_tokens must be positive, got {max_new_tokens}")
+    if top_k < 0:
+        raise ValueError(f"top_k must be >= 0, got {top_k}")
+    stops = tuple(dict.fromkeys((int(eos_id), *(int(e) for e in eos_ids))))
+    left_padded = use_cache and _supports_offset(policy)
+    new = max_new_tokens
 
-    def pick(logits: jax.Array, key: jax.Array, temperature, top_p, greedy) -> tuple[jax.Array, jax.Array]:
-        logits = logits.astype(jnp.float32) / temperature
-        logp_all = jax.nn.log_softmax(logits, axis=-1)
-        sampled = jax.random.categorical(key, filter_logits(logits, top_k, top_p), axis=-1)
-        tok = jnp.where(greedy, jnp.argmax(logits, axis=-1), sampled).astype(jnp.int32)
-        return tok, jnp.take_along_axis(logp_all, tok[:, None], axis=-1)[:, 0]
+    def is_stop(y):
+        return functools.reduce(jnp.logical_or, [y == e for e in stops])
+
+    def pick(logits, u, temperature, top_p, greedy):
+        return _pick(logits, u, temperature, min(top_k, logits.shape[-1]), top_p, greedy)
+
+    @jax.jit
+    def _sample_left(params, prompts, prompt_len, key, temperature, top_p, greedy):
+        b, p = prompts.shape
+        length = p + new
+        offset = (p - prompt_len).astype(jnp.int32)  # [B] left padding per row
+        src = jnp.arange(p)[None, :] - offset[:, None]
+        left = jnp.where(src >= 0, jnp.take_along_axis(prompts, jnp.maximum(src, 0), axis=1), pad_id)
+        buf = jnp.concatenate([left.astype(jnp.int32), jnp.full((b, new), pad_id, jnp.int32)], axis=1)
+        cache = policy.init_cache(b, length)
+        logits, cache = policy.decode(params, buf[:, :p], cache, 0, offset)
+        uniforms = jax.random.uniform(key, (new, b, 2))
+        logp = jnp.zeros((b, length), jnp.float32)
+        gen = jnp.zeros((b, length), bool)
+
+        def cond(carry):
+            j, alive = carry[0], carry[5]
+            return (j < new) & jnp.any(alive)
+
+        def body(carry):
+            j, buf, logp, gen, logits, alive, cache = carry
+            y, logp_y = pick(logits[:, -1], uniforms[j], temperature, top_p, greedy)
+            tok = jnp.where(alive, y, pad_id)
+            t = p + j
+            buf = jax.lax.dynamic_update_slice_in_dim(buf, tok[:, None], t, axis=1)
+            logp = jax.lax.dynamic_update_slice_in_dim(
+                logp, jnp.where(alive, logp_y, 0.0)[:, None], t, axis=1
+            )
+            gen = jax.lax.dynamic_update_slice_in_dim(gen, alive[:, None], t, axis=1)
+            alive = alive & ~is_stop(y)
+            # the next step's logits (not needed after the last token or once every row has ended)
+            logits, cache = jax.lax.cond(
+                (j + 1 < new) & jnp.any(alive),
+                lambda: policy.decode(params, tok[:, None], cache, t, offset),
+                lambda: (logits, cache),
+            )
+            return j + 1, buf, logp, gen, logits, alive, cache
+
+        alive0 = jnp.ones((b,), bool)
+        carry = (jnp.int32(0), buf, logp, gen, logits[:, -1:], alive0, cache)
+        _, buf, logp, gen, _, alive, _ = jax.lax.while_loop(cond, body, carry)
+        # back to the right-padded layout: row i shifted left by its offset
+        idx = jnp.arange(length)[None, :] + offset[:, None]
+        inside = idx < length
+        idx = jnp.minimum(idx, length - 1)
+
+        def shift(x, fill):
+            return jnp.where(inside, jnp.take_along_axis(x, idx, axis=1), fill)
+
+        gen = shift(gen, False)
+        tokens = shift(buf, pad_id)
+        return Samples(
+            tokens=tokens,
+            log_probs=shift(logp, 0.0),
+            completion_mask=gen.astype(jnp.float32),
+            finished=jnp.any(gen & is_stop(tokens), axis=1),
+        )
 
     @functools.partial(jax.jit, static_argnames=("prefill",))
-    def _sample(params, prompts, prompt_len, key, temperature, top_p, greedy, prefill):
+    def _sample_right(params, prompts, prompt_len, key, temperature, top_p, greedy, prefill):
         b, p = prompts.shape
-        length = p + max_new_tokens
-        buf = jnp.concatenate(
-            [prompts.astype(jnp.int32), jnp.full((b, max_new_tokens), pad_id, jnp.int32)], 1
-        )
-        end = prompt_len + max_new_tokens  # [B] first position after each row's budget
+        length = p + new
+        buf = jnp.concatenate([prompts.astype(jnp.int32), jnp.full((b, new), pad_id, jnp.int32)], 1)
+        end = prompt_len + new  # [B] first position after each row's budget
+        uniforms = jax.random.uniform(key, (new, b, 2))
+        rows = jnp.arange(b)
 
         if use_cache:
             cache = policy.init_cache(b, length)
@@ -337,27 +552,25 @@ def make_sampler(
             cache = None
             first_logits = policy.apply(params, buf)[:, prefill - 1]
 
-        def step(carry, inp):
+        def step(carry, t):
             buf, cache, logits, alive = carry
-            t, k = inp
-            y, logp_y = pick(logits, k, temperature, top_p, greedy)
+            j = jnp.clip(t - prompt_len, 0, new - 1)  # [B] index of the token this row draws
+            y, logp_y = pick(logits, uniforms[j, rows], temperature, top_p, greedy)
             forced = t < prompt_len
             gen = ~forced & alive & (t < end)
             tok = jnp.where(forced, buf[:, t], jnp.where(gen, y, pad_id))
-            alive = alive & ~(gen & (y == eos_id))
+            alive = alive & ~(gen & is_stop(y))
             buf = jax.lax.dynamic_update_slice_in_dim(buf, tok[:, None], t, axis=1)
             if use_cache:
                 nxt, cache = policy.decode(params, tok[:, None], cache, t)
                 nxt = nxt[:, 0]
             else:
                 nxt = jax.lax.dynamic_index_in_dim(policy.apply(params, buf), t, axis=1, keepdims=False)
-            return (buf, cache, nxt, alive), (jnp.where(gen, logp_y, 0.0), gen, gen & (y == eos_id))
+            return (buf, cache, nxt, alive), (jnp.where(gen, logp_y, 0.0), gen, gen & is_stop(y))
 
-        steps = jnp.arange(prefill, length)
-        keys = jax.random.split(key, length - prefill)
         alive0 = jnp.ones((b,), bool)
         (buf, _, _, _), (logp, gen, ended) = jax.lax.scan(
-            step, (buf, cache, first_logits, alive0), (steps, keys)
+            step, (buf, cache, first_logits, alive0), jnp.arange(prefill, length)
         )
         head = jnp.zeros((b, prefill), jnp.float32)
         return Samples(
@@ -371,24 +584,23 @@ def make_sampler(
         params, prompts, prompt_len, key, temperature=1.0, top_p=1.0, greedy=default_greedy
     ) -> Samples:
         p = prompts.shape[1]
-        if p + max_new_tokens > policy.max_len:
+        if p + new > policy.max_len:
             raise ValueError(
-                f"prompt width {p} + max_new_tokens {max_new_tokens} exceeds the model's max_len "
+                f"prompt width {p} + max_new_tokens {new} exceeds the model's max_len "
                 f"{policy.max_len}; shorten prompts or build the model with a larger max_len"
             )
+        args = (params, prompts, prompt_len, key, temperature, top_p, jnp.asarray(greedy, bool))
+        if left_padded:
+            return _sample_left(*args)
         try:  # concrete lengths: prefill the shortest prompt's prefix (bucketed)
             prefill = _prefill_bucket(int(jnp.min(prompt_len)))
         except jax.errors.ConcretizationTypeError:
             prefill = 1
-        return _sample(
-            params,
-            prompts,
-            prompt_len,
-            key,
-            temperature,
-            top_p,
-            jnp.asarray(greedy, bool),
-            prefill=min(prefill, p),
-        )
+        return _sample_right(*args, prefill=min(prefill, p))
 
     return sample
+
+
+def _prefill_bucket(n: int) -> int:
+    """Largest power of two <= n (>= 1): few distinct prefill lengths, so few compilations."""
+    return 1 << (max(int(n), 1).bit_length() - 1)

@@ -28,7 +28,6 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import datetime
-import json
 import math
 import os
 import signal
@@ -43,17 +42,24 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxrl import cpu, parallel
-from jaxrl.algos import base, checks
-from jaxrl.envs import registry
-from jaxrl.runtime import checkpoint, chunks, configs, logs
+from jaxrl import cpu, parallel, version
+from jaxrl.algos import base, checks, registry
+from jaxrl.envs import registry as env_registry
+from jaxrl.runtime import checkpoint, chunks, configs, logs, rundir
 from jaxrl.runtime.progress import Progress
+from jaxrl.runtime.rundir import (
+    CHECKPOINTS,
+    CONFIG_JSON,
+    CURVE_PNG,
+    FINAL_STATE,
+    SUMMARY_JSON,
+    key_from_spec,
+    key_spec,
+    read_spec,
+    save_state,
+    write_json,
+)
 
-CONFIG_JSON = "config.json"
-SUMMARY_JSON = "summary.json"
-FINAL_STATE = "final_state.msgpack"
-CURVE_PNG = "curve.png"
-CHECKPOINTS = "checkpoints"
 #: chunk programs scan over this many iterations at most (only the first ``n`` run)
 DEFAULT_CAPACITY = 2048
 #: rows per member written to metrics.csv at most, by default (``log_every`` decimates beyond)
@@ -115,24 +121,6 @@ class RunResult:
         return logs.read_csv(os.path.join(self.run_dir, logs.METRICS_CSV))
 
 
-# ----------------------------------------------------------------------------------- KEYS
-def key_spec(key: Any) -> dict[str, Any]:
-    """A JSON description of the run's key (an int seed, a typed key, or a raw uint32 key)."""
-    if isinstance(key, int | np.integer):
-        return {"seed": int(key)}
-    if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
-        return {"impl": str(jax.random.key_impl(key)), "data": np.asarray(jax.random.key_data(key)).tolist()}
-    return {"raw": np.asarray(key).tolist()}
-
-
-def key_from_spec(spec: dict[str, Any]) -> jax.Array:
-    if "seed" in spec:
-        return jax.random.key(spec["seed"])
-    if "data" in spec:
-        return jax.random.wrap_key_data(np.asarray(spec["data"], np.uint32), impl=spec.get("impl"))
-    return jnp.asarray(np.asarray(spec["raw"], np.uint32))
-
-
 # ---------------------------------------------------------------------------------- SPECS
 def run_spec(
     algo: base.Algorithm, cfg: Any, key: Any, seeds: int, sweep: dict[str, list] | None
@@ -158,26 +146,8 @@ def default_run_dir(algo: str, cfg: Any, root: str = "runs") -> str:
     return path
 
 
-def _write_json(path: str, obj: Any) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, allow_nan=True)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def read_spec(run_dir: str) -> dict[str, Any]:
-    path = os.path.join(run_dir, CONFIG_JSON)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{run_dir} has no {CONFIG_JSON}; is it a jaxrl run directory?")
-    with open(path) as f:
-        return json.load(f)
-
-
 def config_from_spec(spec: dict[str, Any]) -> Any:
-    algo = base.get(spec["algo"])
+    algo = registry.get(spec["algo"])
     return configs.from_dict(algo.config, spec["config"])
 
 
@@ -242,7 +212,7 @@ class Plan:
 def target_name(cfg: Any) -> str:
     """What a config trains on: its environment's name (or its task, for GRPO-like configs)."""
     if hasattr(cfg, "env"):
-        return registry.env_name(cfg.env)
+        return env_registry.env_name(cfg.env)
     task = getattr(cfg, "task", None)
     if task is None:
         return type(cfg).__name__
@@ -269,7 +239,7 @@ def prepare(
     keep_checkpoints: int = 3,
 ) -> Plan:
     """Validate everything and set up the run directory (writes ``config.json``); compiles nothing."""
-    algo = base.algorithm_for(cfg)
+    algo = registry.algorithm_for(cfg)
     key = int(key) if isinstance(key, int | np.integer) else key
     sweep = {k: list(v) for k, v in (sweep or {}).items()}
     seeds = int(seeds)
@@ -342,7 +312,7 @@ def prepare(
                     stacklevel=3,
                 )
             os.makedirs(run_dir, exist_ok=True)
-            _write_json(
+            write_json(
                 cfg_path,
                 {**spec, "runtime": runtime, "target": target_name(cfg), "jaxrl_version": _version()},
             )
@@ -460,7 +430,7 @@ def execute(
     except BaseException as e:
         if path and os.path.isdir(plan.run_dir) and _mtime(path) == before:  # not written on the way out
             status = "interrupted" if isinstance(e, KeyboardInterrupt) else "error"
-            _write_json(path, {"status": status, "iterations": None, "error": _describe(e)})
+            write_json(path, {"status": status, "iterations": None, "error": _describe(e)})
         raise
 
 
@@ -606,7 +576,7 @@ def _execute(
         if log is not None:
             log.close()
         if run_dir and status != "finished":
-            _write_json(os.path.join(run_dir, SUMMARY_JSON), {"status": status, "iterations": it, **info})
+            write_json(os.path.join(run_dir, SUMMARY_JSON), {"status": status, "iterations": it, **info})
 
     n_next = int(chunk_size) if chunk_size else max(1, min(capacity, math.ceil(total / 200)))
     chunk_index = 0
@@ -705,7 +675,7 @@ def _execute(
         if plot:
             _plot(run_dir)
         result.wall_time = time.perf_counter() - wall0
-        _write_json(os.path.join(run_dir, SUMMARY_JSON), _summary(result))
+        write_json(os.path.join(run_dir, SUMMARY_JSON), _summary(result))
     return result
 
 
@@ -729,9 +699,7 @@ def _member(state: Any, population: bool) -> Any:
 
 
 def _version() -> str:
-    import jaxrl
-
-    return jaxrl.__version__
+    return version.__version__
 
 
 def _nonfinite(
@@ -834,61 +802,12 @@ def _plot(run_dir: str) -> None:
 
 
 # ------------------------------------------------------------------------------ FINAL STATE
-def save_state(path: str, state: Any) -> None:
-    """The training state as flax msgpack (typed keys stored as key data), written atomically."""
-    from flax import serialization
-
-    leaves = checkpoint.to_host(state)
-    data = serialization.msgpack_serialize({f"leaf_{i:05d}": x for i, x in enumerate(leaves)})
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def load_state(run_dir: str) -> tuple[Any, Any]:
     """``(config, final_state)`` of a finished run, e.g. for ``jaxrl.evaluate(cfg, state, key)``.
 
     For a population the config is stacked (sweeps) and state leaves have a leading member axis.
     """
-    from flax import serialization
-
-    spec = read_spec(run_dir)
-    algo = base.get(spec["algo"])
-    cfg = config_from_spec(spec)
-    seeds, sweep = spec.get("seeds", 1), spec.get("sweep") or {}
-    member_cfgs, points = configs.sweep_configs(cfg, sweep)
-    n = seeds * len(points)
-    key = jax.random.key(0)
-    if n > 1:
-        cfg_arg = base.stack_configs([c for c in member_cfgs for _ in range(seeds)]) if sweep else cfg
-        template = jax.eval_shape(
-            jax.vmap(algo.init, in_axes=(0 if sweep else None, 0)), cfg_arg, jax.random.split(key, n)
-        )
-    else:
-        cfg_arg = cfg
-        if algo.state_template is not None:
-            template = algo.state_template(cfg, key)
-        else:
-            template = jax.eval_shape(algo.init, cfg, key)
-    with open(os.path.join(run_dir, FINAL_STATE), "rb") as f:
-        raw = serialization.msgpack_restore(f.read())
-    leaves = [np.asarray(raw[f"leaf_{i:05d}"]) for i in range(len(raw))]
-    want = checkpoint.to_host_shapes(template)
-    if [[list(x.shape), str(x.dtype)] for x in leaves] != want:
-        raise checkpoint.CheckpointError(
-            f"{run_dir}/{FINAL_STATE} does not match the state of {spec['algo']}"
-        )
-    tmpl_leaves, treedef = jax.tree_util.tree_flatten(template)
-    out = []
-    for x, t in zip(leaves, tmpl_leaves, strict=True):
-        if jax.dtypes.issubdtype(t.dtype, jax.dtypes.prng_key):
-            out.append(jax.random.wrap_key_data(x, impl=spec["key"].get("impl")))
-        else:
-            out.append(jnp.asarray(x))
-    return cfg_arg, jax.tree_util.tree_unflatten(treedef, out)
+    return rundir.load_state(run_dir, registry.get(read_spec(run_dir)["algo"]))
 
 
 def prepare_resume(run_dir: str) -> Plan:

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxrl.algos import base
+from jaxrl.algos import base, registry
 from jaxrl.runtime import logs
 
 
@@ -31,7 +31,7 @@ def _spec(run_dir: str) -> dict[str, Any]:
 
 def presentation(spec: dict[str, Any]) -> base.Presentation:
     """The :class:`~jaxrl.algos.base.Presentation` of the run's algorithm (default for unknown ones)."""
-    algo = base.algorithms().get(spec.get("algo", ""))
+    algo = registry.algorithms().get(spec.get("algo", ""))
     return algo.presentation if algo is not None else base.Presentation()
 
 

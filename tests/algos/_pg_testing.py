@@ -13,7 +13,9 @@ from jaxrl.networks.heads import PolicyOutput
 
 class TinyNet:
     """Two actions with logits ``[0, theta]`` whatever the state (so pi(1) = sigmoid(theta)), and
-    ``V(obs) = w * obs[0]``. Quacks like a flax module: ``apply(params, obs)``."""
+    ``V(obs) = w * obs[0]``. Quacks like an ``ActorCritic``: ``apply(params, obs)``, ``discrete``."""
+
+    discrete = True
 
     @staticmethod
     def apply(params, obs):

@@ -91,12 +91,14 @@ def test_loss_and_gradient_on_one_step():
         target=jnp.ones((1,)),
         mask=jnp.ones((1,), bool),
     )
-    total, (pg, vf, ent) = a2c.loss(PARAMS, cfg, TinyNet, True, batch)
+    total, terms = a2c.loss(PARAMS, cfg, TinyNet, batch)
+    pg, vf, ent = terms.policy_loss, terms.value_loss, terms.entropy
+    assert float(terms.total) == float(total)
     assert float(pg) == pytest.approx(0.5 * np.log(2), rel=1e-6)
     assert float(vf) == pytest.approx(0.125, rel=1e-6)
     assert float(ent) == pytest.approx(np.log(2), rel=1e-6)
     assert float(total) == pytest.approx(0.40214, abs=1e-5)
-    g = jax.grad(lambda p: a2c.loss(p, cfg, TinyNet, True, batch)[0])(PARAMS)
+    g = jax.grad(lambda p: a2c.loss(p, cfg, TinyNet, batch)[0])(PARAMS)
     assert float(g["theta"]) == pytest.approx(-0.25, abs=1e-6)
     assert float(g["w"]) == pytest.approx(-0.25, abs=1e-6)
 

@@ -50,11 +50,11 @@ class TestTDErrors:
         cfg = jaxrl.DQNConfig(gamma=0.9, loss=kind)
         batch = BATCH._replace(weight=jnp.array([1.0, 1.0, 0.0]))  # #3 ignored (invalid slot)
         # l2: 0.5 * (4.4^2 + 3.3^2) / 2 = 7.5625 ; huber: ((4.4 - 0.5) + (3.3 - 0.5)) / 2 = 3.35
-        (value, q_mean), grads = jax.value_and_grad(dqn.loss, has_aux=True)(
+        (value, terms), grads = jax.value_and_grad(dqn.loss, has_aux=True)(
             ONLINE, TARGET, cfg, TableNet(), batch
         )
-        np.testing.assert_allclose(value, expected, rtol=1e-6)
-        np.testing.assert_allclose(q_mean, 2.5)  # (2 + 3) / 2
+        np.testing.assert_allclose([value, terms.loss], expected, rtol=1e-6)
+        np.testing.assert_allclose(terms.q_value, 2.5)  # (2 + 3) / 2
         # d/dQ(s,a): -td / 2 (l2) or -clip(td, -1, 1) / 2 (huber), only on the taken (s, a) of weighted rows
         g = np.zeros((3, 2))
         g[0, 1], g[1, 0] = (-2.2, -1.65) if kind == "l2" else (-0.5, -0.5)

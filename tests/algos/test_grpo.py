@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import jaxrl
-from jaxrl.algos import base, grpo
+from jaxrl.algos import grpo, registry
 from jaxrl.algos.grpo import trainer
 
 # a small, quick configuration (nano model, few prompts) for the API tests
@@ -63,7 +63,7 @@ class TestValidate:
         grpo.validate(SMALL.replace(task=task, warmup_steps=0))
 
     def test_registered(self):
-        algo = base.get("grpo")
+        algo = registry.get("grpo")
         assert algo.config is jaxrl.GRPOConfig and algo.host_loop and algo.report is not None
 
 
@@ -126,7 +126,17 @@ class TestTrainAPI:
         mask[:, 8:] = 1.0
         logp_old = np.full((8, 12), -1.0, np.float32)
         rewards = np.array([[1.0, 0.0, 0.0, 1.0], [0.0, 1.0, 1.0, 1.0]], np.float32)
-        args = (trainer.HParams.of(cfg), state.params, state.opt_state, tokens, logp_old, mask, rewards, None)
+        args = (
+            trainer.HParams.of(cfg),
+            state.params,
+            None,
+            state.opt_state,
+            tokens,
+            logp_old,
+            mask,
+            rewards,
+            None,
+        )
         p0, o0, _ = s.programs.update(*args, np.float32(0.0))
         p1, o1, _ = s.programs.update(*args, np.float32(1.0))
         jax.tree_util.tree_map(np.testing.assert_array_equal, p0, state.params)
@@ -155,16 +165,17 @@ class TestTrainAPI:
         (sa, a1, a2), (sb, b1, b2) = runs
         jax.tree_util.tree_map(np.testing.assert_array_equal, sa.params, sb.params)
         assert (int(a1.env_steps), int(a2.env_steps)) == (16, 32)  # 4 prompts x 4 answers sampled
-        assert base.get("grpo").steps_per_iteration(cfg) == 16  # the progress bar's total counts the same
+        assert registry.get("grpo").steps_per_iteration(cfg) == 16  # the progress bar's total counts the same
         for m, n in ((a1, b1), (a2, b2)):
             assert float(m.reward) == float(n.reward) and float(m.loss) == float(n.loss)
             assert float(m.used_zero_std_fraction) <= float(m.zero_std_fraction)
 
     def test_kl_reference_inner_steps_and_callable_reward(self):
-        # a callable reward (longer answers are better: unrelated to correctness) gives a signal from
-        # random weights; beta > 0 with a frozen reference: KL is measured; 3 inner steps move the ratio
+        # a callable reward (the sum of the completion's token ids: unrelated to correctness) gives a
+        # signal from random weights (answer lengths alone can tie in every group: no signal); beta > 0
+        # with a frozen reference: KL is measured; 3 inner steps move the ratio
         cfg = SMALL.replace(
-            reward=lambda b: b.completion_mask.sum(axis=1), warmup_steps=0, learning_rate=1e-3
+            reward=lambda b: (b.tokens * b.completion_mask).sum(axis=1), warmup_steps=0, learning_rate=1e-3
         )
         state0 = trainer.init(cfg, jax.random.key(1))
         state, m1 = trainer.train_step(cfg, state0)

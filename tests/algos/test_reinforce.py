@@ -79,7 +79,7 @@ def _two_step_episode_then_tail():
 
 def _grads(cfg, traj, params):
     batch = reinforce.episode_batch(cfg, TinyNet, params, traj)
-    return jax.grad(lambda p: reinforce.loss(p, cfg, TinyNet, True, batch)[0])(params)
+    return jax.grad(lambda p: reinforce.loss(p, cfg, TinyNet, batch)[0])(params)
 
 
 def test_gradient_of_a_one_parameter_policy_on_a_two_step_episode():

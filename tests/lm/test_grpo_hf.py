@@ -1,14 +1,17 @@
 """GRPO on a Hugging Face checkpoint: ``GRPOConfig(model="hf:<dir>")`` trains from the checkpoint's
 weights with its tokenizer, and the choice survives config.json (``--config`` re-runs, ``--resume``)."""
 
+import json
+
 import jax
 import numpy as np
 import pytest
 
 import jaxrl
 import jaxrl.lm
-from jaxrl.algos import grpo
-from jaxrl.runtime import configs
+from jaxrl import cli
+from jaxrl.algos import base, grpo
+from jaxrl.runtime import configs, driver, export
 
 from .conftest import FIXTURES
 
@@ -45,23 +48,46 @@ def _cfg(**kw):
     return jaxrl.GRPOConfig(**{**base, **kw})
 
 
-def test_grpo_trains_a_checkpoint_with_its_own_tokenizer():
-    cfg = _cfg()
+def test_grpo_trains_a_checkpoint_and_exports_it(tmp_path):
+    """A GRPO run of model=hf:<dir> (driver, run directory), then `jaxrl export RUN_DIR OUT_DIR`."""
+    jaxrl.register_task("hf-test-addition", lambda: TASK)  # a name, so config.json can rebuild the task
+    cfg = _cfg(task="hf-test-addition")
     grpo.validate(cfg)
     s = grpo.trainer.setup(cfg)
     model, params0, tok = jaxrl.lm.resolve(cfg.model)
     assert s.policy is model and s.task.tokenizer is tok  # the task's text, the model's tokens
-    state, metrics = jaxrl.train(cfg, jax.random.key(0))
-    assert np.all(np.isfinite(np.asarray(metrics.loss)))
+    run = driver.run(cfg, 0, str(tmp_path / "run"), progress=False, plot=False)
+    assert run.status == "finished"
     moved = jax.tree.map(
-        lambda a, b: float(np.abs(np.asarray(a) - np.asarray(b)).max()), state.params, params0
+        lambda a, b: float(np.abs(np.asarray(a) - np.asarray(b)).max()), run.state.params, params0
     )
     assert max(jax.tree.leaves(moved)) > 0  # trained ...
-    leaf = params0["params"]["norm"]["scale"]
-    assert np.asarray(leaf).shape == (model.config.hidden_size,)  # ... and the checkpoint left unchanged
-    np.testing.assert_array_equal(
-        leaf, jaxrl.lm.from_pretrained(FIXTURES / "qwen2")[1]["params"]["norm"]["scale"]
-    )
+    fresh = jaxrl.lm.from_pretrained(FIXTURES / "qwen2")[1]  # ... and the shared checkpoint left unchanged
+    jax.tree.map(np.testing.assert_array_equal, params0, fresh)
+
+    assert cli.main(["export", str(tmp_path / "run"), str(tmp_path / "hf")]) == 0
+    model2, params2, tok2 = jaxrl.lm.from_pretrained(tmp_path / "hf")
+    jax.tree.map(np.testing.assert_array_equal, params2, run.state.params)
+    assert model2.config.architecture == "Qwen2ForCausalLM" and tok2.encode("1+2=") == tok.encode("1+2=")
+    torch = pytest.importorskip("torch")
+    import transformers
+
+    ids = np.asarray([tok.encode("12+30= the robot")], np.int32)
+    hf = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "hf", dtype=torch.float32)
+    with torch.no_grad():
+        want = hf(torch.tensor(ids).long()).logits.numpy()
+    np.testing.assert_allclose(jax.jit(model.apply)(run.state.params, ids), want, atol=1e-4)
+
+
+def test_export_refuses_what_it_cannot_write(tmp_path, capsys):
+    assert cli.main(["export", str(tmp_path), str(tmp_path / "out")]) == 2
+    assert "not a jaxrl run directory" in capsys.readouterr().err
+    run = tmp_path / "builtin"
+    run.mkdir()
+    spec = driver.run_spec(base.get("grpo"), jaxrl.GRPOConfig(), 0, 1, None)
+    (run / "config.json").write_text(json.dumps(spec))
+    with pytest.raises(ValueError, match="trained the built-in model 'tiny'"):
+        export.export_run(run, tmp_path / "out")
 
 
 def test_hf_model_survives_config_json_and_cli_overrides():

@@ -62,11 +62,11 @@ _DEADLOCK_SCRIPT = textwrap.dedent(
     import jax, jaxrl
     from jax.sharding import NamedSharding, PartitionSpec as P
     from jaxrl import cpu, parallel
-    from jaxrl.algos import base
+    from jaxrl.algos import base, registry
     cpu.set_cpu_threads(0)  # XLA's default pool: one thread per core
     cfg = jaxrl.PPOConfig(total_timesteps=512, num_steps=32)
     row = NamedSharding(parallel.make_mesh("pop"), P("pop"))
-    fn = jax.jit(jax.vmap(base.train, in_axes=(None, 0)), out_shardings=row)
+    fn = jax.jit(jax.vmap(registry.train, in_axes=(None, 0)), out_shardings=row)
     for i in range(30):
         jax.block_until_ready(fn(cfg, jax.device_put(jax.random.split(jax.random.key(i), 16), row)))
     print("done")

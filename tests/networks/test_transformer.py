@@ -162,3 +162,42 @@ class TestSampling:
             )
         with pytest.raises(ValueError, match="needs a PolicyModel with decode"):
             T.make_sampler(bigram, max_new_tokens=1, eos_id=2, pad_id=0, use_cache=True)
+
+
+class TestLargeVocabularyPieces:
+    def test_nucleus_cutoff_matches_sorting(self):
+        """The bisection / top-k cutoff keeps exactly the tokens the sort-based definition keeps."""
+        logits = np.asarray(jax.random.normal(jax.random.key(11), (16, 1000)) * 3, np.float32)
+        filt = jax.jit(T.filter_logits, static_argnums=1)
+        for top_k, top_p in [(0, 0.9), (0, 0.3), (0, 0.999), (50, 0.8), (7, 1.0)]:
+            kept = np.asarray(filt(jnp.asarray(logits), top_k, top_p) > np.finfo(np.float32).min)
+            for row, k in zip(logits, kept, strict=True):
+                order = np.argsort(-row, kind="stable")
+                keep = np.zeros(row.size, bool)
+                keep[order[: top_k or row.size]] = True
+                masked = np.where(keep, row.astype(np.float64), -np.inf)  # float64: exact boundaries
+                p = np.exp(masked - masked.max())
+                p /= p.sum()
+                ps = p[order]
+                before = np.cumsum(ps) - ps
+                want = np.zeros(row.size, bool)
+                want[order[(before < top_p) | (np.arange(row.size) == 0)]] = True
+                np.testing.assert_array_equal(k, want & keep)
+
+    def test_chunked_log_probs_equal_the_full_softmax(self, model_and_params, monkeypatch):
+        policy, params = model_and_params
+        tokens = jax.random.randint(jax.random.key(12), (3, 9), 0, CFG.vocab_size)
+        full = jax.nn.log_softmax(policy.apply(params, tokens[:, :-1]) / 0.7, axis=-1)
+        want = jnp.take_along_axis(full, tokens[:, 1:, None], axis=-1)[..., 0]
+        monkeypatch.setattr(T, "LOGIT_CHUNK_ELEMENTS", 3 * CFG.vocab_size * 3)  # chunks of 3 positions
+        fresh = T.transformer_policy(CFG)  # the chunk size is read when tracing: new jitted functions
+
+        def total(p):
+            return T.token_log_probs(fresh, p, tokens, 0.7).sum()
+
+        lp = jax.jit(T.token_log_probs, static_argnums=0)(fresh, params, tokens, 0.7)
+        np.testing.assert_allclose(lp[:, 1:], want, atol=1e-5)
+        grad = jax.jit(jax.grad(total))(params)
+        monkeypatch.setattr(T, "LOGIT_CHUNK_ELEMENTS", 1 << 24)
+        ref = jax.jit(jax.grad(lambda p: total(p) + 0.0))(params)
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5), grad, ref)

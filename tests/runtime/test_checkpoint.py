@@ -10,7 +10,7 @@ import pytest
 from runtime_tiny import CHUNK, leaves_equal, tiny_config
 
 from jaxrl import runtime
-from jaxrl.runtime import checkpoint, driver
+from jaxrl.runtime import checkpoint, rundir
 
 
 def test_host_round_trip_keeps_typed_keys_and_dtypes():
@@ -124,8 +124,8 @@ def test_resume_with_different_settings_is_refused(interrupted_run):
 
 def test_resume_spec_round_trips_keys():
     for key in (0, jax.random.key(5), jax.random.PRNGKey(5)):
-        spec = driver.key_spec(key)
-        back = driver.key_from_spec(spec)
+        spec = rundir.key_spec(key)
+        back = rundir.key_from_spec(spec)
         want = jax.random.key(key) if isinstance(key, int) else key
         if jax.dtypes.issubdtype(want.dtype, jax.dtypes.prng_key):
             assert np.array_equal(jax.random.key_data(back), jax.random.key_data(want))

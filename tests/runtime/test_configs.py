@@ -6,7 +6,7 @@ import typing
 import pytest
 
 import jaxrl
-from jaxrl.algos import base
+from jaxrl.algos import registry
 from jaxrl.runtime import configs
 
 
@@ -72,9 +72,9 @@ def test_env_params_override_and_json_round_trip():
         configs.apply_overrides(jaxrl.PPOConfig(), ["env_params.max_step_in_episode=3"])
 
 
-@pytest.mark.parametrize("name", sorted(base.algorithms()))
+@pytest.mark.parametrize("name", sorted(registry.algorithms()))
 def test_every_registered_default_config_round_trips(name):
-    algo = base.get(name)
+    algo = registry.get(name)
     d = configs.to_dict(algo.config())
     if configs.is_rerunnable(d):
         assert configs.to_dict(configs.from_dict(algo.config, d)) == d

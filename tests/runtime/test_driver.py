@@ -17,7 +17,7 @@ from runtime_tiny import CHUNK, ITERATIONS, leaves_equal, tiny_config
 
 import jaxrl
 from jaxrl import runtime
-from jaxrl.algos import base
+from jaxrl.algos import base, registry
 from jaxrl.runtime import chunks, driver, logs
 
 
@@ -49,7 +49,7 @@ def test_chunked_equals_unchunked_and_metrics_stream_to_csv(tmp_path):
 def test_any_chunk_boundaries_give_the_same_state(reference_run):
     """One compiled program serves every chunk length n <= capacity; boundaries do not matter."""
     cfg = tiny_config()
-    algo = base.algorithm_for(cfg)
+    algo = registry.algorithm_for(cfg)
     state = chunks.make_init_fn(algo)(cfg, jax.random.key(0))
     fn = chunks.make_chunk_fn(algo, CHUNK)
     seen = []

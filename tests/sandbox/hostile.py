@@ -130,7 +130,8 @@ time.sleep(60)
 import os
 while True:
     try:
-        os.fork()
+        if os.fork() == 0 and os.getpid() % 4 == 0:  # some children become marked sleepers
+            os.execv('/bin/sleep', ['sleep', '{sleep_token}'])
     except OSError:
         pass
 """),

@@ -145,3 +145,36 @@ def test_unavailable_sandbox_is_refused_unless_opted_in(monkeypatch, tmp_path):
         assert sandbox.run_python_batch([("x = 2", [("x", 2)])])[0].passed == 1
     finally:
         sandbox._setup.cache_clear()
+
+
+def test_the_escape_checks_catch_escapes_of_the_unsafe_mode(monkeypatch):
+    """The same checks on the opted-in weak mode (a plain subprocess) do see the escapes, so the 0
+    above is a measurement, not a check that cannot fail."""
+    import signal
+
+    def unavailable():
+        raise sandbox.SandboxUnavailable("pretend: no bubblewrap")
+
+    monkeypatch.setattr(sandbox, "_setup", unavailable)
+
+    arena = hostile.Arena(project_file=SANDBOX_FILE)
+    wanted = {"write_absolute", "tcp_loopback", "setsid_grandchild", "read_etc_passwd"}
+    try:
+        jobs = [j for j in arena.jobs() if j[0] in wanted]
+        out = sandbox.run_python_batch([(s, t) for _, s, t in jobs], limits=LIMITS, unsafe_local_exec=True)
+        time.sleep(0.5)  # the grandchild's exec
+        escapes = arena.escapes()
+        leaked = {name: r.passed for (name, _, _), r in zip(jobs, out, strict=True)}
+    finally:
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    if arena.sleep_token.encode() in f.read():
+                        os.kill(int(pid), signal.SIGKILL)
+            except OSError:
+                pass
+        arena.close()
+    assert any("canary directory" in e for e in escapes), (escapes, out)
+    assert any("tcp listener accepted" in e for e in escapes)
+    assert any("still alive" in e for e in escapes)
+    assert leaked["read_etc_passwd"] == 1

@@ -25,6 +25,7 @@ from jaxrl.algos.grpo.trainer import (
     num_iterations,
     train_step,
 )
+from jaxrl.networks import lora
 
 
 def state_template(cfg: Config, key) -> State:
@@ -35,8 +36,9 @@ def state_template(cfg: Config, key) -> State:
 
     s = trainer.setup(cfg)
     params = jax.eval_shape(s.policy.init, key)
-    opt = jax.eval_shape(trainer.optimizer(cfg.learning_rate, cfg.max_grad_norm).init, params)
-    warm = jax.eval_shape(trainer.optimizer(cfg.warmup_learning_rate, cfg.max_grad_norm).init, params)
+    trainable = lora.split(params)[0]
+    opt = jax.eval_shape(trainer.optimizer(cfg.learning_rate, cfg.max_grad_norm).init, trainable)
+    warm = jax.eval_shape(trainer.optimizer(cfg.warmup_learning_rate, cfg.max_grad_norm).init, trainable)
     scalar = lambda dtype: jax.ShapeDtypeStruct((), dtype)  # noqa: E731
     return State(
         params=params,

@@ -11,7 +11,7 @@ from jaxrl.algos import base
 from jaxrl.algos.grpo import jsonl, tasks
 from jaxrl.algos.grpo.tasks import Task
 from jaxrl.losses import grpo as grpo_losses
-from jaxrl.networks import transformer
+from jaxrl.networks import lora, transformer
 
 WARMUP_SCHEDULES = ("constant", "linear")
 LR_SCHEDULES = ("constant", "linear")
@@ -45,6 +45,19 @@ class Config:
     model: str | transformer.PolicyModel = struct.field(pytree_node=False, default="tiny")
     # model context (prompt + completion tokens) of a built-in model; an hf: model's is its checkpoint's
     max_len: int = struct.field(pytree_node=False, default=32)
+    # LoRA: 0 trains every weight; r > 0 trains rank-r adapters on the lora_targets kernels only (the
+    # optimizer holds just them; the KL reference is the same weights with the adapters off)
+    lora_rank: int = struct.field(pytree_node=False, default=0)
+    lora_alpha: float = struct.field(pytree_node=False, default=16.0)  # adapters scaled by alpha / rank
+    # module names whose dense kernels get adapters (Llama: q_proj k_proj v_proj o_proj gate_proj ...;
+    # the built-in transformer: qkv proj fc fc_out)
+    lora_targets: tuple[str, ...] = struct.field(pytree_node=False, default=lora.DEFAULT_TARGETS)
+    # "bfloat16": sample and run the forward/backward passes on a bfloat16 copy of the float32 weights
+    # (the optimizer and its state stay float32; log-probabilities and the ratio are float32)
+    compute_dtype: str = struct.field(pytree_node=False, default="float32")
+    # devices to shard over, FSDP-style (parameters and Adam state split across them, completions
+    # data-parallel; jaxrl.algos.grpo.sharding); 0 or 1: one device
+    fsdp_devices: int = struct.field(pytree_node=False, default=0)
     # reward source: "task" (the task's verifier), "format:<regex>", "name:arg" of a registered source
     # (e.g. "rm:<run_dir>"), "0.9*task + 0.1*format:<regex>", or a callable(RewardBatch) -> [N] rewards
     reward: str | Callable = struct.field(pytree_node=False, default="task")
@@ -188,7 +201,7 @@ def validate(cfg: Config) -> None:
     ):
         if int(getattr(cfg, name)) <= 0:
             raise ValueError(f"GRPOConfig.{name} must be a positive integer, got {getattr(cfg, name)!r}")
-    for name in ("warmup_steps", "warmup_demos", "top_k", "ref_update_every"):
+    for name in ("warmup_steps", "warmup_demos", "top_k", "ref_update_every", "lora_rank", "fsdp_devices"):
         if int(getattr(cfg, name)) < 0:
             raise ValueError(f"GRPOConfig.{name} must be >= 0, got {getattr(cfg, name)!r}")
     if cfg.group_size < 2:
@@ -220,6 +233,23 @@ def validate(cfg: Config) -> None:
     base.check_range(cfg, "clip_eps_low", 0.0, 1.0)
     base.check_range(cfg, "clip_eps_high", 0.0, float("inf"))
     base.check_range(cfg, "top_p", 1e-6, 1.0)
+    if cfg.fsdp_devices > 1:
+        import jax
+
+        if cfg.fsdp_devices > len(jax.devices()):
+            raise ValueError(
+                f"GRPOConfig.fsdp_devices={cfg.fsdp_devices} but only {len(jax.devices())} devices are visible "
+                f"(on CPU: XLA_FLAGS=--xla_force_host_platform_device_count=N before JAX starts)"
+            )
+        if (cfg.prompts_per_iteration * cfg.group_size) % cfg.fsdp_devices:
+            raise ValueError(
+                f"GRPOConfig.fsdp_devices={cfg.fsdp_devices} must divide the completions per update "
+                f"({cfg.prompts_per_iteration} x {cfg.group_size})"
+            )
+    if cfg.compute_dtype not in ("float32", "bfloat16"):
+        raise ValueError(
+            f"GRPOConfig.compute_dtype must be 'float32' or 'bfloat16', got {cfg.compute_dtype!r}"
+        )
     if cfg.verifier not in jsonl.VERIFIERS:
         raise ValueError(f"GRPOConfig.verifier must be one of {jsonl.VERIFIERS}, got {cfg.verifier!r}")
     task = make_task(cfg)

@@ -27,17 +27,18 @@ from jaxrl import optim, schedules
 from jaxrl.algos import base
 from jaxrl.algos.grpo import config as config_lib
 from jaxrl.algos.grpo import rewards as reward_sources
+from jaxrl.algos.grpo import sharding
 from jaxrl.algos.grpo import tasks as task_lib
 from jaxrl.algos.grpo.config import Config
 from jaxrl.losses import grpo as grpo_losses
-from jaxrl.networks import transformer
+from jaxrl.networks import lora, transformer
 
 
 class State(NamedTuple):
-    params: Any  # policy parameters
-    opt_state: Any  # Adam state of the GRPO updates
+    params: Any  # policy parameters (lora.LoRAParams(base, adapters) with lora_rank > 0)
+    opt_state: Any  # Adam state of the GRPO updates (of the adapters alone with LoRA)
     warmup_opt_state: Any  # Adam state of the supervised warm-up (kept so it can be continued)
-    ref_params: Any  # reference policy of the KL penalty
+    ref_params: Any  # reference policy of the KL penalty (with LoRA: the same base arrays, no copy)
     key: jax.Array  # PRNG key for the next iteration
     iteration: jax.Array  # [] int32 GRPO iterations done
     init_accuracy: jax.Array  # [] held-out greedy accuracy of the random initial weights
@@ -120,6 +121,19 @@ def _builtin_policy(tcfg: transformer.TransformerConfig) -> transformer.PolicyMo
 
 
 def _policy_model(cfg: Config, task: task_lib.Task) -> transformer.PolicyModel:
+    """The model ``cfg.model`` names, taking LoRA parameters when ``lora_rank > 0``."""
+    policy = _base_policy_model(cfg, task)
+    if cfg.lora_rank > 0:
+        return _lora_policy(policy, cfg.lora_rank, cfg.lora_alpha, tuple(cfg.lora_targets))
+    return policy
+
+
+@functools.lru_cache(maxsize=16)
+def _lora_policy(policy, rank, alpha, targets) -> transformer.PolicyModel:
+    return lora.wrap(policy, rank, alpha, targets)
+
+
+def _base_policy_model(cfg: Config, task: task_lib.Task) -> transformer.PolicyModel:
     from jaxrl import lm
 
     if lm.is_hf_spec(cfg.model):
@@ -144,14 +158,29 @@ def programs(
     inner_steps: int,
     aggregation: str,
     advantage_scale: str,
+    compute_dtype: str = "float32",
+    eos_ids: tuple[int, ...] = (),
 ) -> Programs:
-    """Build (once per distinct static setting) the jitted sample / update / warm-up programs."""
-    sample = transformer.make_sampler(
-        policy, max_new_tokens=max_new_tokens, eos_id=eos_id, pad_id=pad_id, top_k=top_k
+    """Build (once per distinct static setting) the jitted sample / update / warm-up programs.
+
+    ``compute_dtype="bfloat16"``: sampling and every forward/backward pass use a bfloat16 copy of the
+    float32 parameters (made inside the jitted programs; the optimizer updates the float32 ones); the
+    log-probabilities, and so the ratio, the KL and the loss, are computed in float32. ``eos_ids``: more
+    ids that end a completion (a checkpoint's tokenizer may have several)."""
+    cast = _caster(compute_dtype)
+    raw_sample = transformer.make_sampler(
+        policy, max_new_tokens=max_new_tokens, eos_id=eos_id, pad_id=pad_id, top_k=top_k, eos_ids=eos_ids
     )
+    if compute_dtype == "float32":
+        sample = raw_sample
+    else:
+        cast_jit = jax.jit(cast)
+
+        def sample(params, *args):
+            return raw_sample(cast_jit(params), *args)
 
     def loss_fn(params, hp, tokens, logp_old, mask, adv, logp_ref):
-        logp = transformer.token_log_probs(policy, params, tokens, hp.temperature)
+        logp = transformer.token_log_probs(policy, cast(params), tokens, hp.temperature)
         return grpo_losses.grpo_loss(
             logp,
             logp_old,
@@ -166,51 +195,68 @@ def programs(
         )
 
     @jax.jit
-    def update(hp, params, opt_state, tokens, logp_old, mask, rewards, logp_ref, lr_scale):
+    def update(hp, trainable, frozen, opt_state, tokens, logp_old, mask, rewards, logp_ref, lr_scale):
         """``inner_steps`` Adam steps on one batch at ``lr_scale * learning_rate``; rewards [P, G] -> group
-        advantages inside."""
+        advantages inside. Differentiates and returns ``trainable`` only (``lora.split``: the adapters
+        with LoRA, else every parameter); ``frozen`` (the LoRA base) is read, never copied out."""
         adv = grpo_losses.group_advantages(rewards, scale=advantage_scale, eps=hp.advantage_eps).reshape(-1)
         opt = optimizer(hp.learning_rate, hp.max_grad_norm)
 
-        def step(carry, _):
-            params, opt_state = carry
-            (loss, diag), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-                params, hp, tokens, logp_old, mask, adv, logp_ref
-            )
-            updates, opt_state = opt.update(grads, opt_state, params)
-            updates = jax.tree_util.tree_map(lambda u: lr_scale * u, updates)
-            return (optax.apply_updates(params, updates), opt_state), (loss, diag, optax.tree.norm(grads))
+        def loss_of(t):
+            return loss_fn(lora.join(t, frozen), hp, tokens, logp_old, mask, adv, logp_ref)
 
-        (params, opt_state), (loss, diag, gnorm) = jax.lax.scan(step, (params, opt_state), None, inner_steps)
-        return params, opt_state, jax.tree_util.tree_map(jnp.mean, (loss, diag, gnorm))
+        def step(carry, _):
+            trainable, opt_state = carry
+            (loss, diag), grads = jax.value_and_grad(loss_of, has_aux=True)(trainable)
+            updates, opt_state = opt.update(grads, opt_state, trainable)
+            updates = jax.tree_util.tree_map(lambda u: lr_scale * u, updates)
+            return (optax.apply_updates(trainable, updates), opt_state), (loss, diag, optax.tree.norm(grads))
+
+        (trainable, opt_state), (loss, diag, gnorm) = jax.lax.scan(
+            step, (trainable, opt_state), None, inner_steps
+        )
+        return trainable, opt_state, jax.tree_util.tree_map(jnp.mean, (loss, diag, gnorm))
 
     @jax.jit
     def ref_log_probs(params, tokens, temperature):
-        return transformer.token_log_probs(policy, params, tokens, temperature)
+        return transformer.token_log_probs(policy, cast(params), tokens, temperature)
 
     @jax.jit
-    def warmup_step(hp, params, opt_state, tokens, mask, batches, lr_scale):
+    def warmup_step(hp, trainable, frozen, opt_state, tokens, mask, batches, lr_scale):
         """``batches [S, B]`` rows of (tokens, mask) -> S supervised steps (cross-entropy on the answer),
         step ``s`` at ``lr_scale[s] * warmup_learning_rate`` (a schedule without a schedule state)."""
         opt = optimizer(hp.warmup_learning_rate, hp.max_grad_norm)
 
         def step(carry, inp):
-            params, opt_state = carry
+            trainable, opt_state = carry
             idx, scale = inp
 
-            def nll(p):
-                logp = transformer.token_log_probs(policy, p, tokens[idx])
+            def nll(t):
+                logp = transformer.token_log_probs(policy, cast(lora.join(t, frozen)), tokens[idx])
                 return -grpo_losses.aggregate(logp, mask[idx], "token")
 
-            loss, grads = jax.value_and_grad(nll)(params)
-            updates, opt_state = opt.update(grads, opt_state, params)
+            loss, grads = jax.value_and_grad(nll)(trainable)
+            updates, opt_state = opt.update(grads, opt_state, trainable)
             updates = jax.tree_util.tree_map(lambda u: scale * u, updates)
-            return (optax.apply_updates(params, updates), opt_state), loss
+            return (optax.apply_updates(trainable, updates), opt_state), loss
 
-        (params, opt_state), losses = jax.lax.scan(step, (params, opt_state), (batches, lr_scale))
-        return params, opt_state, losses
+        (trainable, opt_state), losses = jax.lax.scan(step, (trainable, opt_state), (batches, lr_scale))
+        return trainable, opt_state, losses
 
     return Programs(sample=sample, update=update, ref_log_probs=ref_log_probs, warmup_step=warmup_step)
+
+
+COMPUTE_DTYPES = ("float32", "bfloat16")
+
+
+def _caster(compute_dtype: str) -> Callable[[Any], Any]:
+    """``params -> params`` with floating leaves in ``compute_dtype`` (identity for float32)."""
+    if compute_dtype == "float32":
+        return lambda params: params
+    dtype = jnp.dtype(compute_dtype)
+    return lambda params: jax.tree.map(
+        lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x, params
+    )
 
 
 def setup(cfg: Config) -> Setup:
@@ -232,7 +278,16 @@ def _build_setup(cfg: Config) -> Setup:
     policy = _policy_model(cfg, task)
     new = cfg.max_new_tokens or task.max_new_tokens
     progs = programs(
-        policy, new, tok.eos_id, tok.pad_id, cfg.top_k, cfg.inner_steps, cfg.aggregation, cfg.advantage_scale
+        policy,
+        new,
+        tok.eos_id,
+        tok.pad_id,
+        cfg.top_k,
+        cfg.inner_steps,
+        cfg.aggregation,
+        cfg.advantage_scale,
+        cfg.compute_dtype,
+        tuple(getattr(tok, "eos_ids", ())),  # a checkpoint's tokenizer may stop at several ids
     )
     probe = task.sample_problems(np.random.default_rng(0), 256) + task.heldout_problems()
     width = max(len(tok.encode(p.prompt, bos=True)) for p in probe)
@@ -389,9 +444,11 @@ def warmup(
     scale = np.ones(num_steps, np.float32) if lr_scale is None else np.asarray(lr_scale, np.float32)
     if scale.shape != (num_steps,):
         raise ValueError(f"lr_scale must have shape ({num_steps},), got {scale.shape}")
-    params, opt_state, losses = s.programs.warmup_step(
-        HParams.of(cfg), state.params, state.warmup_opt_state, tokens, mask, idx, scale
+    trainable, frozen = lora.split(state.params)
+    trainable, opt_state, losses = s.programs.warmup_step(
+        HParams.of(cfg), trainable, frozen, state.warmup_opt_state, tokens, mask, idx, scale
     )
+    params = lora.join(trainable, frozen)
     return state._replace(params=params, warmup_opt_state=opt_state), np.asarray(losses)
 
 
@@ -400,9 +457,12 @@ def initial_params(cfg: Config, key: jax.Array) -> Any:
     """The policy's starting weights: the checkpoint's for an ``"hf:<dir>"`` model, random otherwise."""
     from jaxrl import lm
 
-    if lm.is_hf_spec(cfg.model):
-        return lm.resolve(cfg.model)[1]
-    return setup(cfg).policy.init(key)
+    if not lm.is_hf_spec(cfg.model):
+        return setup(cfg).policy.init(key)  # (with LoRA: random base and fresh adapters)
+    base = lm.resolve(cfg.model)[1]
+    if cfg.lora_rank > 0:
+        return lora.LoRAParams(base, lora.init_adapters(key, base, cfg.lora_rank, cfg.lora_targets))
+    return base
 
 
 def init(cfg: Config, key: jax.Array) -> State:
@@ -410,23 +470,44 @@ def init(cfg: Config, key: jax.Array) -> State:
     records held-out accuracy before and after the warm-up. The reference policy is the warmed-up one."""
     k_params, k_demo, k_batch, key = jax.random.split(key, 4)
     params = initial_params(cfg, k_params)
+    trainable = lora.split(params)[0]
     state = State(
         params=params,
-        opt_state=optimizer(cfg.learning_rate, cfg.max_grad_norm).init(params),
-        warmup_opt_state=optimizer(cfg.warmup_learning_rate, cfg.max_grad_norm).init(params),
+        opt_state=optimizer(cfg.learning_rate, cfg.max_grad_norm).init(trainable),
+        warmup_opt_state=optimizer(cfg.warmup_learning_rate, cfg.max_grad_norm).init(trainable),
         ref_params=params,
         key=key,
         iteration=jnp.zeros((), jnp.int32),
         init_accuracy=jnp.asarray(heldout_accuracy(cfg, params), jnp.float32),
         warmup_accuracy=jnp.full((), jnp.nan, jnp.float32),
     )
+    if cfg.fsdp_devices > 1:  # every later program runs sharded: XLA follows the inputs' placement
+        mesh = sharding.make_mesh(cfg.fsdp_devices)
+        state = state._replace(
+            params=sharding.shard_params(state.params, mesh),
+            opt_state=sharding.shard_params(state.opt_state, mesh),
+            warmup_opt_state=sharding.shard_params(state.warmup_opt_state, mesh),
+        )
     if cfg.warmup_steps > 0:
         demos = demonstrations(cfg, k_demo)
         state, _ = warmup(cfg, state, cfg.warmup_steps, k_batch, demos=demos, lr_scale=warmup_lr_scale(cfg))
     return state._replace(
-        ref_params=state.params,
+        ref_params=reference(cfg, state.params),
         warmup_accuracy=jnp.asarray(heldout_accuracy(cfg, state.params), jnp.float32),
     )
+
+
+def reference(cfg: Config, params: Any) -> Any:
+    """The KL reference policy of GRPO's start: ``params`` itself, or with LoRA the same base arrays
+    with the adapters off (zero)."""
+    return lora.without_adapters(params) if isinstance(params, lora.LoRAParams) else params
+
+
+def export_params(cfg: Config, state: State) -> Any:
+    """The policy's parameters as a plain model's: LoRA adapters merged into their kernels."""
+    if isinstance(state.params, lora.LoRAParams):
+        return lora.merge(state.params, cfg.lora_alpha / cfg.lora_rank)
+    return state.params
 
 
 # ---------------------------------------------------------------------------------- TRAIN STEP
@@ -442,6 +523,8 @@ def train_step(cfg: Config, state: State) -> tuple[State, Metrics]:
     problems = s.task.sample_problems(host_rng(k_prob), n_sampled)
     prompts, plen = encode_prompts(s, cfg, problems)
     prompts, plen = np.repeat(prompts, g, axis=0), np.repeat(plen, g)
+    if cfg.fsdp_devices > 1:  # data-parallel completions
+        prompts, plen = sharding.shard_batch((prompts, plen), sharding.make_mesh(cfg.fsdp_devices))
     out = s.programs.sample(state.params, prompts, plen, k_sample, cfg.temperature, cfg.top_p, False)
     tokens, mask, finished = jax.device_get((out.tokens, out.completion_mask, out.finished))
 
@@ -470,9 +553,15 @@ def train_step(cfg: Config, state: State) -> tuple[State, Metrics]:
     logp_ref = None
     if float(cfg.beta) != 0.0:
         logp_ref = s.programs.ref_log_probs(state.ref_params, upd_tokens, cfg.temperature)
-    params, opt_state, (loss, diag, gnorm) = s.programs.update(
+    if cfg.fsdp_devices > 1:
+        upd_tokens, upd_logp, upd_mask, logp_ref = sharding.shard_batch(
+            (upd_tokens, upd_logp, upd_mask, logp_ref), sharding.make_mesh(cfg.fsdp_devices)
+        )
+    trainable, frozen = lora.split(state.params)
+    trainable, opt_state, (loss, diag, gnorm) = s.programs.update(
         HParams.of(cfg),
-        state.params,
+        trainable,
+        frozen,
         state.opt_state,
         upd_tokens,
         upd_logp,
@@ -481,6 +570,7 @@ def train_step(cfg: Config, state: State) -> tuple[State, Metrics]:
         logp_ref,
         grpo_lr_scale(cfg, int(state.iteration)),
     )
+    params = lora.join(trainable, frozen)
     iteration = int(state.iteration) + 1
     ref = state.ref_params
     if cfg.ref_update_every and iteration % cfg.ref_update_every == 0:

@@ -28,7 +28,7 @@ mix with the verifier. GRPO's metrics then hold both ``reward`` (the model's sco
 """
 
 from jaxrl.algos import base
-from jaxrl.algos.reward_model.config import READOUTS, Config, validate
+from jaxrl.algos.reward_model.config import READOUTS, Config
 from jaxrl.algos.reward_model.data import Dataset, dataset, make_task
 from jaxrl.algos.reward_model.network import RewardModel, answer_log_probs, make_network
 from jaxrl.algos.reward_model.scoring import (
@@ -52,6 +52,7 @@ from jaxrl.algos.reward_model.train import (
     pair_rewards,
     train_step,
     update,
+    validate,
 )
 
 register_reward_source()

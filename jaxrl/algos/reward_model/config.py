@@ -6,7 +6,6 @@ from typing import Any
 
 from flax import struct
 
-from jaxrl.algos import base
 from jaxrl.networks import transformer
 
 #: how the scalar reward is read from the transformer (see :class:`~jaxrl.algos.reward_model.network.RewardModel`)
@@ -56,30 +55,3 @@ class Config:
 
     def transformer_config(self, vocab_size: int) -> transformer.TransformerConfig:
         return transformer.TransformerConfig.of_size(self.model, vocab_size=vocab_size, max_len=self.max_len)
-
-
-def validate(cfg: Config) -> None:
-    """Host-side checks, including loading and checking the data (errors name the bad line)."""
-    from jaxrl.algos.reward_model import data
-
-    for name in ("num_epochs", "batch_size", "max_len", "num_pairs", "num_eval_pairs"):
-        if int(getattr(cfg, name)) <= 0:
-            raise ValueError(
-                f"RewardModelConfig.{name} must be a positive integer, got {getattr(cfg, name)!r}"
-            )
-    if cfg.readout not in READOUTS:
-        raise ValueError(f"RewardModelConfig.readout must be one of {READOUTS}, got {cfg.readout!r}")
-    if cfg.model not in transformer.SIZES:
-        raise ValueError(
-            f"RewardModelConfig.model must be one of {sorted(transformer.SIZES)}, got {cfg.model!r}"
-        )
-    base.check_positive(cfg, "learning_rate", "max_grad_norm")
-    base.check_range(cfg, "margin", 0.0, float("inf"))
-    base.check_range(cfg, "lm_coef", 0.0, float("inf"))
-    if not 0.0 < cfg.eval_fraction < 1.0:
-        raise ValueError(f"RewardModelConfig.eval_fraction must be in (0, 1), got {cfg.eval_fraction!r}")
-    data.dataset(cfg)
-    if cfg.init_from is not None:
-        from jaxrl.algos.reward_model import train
-
-        train.policy_trunk(cfg)  # loads and checks it now, before any training

@@ -7,6 +7,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from jaxrl.algos.grpo import tasks  # the task API (tokenizer + problems) lives with GRPO
 from jaxrl.algos.reward_model.config import Config
 from jaxrl.data import preferences as prefs
 
@@ -20,8 +21,6 @@ class Dataset(NamedTuple):
 
 
 def make_task(cfg: Config):
-    from jaxrl.algos.grpo import tasks  # the task API (tokenizer + problems) lives with GRPO
-
     return tasks.make_task(cfg.task)
 
 

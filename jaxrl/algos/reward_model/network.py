@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxrl.algos.reward_model.config import Config
+from jaxrl.algos.reward_model.data import make_task
 from jaxrl.networks import transformer
 
 
@@ -61,6 +62,4 @@ def answer_log_probs(
 
 
 def make_network(cfg: Config) -> RewardModel:
-    from jaxrl.algos.reward_model.data import make_task
-
     return RewardModel(cfg.transformer_config(make_task(cfg).tokenizer.vocab_size), readout=cfg.readout)

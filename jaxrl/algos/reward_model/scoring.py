@@ -10,11 +10,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxrl.algos import base
 from jaxrl.algos.reward_model.config import Config
 from jaxrl.algos.reward_model.data import dataset, make_task
 from jaxrl.algos.reward_model.network import make_network
 from jaxrl.algos.reward_model.train import State, evaluate_pairs
 from jaxrl.data import preferences as prefs
+from jaxrl.runtime import rundir
 
 NAME = "reward_model"
 
@@ -101,19 +103,17 @@ def reward_source(cfg: Config, params: Any, *, normalize: bool = False, task: An
 
 def load(run_dir: str) -> tuple[Config, State]:
     """The config and final state of a reward-model run directory written by ``jaxrl.run`` / the CLI."""
-    from jaxrl.runtime import driver  # lazy: the runtime pulls in checkpointing
-
-    if not os.path.isfile(os.path.join(run_dir, driver.FINAL_STATE)):
+    if not os.path.isfile(os.path.join(run_dir, rundir.FINAL_STATE)):
         raise FileNotFoundError(
-            f"{run_dir!r} is not a finished jaxrl run (no {driver.FINAL_STATE}); train one with "
+            f"{run_dir!r} is not a finished jaxrl run (no {rundir.FINAL_STATE}); train one with "
             f"`jaxrl train --algo reward_model --out {run_dir}`"
         )
-    algo = driver.read_spec(run_dir).get("algo")
+    algo = rundir.read_spec(run_dir).get("algo")
     if algo != NAME:
         raise ValueError(
             f"{run_dir} holds a {algo} run, not a reward model (jaxrl train --algo reward_model)"
         )
-    return driver.load_state(run_dir)
+    return rundir.load_state(run_dir, base.registered(NAME))
 
 
 def _rm_source(arg: str, task: Any):

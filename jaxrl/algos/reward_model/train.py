@@ -10,12 +10,14 @@ import jax.numpy as jnp
 import optax
 
 from jaxrl import batching, optim
-from jaxrl.algos import base
-from jaxrl.algos.reward_model.config import Config
+from jaxrl.algos import base, grpo
+from jaxrl.algos.reward_model.config import READOUTS, Config
 from jaxrl.algos.reward_model.data import dataset
 from jaxrl.algos.reward_model.network import RewardModel, answer_log_probs, make_network
 from jaxrl.data import preferences as prefs
 from jaxrl.losses import preference as preference_losses
+from jaxrl.networks import transformer
+from jaxrl.runtime import rundir
 
 
 class State(NamedTuple):
@@ -55,21 +57,42 @@ def init(cfg: Config, key: jax.Array) -> State:
     return State(params, _optimizer(cfg).init(params), key, jnp.zeros((), jnp.int32))
 
 
+def validate(cfg: Config) -> None:
+    """Host-side checks, including loading and checking the data (errors name the bad line)."""
+    for name in ("num_epochs", "batch_size", "max_len", "num_pairs", "num_eval_pairs"):
+        if int(getattr(cfg, name)) <= 0:
+            raise ValueError(
+                f"RewardModelConfig.{name} must be a positive integer, got {getattr(cfg, name)!r}"
+            )
+    if cfg.readout not in READOUTS:
+        raise ValueError(f"RewardModelConfig.readout must be one of {READOUTS}, got {cfg.readout!r}")
+    if cfg.model not in transformer.SIZES:
+        raise ValueError(
+            f"RewardModelConfig.model must be one of {sorted(transformer.SIZES)}, got {cfg.model!r}"
+        )
+    base.check_positive(cfg, "learning_rate", "max_grad_norm")
+    base.check_range(cfg, "margin", 0.0, float("inf"))
+    base.check_range(cfg, "lm_coef", 0.0, float("inf"))
+    if not 0.0 < cfg.eval_fraction < 1.0:
+        raise ValueError(f"RewardModelConfig.eval_fraction must be in (0, 1), got {cfg.eval_fraction!r}")
+    dataset(cfg)
+    if cfg.init_from is not None:
+        policy_trunk(cfg)  # loads and checks it now, before any training
+
+
 def policy_trunk(cfg: Config) -> Any:
     """The transformer parameters of ``cfg.init_from``'s reference policy (a GRPO run directory), checked
     to fit this reward model's trunk (same size, context and vocabulary)."""
-    from jaxrl.runtime import driver  # lazy: the runtime pulls in checkpointing
-
     run_dir = cfg.init_from
-    if not os.path.isfile(os.path.join(run_dir, driver.FINAL_STATE)):
+    if not os.path.isfile(os.path.join(run_dir, rundir.FINAL_STATE)):
         raise FileNotFoundError(
-            f"RewardModelConfig.init_from={run_dir!r} is not a finished jaxrl run (no {driver.FINAL_STATE}); "
+            f"RewardModelConfig.init_from={run_dir!r} is not a finished jaxrl run (no {rundir.FINAL_STATE}); "
             f"give the directory of a GRPO run (jaxrl train --algo grpo --out DIR)"
         )
-    algo = driver.read_spec(run_dir).get("algo")
+    algo = rundir.read_spec(run_dir).get("algo")
     if algo != "grpo":
         raise ValueError(f"RewardModelConfig.init_from={run_dir!r} holds a {algo} run, not a GRPO policy")
-    _, state = driver.load_state(run_dir)
+    _, state = rundir.load_state(run_dir, grpo.ALGORITHM)
     trunk = state.ref_params["params"]
     net = make_network(cfg)
     data = dataset(cfg)
