@@ -513,6 +513,7 @@ def worker_jaxrl(ckpt: str, steps: int) -> dict:
     import jaxrl.lm
     from jaxrl.algos.grpo import trainer
 
+    hf = jaxrl.lm.is_hf_spec(f"hf:{ckpt}") if hasattr(jaxrl.lm, "is_hf_spec") else False
     model, params, tok = jaxrl.lm.from_pretrained(ckpt, dtype="float32")
     pool = prompts(PROMPTS_PER_STEP * steps)
     task = jaxrl.Task(
@@ -523,9 +524,11 @@ def worker_jaxrl(ckpt: str, steps: int) -> dict:
         max_new_tokens=NEW_TOKENS,
         heldout=[jaxrl.Problem(prompt=prompts(1, seed=2)[0])],
     )
+    lora_rank = int(os.environ.get("GRPO_PEERS_LORA_RANK", "0"))
+    extra = {"lora_rank": lora_rank} if lora_rank else {}
     cfg = jaxrl.GRPOConfig(
         task=task,
-        model=model,
+        model=f"hf:{ckpt}" if hf else model,  # the user's path where this jaxrl has it
         reward=lambda batch: [reward_of(t) for t in batch.texts],  # unfinished completions too
         warmup_steps=0,
         num_iterations=10**6,  # never reached: no final evaluation inside the timed steps
@@ -539,10 +542,12 @@ def worker_jaxrl(ckpt: str, steps: int) -> dict:
         beta=0.0,
         temperature=1.0,
         eval_every=10**9,
+        **extra,
     )
     state = trainer.init(cfg, jax.random.key(0))
-    opt = trainer.optimizer(cfg.learning_rate, cfg.max_grad_norm)
-    state = state._replace(params=params, ref_params=params, opt_state=opt.init(params))
+    if not hf:  # an older jaxrl: start from the checkpoint's weights by hand
+        opt = trainer.optimizer(cfg.learning_rate, cfg.max_grad_norm)
+        state = state._replace(params=params, ref_params=params, opt_state=opt.init(params))
     step_s, step_cpu_s, lengths = [], [], []
     for _ in range(steps):
         t, c = time.perf_counter(), time.process_time()
@@ -573,6 +578,8 @@ def worker_jaxrl(ckpt: str, steps: int) -> dict:
             "versions": {"jax": jax.__version__, "jaxrl": getattr(jaxrl, "__version__", "main")},
             "threads": 1,
             "params": int(sum(x.size for x in jax.tree.leaves(params))),
+            "model": "hf:<ckpt>" if hf else "PolicyModel from jaxrl.lm.from_pretrained",
+            "lora_rank": lora_rank,
             "sample_cpu_s_alone": [round(x, 3) for x in sample_cpu],
             "update_and_host_cpu_s": round(step_cpu_med - min(sample_cpu), 3),
         },
@@ -637,6 +644,9 @@ def main() -> None:
     ap.add_argument("--trl-python", default="/work/venv/bin/python")
     ap.add_argument("--tunix-python", default="/work/peers/tunix/bin/python")
     ap.add_argument("--easydel-python", default="/work/peers/easydel/bin/python")
+    ap.add_argument(
+        "--jaxrl-lora-rank", type=int, default=0, help="jaxrl trains rank-r LoRA adapters (0: every weight)"
+    )
     ap.add_argument("--timeout", type=float, default=1800, help="seconds per framework run")
     ap.add_argument("--out", default="grpo_hf_vs_peers", help="results/<out>.json")
     args = ap.parse_args()
@@ -651,6 +661,8 @@ def main() -> None:
         print(json.dumps(r))
         return
 
+    if args.jaxrl_lora_rank:
+        os.environ["GRPO_PEERS_LORA_RANK"] = str(args.jaxrl_lora_rank)
     ckpt = args.ckpt
     info: dict = {}
     if ckpt is None:
