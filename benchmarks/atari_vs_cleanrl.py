@@ -5,7 +5,9 @@ one process, alternating timed windows.
 DQN (``dqn_atari_jax.py`` settings, ``envpool_train.DQN_ATARI``): 1 env, batch 32, one gradient step
 per 4 env steps, Adam 1e-4, target copy every 1,000 steps; to measure the training phase quickly the
 replay holds ``--buffer-size`` transitions, learning starts after ``--learning-starts`` steps and
-epsilon reaches 0.01 there (both frameworks alike). The untimed warm-up fills the replay and compiles.
+epsilon reaches 0.01 there (both frameworks alike); both store each observation stack once
+(``store_next_obs=False``; jaxrl's frame de-duplication only with ``--dedup-frames``). The untimed
+warm-up fills the replay and compiles.
 PPO (``ppo_atari_envpool_xla_jax_scan.py`` settings, ``envpool_train.PPO_ATARI``): 8 envs x 128 steps,
 4 epochs x 4 minibatches; the first iteration (compilation) is untimed.
 
@@ -62,7 +64,12 @@ def make_runners(args):
     params = ep.EnvpoolParams(seed=args.seed)
     if args.algo == "dqn":
         total = DQN_ATARI["total_timesteps"]
-        settings = dict(DQN_ATARI, buffer_size=args.buffer_size, learning_starts=args.learning_starts)
+        settings = dict(
+            DQN_ATARI,
+            buffer_size=args.buffer_size,
+            learning_starts=args.learning_starts,
+            dedup_frames=args.dedup_frames,
+        )
         settings["exploration_fraction"] = args.learning_starts / total
         cfg = jaxrl.DQNConfig(env=env, env_params=params, **settings)
         jx = JaxrlRunner(cfg, args.chunk, args.seed)
@@ -96,6 +103,12 @@ def main() -> None:
     p.add_argument("--chunk", type=int, default=1000, help="jaxrl DQN: env steps per compiled call")
     p.add_argument("--buffer-size", type=int, default=20_000)
     p.add_argument("--learning-starts", type=int, default=2_000)
+    p.add_argument(
+        "--dedup-frames",
+        action="store_true",
+        help="jaxrl DQN: the preset's de-duplicated frame store (default: full stacks stored once, the "
+        "peer's layout; see RESULTS: dedup currently copies the frame store every step on CPU)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None)
     args = p.parse_args()

@@ -18,6 +18,9 @@ Both are the textbook transposes of a strided VALID convolution, so the results 
 general). :class:`Conv` is a drop-in for ``flax.linen.Conv`` (VALID padding, same parameter names and
 shapes) that uses :func:`conv2d` on the CPU backend and the plain ``lax`` convolution elsewhere
 (cuDNN picks its own layouts; the plain path stays the default on GPU/TPU).
+
+A ``custom_vjp`` supports reverse mode only: ``jax.jvp``/``jax.jacfwd`` through :func:`conv2d` raise;
+use ``impl="lax"`` where forward-mode derivatives are needed.
 """
 
 from __future__ import annotations
