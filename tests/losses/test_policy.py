@@ -121,7 +121,8 @@ class TestReinforce:
         # logp = (ln 0.75, ln 0.5) = (-0.287682, -0.693147)
         # -mean(logp * G) = -(2 * -0.287682 + -1 * -0.693147) / 2 = -(0.117783) / 2 = -0.0588915
         want = -(2 * math.log(0.75) - math.log(0.5)) / 2
-        np.testing.assert_allclose(policy.reinforce_loss(self.LOGITS, self.A, self.G), want, rtol=1e-6)
+        # rtol 1e-5: float32 (the H200 gave 1.3e-6 relative, the CPU less)
+        np.testing.assert_allclose(policy.reinforce_loss(self.LOGITS, self.A, self.G), want, rtol=1e-5)
 
     def test_mask(self):
         # only t=0 counts: -(ln 0.75 * 2) / 1 = 0.575364

@@ -29,7 +29,13 @@ def tiny_config(**kw):
 
 
 def leaves_equal(a, b) -> bool:
-    """Every leaf bitwise equal (typed PRNG keys compared by their key data)."""
+    """Every leaf bitwise equal on the CPU (typed PRNG keys compared by their key data).
+
+    On a GPU/TPU, XLA fuses a 24-iteration scan differently from 3 chunks of 8, so float leaves may
+    differ in the last bits (seen on an H200: 2e-7 relative); there they must agree to 1e-5 relative,
+    still far below what a reused or skipped key changes (1e-2 and more). Integer leaves stay exact.
+    """
+    exact = jax.default_backend() == "cpu"
 
     def host(x):
         if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
@@ -37,4 +43,11 @@ def leaves_equal(a, b) -> bool:
         return np.asarray(x)
 
     la, lb = jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)
-    return len(la) == len(lb) and all(np.array_equal(host(x), host(y)) for x, y in zip(la, lb, strict=True))
+
+    def same(x, y):
+        x, y = host(x), host(y)
+        if exact or not np.issubdtype(x.dtype, np.floating):
+            return np.array_equal(x, y)
+        return x.shape == y.shape and np.allclose(x, y, rtol=1e-5, atol=1e-7)
+
+    return len(la) == len(lb) and all(same(x, y) for x, y in zip(la, lb, strict=True))
