@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxrl import optim, schedules
+from jaxrl import optim, sandbox, schedules
 from jaxrl import tasks as task_lib
 from jaxrl.algos import base
 from jaxrl.algos.grpo import config as config_lib
@@ -354,7 +354,8 @@ def heldout_accuracy(
     s = setup(cfg)
     problems = list(problems if problems is not None else s.task.heldout_problems())
     texts, finished = generate(cfg, params, problems, jax.random.key(0), greedy=True)
-    r = s.task.score(problems, texts, finished)
+    with sandbox.local_exec_allowed(cfg.unsafe_local_exec):
+        r = s.task.score(problems, texts, finished)
     return float(np.mean(r >= s.task.success_threshold))
 
 
@@ -364,7 +365,8 @@ def sampled_heldout_reward(cfg: Config, params: Any, *, answers: int = 8) -> flo
     s = setup(cfg)
     problems = list(s.task.heldout_problems()) * answers
     texts, finished = generate(cfg, params, problems, jax.random.key(0), greedy=False)
-    return float(np.mean(s.task.score(problems, texts, finished)))
+    with sandbox.local_exec_allowed(cfg.unsafe_local_exec):
+        return float(np.mean(s.task.score(problems, texts, finished)))
 
 
 # ------------------------------------------------------------------------------------- WARM-UP
@@ -531,12 +533,13 @@ def train_step(cfg: Config, state: State) -> tuple[State, Metrics]:
     # SCORE on the host
     reps = [p for p in problems for _ in range(g)]
     texts = decode_completions(s, tokens, plen)
-    true_reward, unparsed = s.task.score_details(reps, texts, finished)
-    if isinstance(cfg.reward, str) and cfg.reward == "task":
-        reward = true_reward
-    else:
-        batch = reward_sources.RewardBatch(reps, texts, finished, tokens, plen, mask)
-        reward = np.asarray(s.reward_fn(batch), np.float32).reshape(-1)
+    with sandbox.local_exec_allowed(cfg.unsafe_local_exec):  # code rewards: the config's opt-in
+        true_reward, unparsed = s.task.score_details(reps, texts, finished)
+        if isinstance(cfg.reward, str) and cfg.reward == "task":
+            reward = true_reward
+        else:
+            batch = reward_sources.RewardBatch(reps, texts, finished, tokens, plen, mask)
+            reward = np.asarray(s.reward_fn(batch), np.float32).reshape(-1)
         if reward.shape != (len(reps),):
             raise ValueError(f"the reward source returned shape {reward.shape}; expected ({len(reps)},)")
     grouped = reward.reshape(n_sampled, g)
