@@ -6,12 +6,14 @@ from typing import Any
 
 from flax import struct
 
+from jaxrl.algos import checks
 from jaxrl.networks import transformer
 
 #: how the scalar reward is read from the transformer (see :class:`~jaxrl.algos.reward_model.network.RewardModel`)
 READOUTS = ("head", "loglik")
 
 
+@checks.renamed_fields(batch_size="minibatch_size")
 @struct.dataclass
 class Config:
     """Reward-model settings; defaults train a ``tiny`` transformer on synthetic addition preferences
@@ -44,7 +46,7 @@ class Config:
     init_from: str | None = struct.field(pytree_node=False, default=None)
     # TRAINING
     num_epochs: int = struct.field(pytree_node=False, default=4)  # passes over the pairs (one per iteration)
-    batch_size: int = struct.field(pytree_node=False, default=64)  # pairs per gradient step
+    minibatch_size: int = struct.field(pytree_node=False, default=64)  # pairs per gradient step
     anneal_lr: bool = struct.field(pytree_node=False, default=True)  # linear decay of the step size to 0
     learning_rate: float = 2e-3  # Adam step size (initial, if annealed)
     max_grad_norm: float = 1.0  # global-norm gradient clip

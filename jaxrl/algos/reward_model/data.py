@@ -15,7 +15,7 @@ from jaxrl.data import preferences as prefs
 class Dataset(NamedTuple):
     """Host arrays, both splits padded to the same width (one compiled shape)."""
 
-    train: prefs.PairTokens  # [N_train, W], N_train a multiple of batch_size
+    train: prefs.PairTokens  # [N_train, W], N_train a multiple of minibatch_size
     eval: prefs.PairTokens  # [N_eval, W]
     tokenizer: Any
 
@@ -29,7 +29,7 @@ def _data_key(cfg: Config) -> tuple:
     modification times (an edited file is reloaded)."""
     files = tuple(os.path.getmtime(f) if f and os.path.exists(f) else None for f in (cfg.data, cfg.eval_data))
     return (cfg.task, cfg.data, cfg.eval_data, cfg.eval_fraction, cfg.num_pairs, cfg.num_eval_pairs,
-            cfg.data_seed, cfg.max_len, cfg.batch_size, files)  # fmt: skip
+            cfg.data_seed, cfg.max_len, cfg.minibatch_size, files)  # fmt: skip
 
 
 _DATA_CACHE: dict[tuple, Dataset] = {}
@@ -68,11 +68,11 @@ def _build_dataset(cfg: Config) -> Dataset:
                 )
             held = [train[i] for i in order[:n_eval]]
             train = [train[i] for i in order[n_eval:]]
-    n_train = (len(train) // cfg.batch_size) * cfg.batch_size
+    n_train = (len(train) // cfg.minibatch_size) * cfg.minibatch_size
     if n_train == 0:
         raise ValueError(
-            f"RewardModelConfig: {len(train)} training pairs are fewer than batch_size={cfg.batch_size}; "
-            f"lower batch_size or add data"
+            f"RewardModelConfig: {len(train)} training pairs are fewer than minibatch_size={cfg.minibatch_size}; "
+            f"lower minibatch_size or add data"
         )
     train = train[:n_train]  # the remainder would make a ragged last minibatch
     width = max(

@@ -138,7 +138,7 @@ def report(cfg: Config, state: State) -> str:
     net = make_network(cfg)
     held = jax.tree_util.tree_map(jnp.asarray, data.eval)
     loss_, acc, gap = jax.jit(
-        lambda p: evaluate_pairs(p, net, held, margin=cfg.margin, batch_size=cfg.batch_size)
+        lambda p: evaluate_pairs(p, net, held, margin=cfg.margin, batch_size=cfg.minibatch_size)
     )(state.params)
     return (
         f"held-out pair accuracy {float(acc):.3f} on {data.eval.num_pairs} pairs "

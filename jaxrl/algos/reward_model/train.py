@@ -40,7 +40,7 @@ class Metrics(NamedTuple):
 
 
 def _optimizer(cfg: Config) -> optax.GradientTransformation:
-    steps = dataset(cfg).train.num_pairs // cfg.batch_size
+    steps = dataset(cfg).train.num_pairs // cfg.minibatch_size
     return optim.make_optimizer(
         cfg.learning_rate, cfg.max_grad_norm, anneal_steps=cfg.num_epochs * steps if cfg.anneal_lr else None
     )
@@ -59,7 +59,7 @@ def init(cfg: Config, key: jax.Array) -> State:
 
 def validate(cfg: Config) -> None:
     """Host-side checks, including loading and checking the data (errors name the bad line)."""
-    for name in ("num_epochs", "batch_size", "max_len", "num_pairs", "num_eval_pairs"):
+    for name in ("num_epochs", "minibatch_size", "max_len", "num_pairs", "num_eval_pairs"):
         if int(getattr(cfg, name)) <= 0:
             raise ValueError(
                 f"RewardModelConfig.{name} must be a positive integer, got {getattr(cfg, name)!r}"
@@ -201,13 +201,13 @@ def train_step(cfg: Config, state: State) -> tuple[State, Metrics]:
         train,
         lambda c, mb: update(cfg, net, c, mb),
         num_epochs=1,
-        num_minibatches=data.train.num_pairs // cfg.batch_size,
+        num_minibatches=data.train.num_pairs // cfg.minibatch_size,
     )
     train_loss, train_acc, lm_loss = stats.mean(axis=(0, 1))
 
     # HELD-OUT
     eval_loss, eval_acc, eval_margin = evaluate_pairs(
-        params, net, held, margin=cfg.margin, batch_size=cfg.batch_size
+        params, net, held, margin=cfg.margin, batch_size=cfg.minibatch_size
     )
     iteration = state.iteration + 1
     metrics = Metrics(
