@@ -17,7 +17,7 @@ READOUTS = ("head", "loglik")
 @struct.dataclass
 class Config:
     """Reward-model settings; defaults train a ``tiny`` transformer on synthetic addition preferences
-    (held-out pair accuracy 0.925 in ~2 min on one core of the 2-core CPU, measured 2026-11-25)."""
+    (their held-out pair accuracy and time: ``benchmarks/RESULTS.md``, reward model)."""
 
     # DATA
 
@@ -37,8 +37,8 @@ class Config:
     # the scalar reward: "head" (a linear head on the last token's features, the usual reward model) or
     # "loglik" (log-probability of the answer under the trunk's own next-token head: the implicit
     # reward of DPO with a uniform reference, Rafailov et al. 2023, arXiv:2305.18290)
-    # (default "loglik": 0.925-0.936 held-out pair accuracy on synthetic addition in 4 epochs, where "head"
-    # reached 0.89 in 8 in earlier runs, and GRPO exploits it less; benchmarks/RESULTS.md)
+    # (default "loglik": higher held-out pair accuracy in fewer epochs than "head", and GRPO exploits it
+    # less; the figures are in benchmarks/RESULTS.md)
     readout: str = struct.field(pytree_node=False, default="loglik")
     # a GRPO run directory: the transformer starts from that run's reference policy (its supervised warm-up
     # unless ref_update_every was set) instead of random weights, as RLHF starts its reward model from the
