@@ -24,12 +24,12 @@ import numpy as np
 import optax
 
 from jaxrl import optim, sandbox, schedules
+from jaxrl import tasks as task_lib
 from jaxrl.algos import base
 from jaxrl.algos.grpo import config as config_lib
 from jaxrl.algos.grpo import logprobs as logprobs_lib
 from jaxrl.algos.grpo import rewards as reward_sources
 from jaxrl.algos.grpo import sharding
-from jaxrl.algos.grpo import tasks as task_lib
 from jaxrl.algos.grpo.config import Config
 from jaxrl.losses import grpo as grpo_losses
 from jaxrl.networks import lora, transformer

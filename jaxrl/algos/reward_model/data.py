@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from jaxrl.algos.grpo import tasks  # the task API (tokenizer + problems) lives with GRPO
+from jaxrl import tasks
 from jaxrl.algos.reward_model.config import Config
 from jaxrl.data import preferences as prefs
 
