@@ -107,7 +107,7 @@ def main() -> None:
         "--dedup-frames",
         action="store_true",
         help="jaxrl DQN: the preset's de-duplicated frame store (default: full stacks stored once, the "
-        "peer's layout; see RESULTS: dedup currently copies the frame store every step on CPU)",
+        "peer's layout)",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None)

@@ -90,7 +90,7 @@ def _parser(algo_for_help: str = DEFAULT_ALGO, *, full_help: bool = False) -> ar
             f"{_fields_help(algo_for_help)}\n\n"
             "examples:\n"
             "  jaxrl train                                  # PPO on CartPole-v1 (about a minute on 2 CPU cores)\n"
-            "  jaxrl train --env Pendulum-v1 --set total_timesteps=1e6 num_envs=16\n"
+            "  jaxrl train --env Pendulum-v1 --set total_timesteps=1_000_000 num_envs=16\n"
             "  jaxrl train --seeds 8 --sweep learning_rate=1e-4,3e-4,1e-3\n"
             "  jaxrl train --config runs/RUN/config.json    # re-run\n"
             "  jaxrl train --resume runs/RUN                # continue after a crash or Ctrl-C"
@@ -322,6 +322,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         FileExistsError,
         FileNotFoundError,
         checkpoint.CheckpointError,
+        sandbox.SandboxUnavailable,  # a code-scored task on a machine without the sandbox
         UsageError,
     ) as e:
         print(f"jaxrl train: error: {e}", file=sys.stderr)

@@ -41,14 +41,18 @@ channels are equal, else ``min(age_{t-1} + 1, K - 1)``. ``add`` checks the rebui
 one it was given and stores ``age = -1`` (the transition then samples with weight 0) where they differ,
 e.g. for the first K - 1 steps after a reset that does not refill the stack; a row whose older frames
 were overwritten by the ring (the oldest ``age`` rows) samples with weight 0 too, so every stack read
-with weight 1 is bit-equal to the one added. Needs ``rows > K``.
+with weight 1 is bit-equal to the one added. Needs ``rows > K``. ``add`` takes the K - 1 previous rows'
+frames from a small ring in the state (``ReplayState.recent``, the newest frames of the last K - 1 rows),
+never from the frame store: a read of the store in the step that writes it makes XLA copy the whole
+store (on CPU, twice per ``add`` inside a compiled loop), where the write alone is in place.
 
 Memory: ``bytes_per_transition`` = the bytes of one ``example_transition`` + 1 (the valid flag).
 E.g. CartPole (obs and next_obs float32[4], action int32, reward float32, terminated/truncated bool):
 4*4 + 4*4 + 4 + 4 + 1 + 1 + 1 = 43 bytes. Atari (uint8[84, 84, 4] frames, 28,224 bytes each) with
 ``next_obs`` stored: ~56.5 KB, 1M transitions ~56 GB; with ``successor=True`` and obs stored once:
 ~28.2 KB, 1M transitions ~28 GB (what SB3's ``optimize_memory_usage`` gives); with ``frames="obs"`` too,
-one 7,056-byte frame and an age byte: ~7.1 KB, 1M transitions ~7.1 GB.
+one 7,056-byte frame and an age byte: ~7.1 KB, 1M transitions ~7.1 GB (plus the K - 1 recent frames per
+environment, ``ReplayBuffer.frames_nbytes``).
 An end store adds 4 bytes per transition (its slot index) and ``end_slots * num_envs`` entries with a
 4-byte tag each (``ReplayBuffer.end_nbytes``): for DQN's final observations of Atari time-limit cuts
 (27,000 steps) that is a few frames per environment.
@@ -85,6 +89,7 @@ class ReplayState(NamedTuple):
     age: jax.Array | None = (
         None  # [rows, num_envs] int8 older frames in the stack (-1: not exact), frames only
     )
+    recent: jax.Array | None = None  # [K-1, num_envs, ...] frames only: entry j = frame of row position-1-j
 
 
 class Sample(NamedTuple):
@@ -121,11 +126,12 @@ class ReplayBuffer:
     end_nbytes: int = 0  # memory of the end store (entries, their row tags, the per-row slot index)
     read: Callable[..., Sample] | None = None  # read(state, row [N], env [N]): the given slots, as sample
     frame_stack: int = 0  # K: frames per stacked observation when stored deduplicated (frames=...), else 0
+    frames_nbytes: int = 0  # memory of the ring of the K - 1 most recent frames per environment (frames)
 
     @property
     def nbytes(self) -> int:
-        """Memory of the whole preallocated buffer (end store included)."""
-        return self.capacity * self.bytes_per_transition + self.end_nbytes
+        """Memory of the whole preallocated buffer (end store and recent-frames ring included)."""
+        return self.capacity * self.bytes_per_transition + self.end_nbytes + self.frames_nbytes
 
 
 def _spec(x: Any) -> tuple[tuple[int, ...], Any]:
@@ -201,6 +207,11 @@ def make_replay(
     end_bytes = sum(int(np.prod(s)) * np.dtype(d).itemsize for s, d in end_specs)
     end_nbytes = (end_slots * num_envs * (end_bytes + 4) + capacity * 4) if end_example is not None else 0
     columns = jnp.arange(num_envs)
+    frames_nbytes = 0
+    if frames is not None:
+        frames_nbytes = (
+            (k_stack - 1) * num_envs * int(np.prod(stack_spec[0][:-1])) * np.dtype(stack_spec[1]).itemsize
+        )
 
     def init() -> ReplayState:
         data = [jnp.zeros((rows, num_envs) + s, d) for s, d in specs]
@@ -211,6 +222,9 @@ def make_replay(
             size=jnp.zeros((), jnp.int32),
             ends=None if end_example is None else _init_ends(),
             age=None if frames is None else jnp.full((rows, num_envs), -1, jnp.int8),
+            recent=None
+            if frames is None
+            else jnp.zeros((k_stack - 1, num_envs) + stack_spec[0][:-1], stack_spec[1]),
         )
 
     def _init_ends() -> EndStore:
@@ -257,7 +271,7 @@ def make_replay(
         ``valid [num_envs]`` bool (default all True). Overwrites the oldest row when full. With an end
         store, ``end`` (leaves ``[num_envs, ...]`` like ``end_example``) is kept where ``has_end [num_envs]``.
         With ``frames``, that field of ``batch`` is the whole stack; only its newest frame is stored."""
-        age = None
+        age = recent = None
         if frames is not None:
             stack = getattr(batch, frames)
             if tuple(stack.shape) != (num_envs,) + stack_spec[0] or stack.dtype != stack_spec[1]:
@@ -266,7 +280,7 @@ def make_replay(
                     f"{(num_envs,) + stack_spec[0]} {stack_spec[1]} (num_envs first, then the example's)"
                 )
             batch = batch._replace(**{frames: stack[..., -1]})
-            age = _frame_age(state, stack)
+            age, recent = _frame_age(state, stack)
         _check("batch", batch, treedef, specs)
         if (end is None) != (end_example is None) or (end is None) != (has_end is None):
             raise ValueError("replay add: pass end and has_end exactly when the buffer has an end store")
@@ -286,6 +300,7 @@ def make_replay(
             size=jnp.minimum(state.size + 1, rows),
             ends=ends,
             age=None if age is None else write(state.age, age),
+            recent=recent,
         )
 
     def _stack(lagged: jax.Array, age: jax.Array) -> jax.Array:
@@ -297,13 +312,13 @@ def make_replay(
             chans.append(jnp.where(age >= k, lagged[k], chans[-1]))
         return jnp.stack(chans[::-1], axis=-1)
 
-    def _frame_age(state: ReplayState, stack: jax.Array) -> jax.Array:
+    def _frame_age(state: ReplayState, stack: jax.Array) -> tuple[jax.Array, jax.Array]:
         """``age [num_envs]`` int8 of the stacks about to be written at ``position`` (see "Frame stacks"),
-        -1 where rebuilding them from the previous rows would not give them back exactly."""
-        stored = getattr(state.data, frames)
-        back = jnp.arange(1, k_stack)  # rows 1 .. K-1 steps back
-        prev = stored[(state.position - back) % rows]  # [K-1, num_envs, ...]
-        lagged = jnp.concatenate([stack[None, ..., -1], prev], axis=0)
+        -1 where rebuilding them from the previous rows would not give them back exactly; and the
+        recent-frames ring after this write. The previous rows' frames come from ``state.recent`` (equal to
+        the store's rows ``position - 1 .. position - K + 1``, zeros where unwritten, as the store's are),
+        so the frame store is only written here, in place."""
+        lagged = jnp.concatenate([stack[None, ..., -1], state.recent], axis=0)  # [K, num_envs, ...]
         same = (stack == stack[..., -1:]).reshape(num_envs, -1).all(axis=1)  # all K channels equal
         prev_age = state.age[(state.position - 1) % rows]
         # after a row that was not exact (or none), assume a full history: exact again K-1 steps on
@@ -311,7 +326,7 @@ def make_replay(
         age = jnp.where(same, 0, age).astype(jnp.int32)
         exact = (_stack(lagged, age) == stack).reshape(num_envs, -1).all(axis=1)
         exact = jnp.logical_and(exact, age <= state.size)  # the rows it reads were written
-        return jnp.where(exact, age, -1).astype(jnp.int8)
+        return jnp.where(exact, age, -1).astype(jnp.int8), lagged[: k_stack - 1]
 
     def sample(state: ReplayState, key: jax.Array, batch_size: int) -> Sample:
         """``batch_size`` slots drawn uniformly with replacement among the written rows (and, with
@@ -377,4 +392,5 @@ def make_replay(
         end_nbytes=end_nbytes,
         read=read,
         frame_stack=k_stack,
+        frames_nbytes=frames_nbytes,
     )

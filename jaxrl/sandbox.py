@@ -25,14 +25,17 @@ up to a bound; ``run_python`` never raises because of the code it ran.
 
 Where the isolation cannot be had (no ``bwrap``, user namespaces disabled, no libseccomp), running code
 raises :class:`SandboxUnavailable` saying what is missing, unless the caller opts in to the weak mode with
-``unsafe_local_exec=True`` or ``JAXRL_UNSAFE_LOCAL_EXEC=1``: a plain subprocess with rlimits, which
-hostile code can escape.
+``unsafe_local_exec=True`` (``GRPOConfig(unsafe_local_exec=True)``, ``--set unsafe_local_exec=true``,
+which the GRPO trainer passes on through :func:`local_exec_allowed`) or ``JAXRL_UNSAFE_LOCAL_EXEC=1``: a
+plain subprocess with rlimits, which hostile code can escape.
 """
 
 from __future__ import annotations
 
 import ast
 import concurrent.futures
+import contextlib
+import contextvars
 import ctypes
 import ctypes.util
 import dataclasses
@@ -49,6 +52,14 @@ from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 UNSAFE_ENV = "JAXRL_UNSAFE_LOCAL_EXEC"
+#: what a SandboxUnavailable raised by run_python adds: how to opt in to the weak mode instead
+OPT_IN_HINT = (
+    "or, to run the code without isolation (hostile code can escape), opt in with "
+    "GRPOConfig(unsafe_local_exec=True) (CLI: --set unsafe_local_exec=true), "
+    f"run_python(..., unsafe_local_exec=True) or {UNSAFE_ENV}=1"
+)
+# set by local_exec_allowed(); read by run_python when its unsafe_local_exec argument is None
+_UNSAFE_SCOPE: contextvars.ContextVar[bool] = contextvars.ContextVar("jaxrl_unsafe_local_exec", default=False)
 
 
 class SandboxUnavailable(RuntimeError):
@@ -324,6 +335,41 @@ def unsafe_local_exec_from_env() -> bool:
     return os.environ.get(UNSAFE_ENV, "") not in ("", "0")
 
 
+def unsafe_local_exec_default() -> bool:
+    """The weak mode is opted in to by ``$JAXRL_UNSAFE_LOCAL_EXEC`` or an enclosing
+    :func:`local_exec_allowed(True) <local_exec_allowed>`."""
+    return _UNSAFE_SCOPE.get() or unsafe_local_exec_from_env()
+
+
+@contextlib.contextmanager
+def local_exec_allowed(allowed: bool):
+    """Within the block, ``run_python`` calls that do not say otherwise may fall back to the weak mode
+    when the sandbox is unavailable (``allowed=False`` changes nothing). How a config's
+    ``unsafe_local_exec`` reaches the code reward of a task that does not know the config."""
+    token = _UNSAFE_SCOPE.set(True) if allowed else None
+    try:
+        yield
+    finally:
+        if token is not None:
+            _UNSAFE_SCOPE.reset(token)
+
+
+def require(unsafe_local_exec: bool | None = None) -> None:
+    """Raise :class:`SandboxUnavailable` (saying what is missing and how to opt in to the weak mode) if
+    untrusted code could not run here: no sandbox and no opt-in. For checks before long work."""
+    if unsafe_local_exec is None:
+        unsafe_local_exec = unsafe_local_exec_default()
+    if not unsafe_local_exec:
+        _setup_or_hint()
+
+
+def _setup_or_hint() -> _Setup:
+    try:
+        return _setup()
+    except SandboxUnavailable as e:
+        raise SandboxUnavailable(f"{e}; {OPT_IN_HINT}") from None
+
+
 # ----------------------------------------------------------------------------------------- RUN
 def run_python(
     source: str,
@@ -336,12 +382,12 @@ def run_python(
     equals the expected one (compared in the parent: the child never sees it).
 
     Never raises for anything the code does. Raises :class:`SandboxUnavailable` when the machine cannot
-    isolate it, unless ``unsafe_local_exec`` (default: ``$JAXRL_UNSAFE_LOCAL_EXEC``) is true.
+    isolate it, unless ``unsafe_local_exec`` (default: :func:`unsafe_local_exec_default`) is true.
     """
     if unsafe_local_exec is None:
-        unsafe_local_exec = unsafe_local_exec_from_env()
+        unsafe_local_exec = unsafe_local_exec_default()
     try:
-        setup = _setup()
+        setup = _setup_or_hint()
     except SandboxUnavailable:
         if not unsafe_local_exec:
             raise
@@ -513,8 +559,10 @@ def run_python_batch(
     """``run_python`` on many ``(source, tests)`` jobs, a few at a time; identical jobs run once."""
     if not jobs:
         return []
-    if not (unsafe_local_exec if unsafe_local_exec is not None else unsafe_local_exec_from_env()):
-        _setup()  # raise SandboxUnavailable once, here, not from every worker
+    if unsafe_local_exec is None:  # resolved here: the worker threads do not see this context
+        unsafe_local_exec = unsafe_local_exec_default()
+    if not unsafe_local_exec:
+        _setup_or_hint()  # raise SandboxUnavailable once, here, not from every worker
     keys = [json.dumps([s, [list(map(repr, t)) for t in tests]]) for s, tests in jobs]
     unique = dict(zip(keys, jobs, strict=True))
     workers = max_workers or max(1, min(4, os.cpu_count() or 1))

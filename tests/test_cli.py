@@ -55,7 +55,7 @@ def test_envs_and_algos_commands(capsys):
     "argv, message",
     [
         (["--set", "learning_rat=1e-3"], "Did you mean: learning_rate"),
-        (["--set", "num_envs=two"], "num_envs is an integer"),
+        (["--set", "num_envs=two"], "PPOConfig.num_envs must be an integer, got 'two' (str)"),
         (["--env", "CartPol-v1"], "Did you mean: CartPole-v1"),
         (["--algo", "ppx"], "Unknown algorithm 'ppx'"),
         (["--sweep", "num_envs=4,8"], "static"),

@@ -311,6 +311,64 @@ class TestFrames:
         for i in np.flatnonzero(w):
             np.testing.assert_array_equal(s.item.obs[i], stacks[i, 0])
 
+    def test_ages_match_the_rule_read_from_the_store_and_the_ring_mirrors_it(self):
+        # add() takes the previous rows' frames from the small ring (state.recent), not from the store:
+        # the ages it writes are those the store's own rows give (the rule in "Frame stacks", computed
+        # here in numpy from the store before each add), across refills, a broken stack and wrap-around
+        k, num_envs, rows = 4, 2, 7
+        stacks = _frame_stream(np.random.RandomState(3), 30, num_envs, k, break_at=(11, 1))
+        buf = replay.make_replay(
+            rows * num_envs, F(jnp.zeros((2, 2, k), jnp.uint8), jnp.zeros((), jnp.int32)), num_envs=num_envs,
+            frames="obs",
+        )  # fmt: skip
+        assert buf.frames_nbytes == (k - 1) * num_envs * 4
+        assert buf.nbytes == buf.capacity * buf.bytes_per_transition + buf.frames_nbytes
+        add, rs, seen = jax.jit(buf.add), buf.init(), set()
+        for t in range(stacks.shape[0]):
+            store, age_store = np.asarray(rs.data.obs), np.asarray(rs.age)
+            pos, size = int(rs.position), int(rs.size)
+            prev = [store[(pos - j) % rows] for j in range(1, k)]  # the store's rows 1..k-1 back
+            np.testing.assert_array_equal(np.asarray(rs.recent), np.stack(prev))
+            want = []
+            for e in range(num_envs):
+                st = stacks[t, e]
+                pa = age_store[(pos - 1) % rows, e]
+                a = min(pa + 1, k - 1) if pa >= 0 else k - 1
+                a = 0 if (st == st[..., -1:]).all() else a
+                lagged = [st[..., -1]] + [p[e] for p in prev]
+                chans = [lagged[min(j, a)] for j in range(k - 1, -1, -1)]
+                want.append(a if (np.stack(chans, -1) == st).all() and a <= size else -1)
+            rs = add(rs, F(jnp.asarray(stacks[t]), jnp.full((num_envs,), t, jnp.int32)))
+            np.testing.assert_array_equal(np.asarray(rs.age)[pos], want, err_msg=f"step {t}")
+            seen.update(want)
+        assert seen == {-1, 0, 1, 2, 3}  # every case of the rule happened
+
+    def test_add_writes_the_frame_store_in_place_inside_a_compiled_loop(self):
+        # A read of the store in the step that writes it made XLA copy the whole store on every add
+        # (twice, on CPU). The compiled scan of adds and samples must hold no copy of the store in its
+        # loop body (the one copy left at top level is of the non-donated input).
+        rows, k = 23, 4  # an odd shape, so the store's shape names it in the HLO
+        buf = replay.make_replay(
+            rows, F(jnp.zeros((5, 7, k), jnp.uint8), jnp.zeros((), jnp.int32)), successor=True, frames="obs"
+        )
+
+        def body(rs, key):
+            stack = jax.random.randint(key, (1, 5, 7, k), 0, 256).astype(jnp.uint8)
+            rs = buf.add(rs, F(stack, jnp.zeros((1,), jnp.int32)))
+            return rs, buf.sample(rs, key, 8).item.obs.sum()
+
+        run = jax.jit(lambda rs, key: jax.lax.scan(body, rs, jax.random.split(key, 5)))
+        hlo = run.lower(buf.init(), jax.random.key(0)).compile().as_text()
+        store = f"u8[{rows},1,5,7]"
+        computation, in_loop = None, []
+        for line in hlo.splitlines():
+            if line and not line.startswith(" ") and line.rstrip().endswith("{"):
+                computation = line
+            elif store in line and " copy(" in line and not computation.startswith("ENTRY"):
+                in_loop.append(line.strip())
+        assert hlo.count("while(") >= 1 and store in hlo
+        assert not in_loop, in_loop
+
     def test_frames_arguments_are_checked(self):
         ex = F(jnp.zeros((2, 2, 4), jnp.uint8), jnp.zeros((), jnp.int32))
         with pytest.raises(ValueError, match="field of a NamedTuple"):

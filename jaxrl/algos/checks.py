@@ -25,6 +25,8 @@ from typing import Any
 import jax
 import numpy as np
 
+from jaxrl.errors import UserFunctionError  # noqa: F401  (raised by user-function checks; here for callers)
+
 #: env parameter fields that bound an episode's length: positive integers
 EPISODE_LIMIT_FIELDS = ("max_steps_in_episode", "max_episode_steps")
 
@@ -55,16 +57,21 @@ def check_field_types(cfg: Any) -> None:
     """Every concrete field value of the dataclass ``cfg`` matches its annotation."""
     if not dataclasses.is_dataclass(cfg):
         return
-    hints = _hints(type(cfg))
-    label = config_label(type(cfg))
     for f in dataclasses.fields(cfg):
-        tp = hints.get(f.name)
-        if tp is None:
-            continue
-        v = getattr(cfg, f.name)
-        problem = _mismatch(tp, v)
-        if problem:
-            raise ConfigTypeError(f"{label}.{f.name} {problem}, got {v!r} ({type(v).__name__})")
+        check_field(type(cfg), f.name, getattr(cfg, f.name))
+
+
+def check_field(config_cls: type, name: str, value: Any) -> None:
+    """Raise :class:`ConfigTypeError` if ``value`` does not fit field ``name`` of ``config_cls``: the one
+    check behind both ``Config(name=value)`` (through :func:`validate_config`) and the CLI's
+    ``--set name=text`` (``jaxrl.runtime.configs.parse_field``), so both refuse the same values with the
+    same message."""
+    tp = _hints(config_cls).get(name)
+    problem = None if tp is None else _mismatch(tp, value)
+    if problem:
+        raise ConfigTypeError(
+            f"{config_label(config_cls)}.{name} {problem}, got {value!r} ({type(value).__name__})"
+        )
 
 
 _PUBLIC_NAMES = {
@@ -146,9 +153,3 @@ def check_env_params(cfg: Any) -> None:
                 f"env_params.{name} must be a positive integer (the episode's step limit), got {v!r}"
             )
 
-
-# ---------------------------------------------------------------------------- USER FUNCTIONS
-class UserFunctionError(RuntimeError):
-    """A function the user passed in (a GRPO reward, ...) raised or returned something unusable; the
-    message names the function's owner and the input that triggered it. Runs stop on it cleanly (the
-    run directory's ``summary.json`` records it)."""

@@ -77,10 +77,16 @@ class GPT2(nn.Module):
         return self._run(tokens, 0, None, None)[0]
 
     def decode(
-        self, tokens: jax.Array, cache: KVCache, start: jax.Array | int, offset: jax.Array | None = None
+        self,
+        tokens: jax.Array,
+        cache: KVCache,
+        start: jax.Array | int,
+        offset: jax.Array | None = None,
+        last_only: bool = False,
     ) -> tuple[jax.Array, KVCache]:
+        """As :meth:`jaxrl.lm.llama.Llama.decode`."""
         h, cache = self._run(tokens, start, cache, offset)
-        return self.unembed(h), cache
+        return self.unembed(h[:, -1:] if last_only else h), cache
 
 
 def hf_names(cfg: LMConfig) -> dict[tuple[str, ...], tuple[str, bool]]:

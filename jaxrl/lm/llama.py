@@ -119,12 +119,18 @@ class Llama(nn.Module):
         return self._run(tokens, 0, None, None)[0]
 
     def decode(
-        self, tokens: jax.Array, cache: KVCache, start: jax.Array | int, offset: jax.Array | None = None
+        self,
+        tokens: jax.Array,
+        cache: KVCache,
+        start: jax.Array | int,
+        offset: jax.Array | None = None,
+        last_only: bool = False,
     ) -> tuple[jax.Array, KVCache]:
         """tokens [B, T] into cache slots ``start..start+T-1`` -> (logits [B, T, V], cache); ``offset``
-        [B]: left-padding slots per row (see :mod:`jaxrl.lm.attention`)."""
+        [B]: left-padding slots per row (see :mod:`jaxrl.lm.attention`). ``last_only``: logits of the
+        last slot only ([B, 1, V]; a prefill needs no more, and the output head is most of its cost)."""
         h, cache = self._run(tokens, start, cache, offset)
-        return self.unembed(h), cache
+        return self.unembed(h[:, -1:] if last_only else h), cache
 
 
 def hf_names(cfg: LMConfig) -> dict[tuple[str, ...], tuple[str, bool]]:

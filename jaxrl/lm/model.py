@@ -48,8 +48,8 @@ def policy(cfg: LMConfig) -> PolicyModel:
         init=init,
         vocab_size=cfg.vocab_size,
         max_len=cfg.max_position_embeddings,
-        decode=lambda params, tokens, cache, start, offset=None: m.apply(
-            params, tokens, cache, start, offset, method="decode"
+        decode=lambda params, tokens, cache, start, offset=None, last_only=False: m.apply(
+            params, tokens, cache, start, offset, last_only, method="decode"
         ),
         init_cache=init_cache,
         features=functools.partial(m.apply, method="features"),

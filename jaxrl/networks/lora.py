@@ -15,6 +15,7 @@ Works on any :class:`~jaxrl.networks.transformer.PolicyModel` whose parameters a
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -113,7 +114,14 @@ def wrap(
     scale = float(alpha) / int(rank)
 
     def lifted(fn):
-        return None if fn is None else (lambda params, *a, **k: fn(merge(params, scale), *a, **k))
+        if fn is None:
+            return None
+
+        @functools.wraps(fn)  # keeps fn's signature visible (the sampler checks decode's parameters)
+        def call(params, *a, **k):
+            return fn(merge(params, scale), *a, **k)
+
+        return call
 
     def init(key: jax.Array) -> LoRAParams:
         k_base, k_ad = jax.random.split(key)

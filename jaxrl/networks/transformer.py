@@ -203,13 +203,19 @@ class Transformer(nn.Module):
         return self._run(tokens, 0, None)[0]
 
     def decode(
-        self, tokens: jax.Array, cache: KVCache, start: jax.Array | int, offset: jax.Array | None = None
+        self,
+        tokens: jax.Array,
+        cache: KVCache,
+        start: jax.Array | int,
+        offset: jax.Array | None = None,
+        last_only: bool = False,
     ) -> tuple[jax.Array, KVCache]:
         """tokens [B, T] at cache slots ``start..start+T-1`` (prefill: T > 1; one step: T = 1), with the
         cache of slots ``< start`` -> (logits [B, T, V], cache with these slots written). ``offset`` [B]:
-        left-padding slots of each row (never attended to; slot ``i`` is position ``i - offset``)."""
+        left-padding slots of each row (never attended to; slot ``i`` is position ``i - offset``).
+        ``last_only``: logits of the last slot only, [B, 1, V] (all a prefill needs)."""
         h, cache = self._run(tokens, start, cache, offset)
-        return self.head(h), cache
+        return self.head(h[:, -1:] if last_only else h), cache
 
 
 # ------------------------------------------------------------------------------ POLICY INTERFACE
@@ -221,7 +227,9 @@ class PolicyModel:
     Optional KV cache: ``init_cache(batch, length) -> cache`` (room for ``length <= max_len`` positions) and
     ``decode(params, tokens[B, T], cache, start, offset=None) -> (logits[B, T, V], cache)`` where
     ``offset[B]`` counts each row's left-padding slots (never attended to; slot ``i`` holds position
-    ``i - offset``); without them sampling recomputes the whole prefix every step.
+    ``i - offset``); without them sampling recomputes the whole prefix every step. A ``decode`` that
+    also takes ``last_only=False`` returns only the last slot's logits ``[B, 1, V]`` when it is True
+    (the sampler's prefill asks for it when the signature has it).
     """
 
     apply: Callable[[Any, jax.Array], jax.Array]
@@ -250,8 +258,8 @@ def transformer_policy(cfg: TransformerConfig) -> PolicyModel:
         init=lambda key: model.init(key, jnp.zeros((1, cfg.max_len), jnp.int32)),
         vocab_size=cfg.vocab_size,
         max_len=cfg.max_len,
-        decode=lambda params, tokens, cache, start, offset=None: model.apply(
-            params, tokens, cache, start, offset, method=Transformer.decode
+        decode=lambda params, tokens, cache, start, offset=None, last_only=False: model.apply(
+            params, tokens, cache, start, offset, last_only, method=Transformer.decode
         ),
         init_cache=lambda batch, length=None: init_cache(cfg, batch, length),
         features=lambda params, tokens: model.apply(params, tokens, method=Transformer.features),
@@ -422,11 +430,12 @@ def _pick(logits, u, temperature, top_k, top_p, greedy) -> tuple[jax.Array, jax.
     return tok, jnp.take_along_axis(logits, tok[:, None], axis=-1)[:, 0] - lse
 
 
-def _supports_offset(policy: PolicyModel) -> bool:
+def _decode_takes(policy: PolicyModel, name: str) -> bool:
+    """``policy.decode`` has a parameter ``name`` (``offset``, ``last_only``: optional extensions)."""
     import inspect
 
     try:
-        return "offset" in inspect.signature(policy.decode).parameters
+        return name in inspect.signature(policy.decode).parameters
     except (TypeError, ValueError):
         return False
 
@@ -469,8 +478,19 @@ def make_sampler(
     if top_k < 0:
         raise ValueError(f"top_k must be >= 0, got {top_k}")
     stops = tuple(dict.fromkeys((int(eos_id), *(int(e) for e in eos_ids))))
-    left_padded = use_cache and _supports_offset(policy)
+    left_padded = use_cache and _decode_takes(policy, "offset")
+    last_only = use_cache and _decode_takes(policy, "last_only")
     new = max_new_tokens
+
+    def prefill_last(params, tokens, cache, *offset):
+        """A prefill needs only its last slot's logits: [B, 1, V] instead of [B, P, V] (the output head is
+        the largest matmul of a prefill, and its logits the sampler's largest array)."""
+        if last_only:
+            try:
+                return policy.decode(params, tokens, cache, 0, *offset, last_only=True)
+            except (jax.errors.TracerBoolConversionError, jax.errors.ConcretizationTypeError):
+                pass  # a wrapper that traces the flag (e.g. jax.jit(policy.decode)): all slots' logits
+        return policy.decode(params, tokens, cache, 0, *offset)
 
     def is_stop(y):
         return functools.reduce(jnp.logical_or, [y == e for e in stops])
@@ -487,7 +507,7 @@ def make_sampler(
         left = jnp.where(src >= 0, jnp.take_along_axis(prompts, jnp.maximum(src, 0), axis=1), pad_id)
         buf = jnp.concatenate([left.astype(jnp.int32), jnp.full((b, new), pad_id, jnp.int32)], axis=1)
         cache = policy.init_cache(b, length)
-        logits, cache = policy.decode(params, buf[:, :p], cache, 0, offset)
+        logits, cache = prefill_last(params, buf[:, :p], cache, offset)
         uniforms = jax.random.uniform(key, (new, b, 2))
         logp = jnp.zeros((b, length), jnp.float32)
         gen = jnp.zeros((b, length), bool)
@@ -546,7 +566,7 @@ def make_sampler(
 
         if use_cache:
             cache = policy.init_cache(b, length)
-            logits, cache = policy.decode(params, buf[:, :prefill], cache, 0)
+            logits, cache = prefill_last(params, buf[:, :prefill], cache)
             first_logits = logits[:, -1]
         else:
             cache = None

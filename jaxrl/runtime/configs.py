@@ -147,8 +147,9 @@ def type_name(tp: Any) -> str:
 
 
 # ------------------------------------------------------------------------------------ PARSING
-_TRUE = {"true", "1", "yes", "on", "y", "t"}
-_FALSE = {"false", "0", "no", "off", "n", "f"}
+# Words only: a number in a bool field is refused as it is through the Python API (``normalize_obs=1``).
+_TRUE = {"true", "yes", "on", "y", "t"}
+_FALSE = {"false", "no", "off", "n", "f"}
 
 
 def parse_value(tp: Any, text: str, name: str = "value") -> Any:
@@ -188,17 +189,11 @@ def parse_value(tp: Any, text: str, name: str = "value") -> Any:
             return False
         raise ValueError(f"{name} is a bool: use true or false, got {text!r}")
     if tp is int:
+        # "3.0" or "1e6" is a float, refused as the API refuses Config(n=3.0) (see parse_field)
         try:
             return int(text.replace("_", ""))
         except ValueError:
-            pass
-        try:
-            f = float(text)
-        except ValueError:
             raise ValueError(f"{name} is an integer, got {text!r}") from None
-        if f.is_integer():
-            return int(f)
-        raise ValueError(f"{name} is an integer, got {text!r}")
     if tp is float:
         try:
             return float(text.replace("_", ""))
@@ -243,8 +238,35 @@ def apply_overrides(cfg: Any, assignments: Sequence[str]) -> Any:
             continue
         if key not in infos:
             raise unknown_field(type(cfg), key)
-        cfg = cfg.replace(**{key: parse_value(infos[key].type, value, key)})
+        cfg = cfg.replace(**{key: parse_field(type(cfg), infos[key], value)})
     return cfg
+
+
+def parse_field(config_cls: type, info: FieldInfo, text: str) -> Any:
+    """The value ``--set name=text`` gives a field, checked exactly as ``Config(name=value)`` is.
+
+    ``text`` is read by the field's annotation (``parse_value``: words for bools, bare strings, comma
+    lists). Text it cannot read is taken as the Python value it spells (``3.0`` a float, ``two`` a
+    string), and the API's own check (:func:`jaxrl.algos.checks.check_field`) says what is wrong with
+    it, so the CLI and the Python API refuse the same values with the same message."""
+    from jaxrl.algos import checks
+
+    try:
+        value = parse_value(info.type, text, info.name)
+    except ValueError as e:
+        checks.check_field(config_cls, info.name, _python_value(text))
+        raise e  # the API would accept the value the text spells; keep the parser's message
+    checks.check_field(config_cls, info.name, value)
+    return value
+
+
+def _python_value(text: str) -> Any:
+    """What ``text`` spells as a Python literal (``"3.0"`` -> 3.0, ``"64,64.5"`` -> (64, 64.5)), else
+    the string itself."""
+    try:
+        return ast.literal_eval(text.strip())
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return text.strip()
 
 
 def parse_sweep(cfg: Any, specs: Sequence[str]) -> dict[str, list[Any]]:
@@ -261,7 +283,7 @@ def parse_sweep(cfg: Any, specs: Sequence[str]) -> dict[str, list[Any]]:
                 f"cannot share one compiled program; sweep a tunable field "
                 f"({', '.join(f.name for f in infos.values() if not f.static)}) or run separate jobs"
             )
-        vals = [parse_value(infos[key].type, v, key) for v in values.split(",") if v.strip()]
+        vals = [parse_field(type(cfg), infos[key], v) for v in values.split(",") if v.strip()]
         if not vals:
             raise ValueError(f"--sweep {key}= needs at least one value")
         out[key] = vals
@@ -305,7 +327,8 @@ def _like(template: Any, value: Any) -> Any:
     if isinstance(template, bool):
         return bool(value)
     if isinstance(template, int):
-        return int(value)
+        # a float stays a float and is refused as through the API (checks.check_env_params), not truncated
+        return int(value) if isinstance(value, int) else value
     if isinstance(template, float):
         return float(value)
     if hasattr(template, "dtype"):

@@ -223,6 +223,27 @@ def target_name(cfg: Any) -> str:
     return task.rpartition(":")[2]  # "module:attr" -> attr
 
 
+def _absolute_checkpoint(value: Any) -> Any:
+    """``"hf:<dir>"`` with ``<dir>`` absolute (``~`` expanded); any other value unchanged."""
+    if isinstance(value, str) and value.startswith("hf:") and len(value) > 3:
+        from jaxrl.lm import checkpoint as lm_checkpoint  # lazily: only runs that name a checkpoint
+
+        return lm_checkpoint.HF_PREFIX + str(lm_checkpoint.spec_path(value))
+    return value
+
+
+def _absolute_checkpoints(cfg: Any) -> Any:
+    """``cfg`` with every ``"hf:<dir>"`` field (e.g. ``model``) holding an absolute path."""
+    if not dataclasses.is_dataclass(cfg):
+        return cfg
+    changes = {}
+    for f in dataclasses.fields(cfg):
+        v = getattr(cfg, f.name)
+        if (a := _absolute_checkpoint(v)) is not v:
+            changes[f.name] = a
+    return dataclasses.replace(cfg, **changes) if changes else cfg
+
+
 def prepare(
     cfg: Any,
     key: Any = 0,
@@ -241,7 +262,9 @@ def prepare(
     """Validate everything and set up the run directory (writes ``config.json``); compiles nothing."""
     algo = registry.algorithm_for(cfg)
     key = int(key) if isinstance(key, int | np.integer) else key
-    sweep = {k: list(v) for k, v in (sweep or {}).items()}
+    # "hf:<dir>" checkpoint paths made absolute, so config.json reloads from any working directory
+    cfg = _absolute_checkpoints(cfg)
+    sweep = {k: [_absolute_checkpoint(x) for x in v] for k, v in (sweep or {}).items()}
     seeds = int(seeds)
     if seeds < 1:
         raise ValueError(f"seeds must be >= 1, got {seeds}")

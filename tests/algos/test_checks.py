@@ -1,6 +1,7 @@
 """Bad input is refused the same way by the Python API and the CLI, before any work; a user reward
 function that raises or returns a non-number stops the run with a message and a summary.json."""
 
+import dataclasses
 import json
 import os
 
@@ -9,9 +10,9 @@ import numpy as np
 import pytest
 
 import jaxrl
-from jaxrl import cli, parallel
+from jaxrl import cli, parallel, tasks
 from jaxrl.algos import checks
-from jaxrl.algos.grpo import reward_checks, tasks
+from jaxrl.tasks import reward_checks
 
 PPO = jaxrl.PPOConfig(env="CartPole-v1")
 
@@ -36,6 +37,67 @@ def test_api_refuses_wrong_types_before_any_work(kw, message, tmp_path):
     assert not (tmp_path / "run").exists()
     with pytest.raises(TypeError, match=message):
         parallel.train_population(cfg, jax.random.split(jax.random.key(0), 2))
+
+
+@pytest.mark.parametrize(
+    "algo,field,text,value,message",
+    [
+        (
+            "ppo",
+            "num_envs",
+            "3.0",
+            3.0,
+            r"PPOConfig.num_envs must be an integer \(write 3\), got 3.0 \(float\)",
+        ),
+        (
+            "ppo",
+            "total_timesteps",
+            "1e6",
+            1e6,
+            r"PPOConfig.total_timesteps must be an integer \(write 1_000_000\)",
+        ),
+        ("ppo", "num_envs", "2.5", 2.5, r"PPOConfig.num_envs must be an integer, got 2.5 \(float\)"),
+        (
+            "ppo",
+            "learning_rate",
+            "fast",
+            "fast",
+            r"PPOConfig.learning_rate must be a number, got 'fast' \(str\)",
+        ),
+        ("ppo", "normalize_obs", "1", 1, r"PPOConfig.normalize_obs must be True or False, got 1 \(int\)"),
+        ("ppo", "hidden", "64,64.5", (64, 64.5), r"PPOConfig.hidden must hold only int values"),
+        ("dqn", "buffer_size", "1e4", 1e4, r"DQNConfig.buffer_size must be an integer \(write 10_000\)"),
+        ("grpo", "max_new_tokens", "4.0", 4.0, r"GRPOConfig.max_new_tokens must be an integer \(write 4\)"),
+        ("grpo", "unsafe_local_exec", "1", 1, r"GRPOConfig.unsafe_local_exec must be True or False, got 1"),
+    ],
+)
+def test_api_and_cli_refuse_the_same_values_with_the_same_message(
+    algo, field, text, value, message, tmp_path, capsys
+):
+    """``Config(field=value)`` through the Python API and ``--set field=text`` through the CLI go through
+    one check (``checks.check_field``): the same value is refused with the same message by both."""
+    from jaxrl.algos import registry
+
+    cfg = registry.get(algo).config().replace(**{field: value})
+    with pytest.raises(checks.ConfigTypeError, match=message) as api:
+        jaxrl.run(cfg, 0, out_dir=str(tmp_path / "api"), progress=False)
+    out = tmp_path / "cli"
+    assert cli.main(["train", "--algo", algo, "--set", f"{field}={text}", "--out", str(out), "--quiet"]) == 2
+    assert capsys.readouterr().err.strip() == f"jaxrl train: error: {api.value}"
+    assert not out.exists() and not (tmp_path / "api").exists()
+
+
+def test_api_and_cli_accept_the_same_spellings():
+    from jaxrl.runtime import configs
+
+    cfg = configs.apply_overrides(
+        PPO, ["num_envs=1_024", "learning_rate=3", "normalize_obs=yes", "hidden=32,32"]
+    )
+    assert (cfg.num_envs, cfg.learning_rate, cfg.normalize_obs, cfg.hidden) == (1024, 3.0, True, (32, 32))
+    checks.check_field_types(cfg)
+    checks.check_field_types(
+        PPO.replace(num_envs=1_024, learning_rate=3, normalize_obs=True, hidden=[32, 32])
+    )
 
 
 def test_valid_values_of_other_types_pass():
@@ -104,7 +166,7 @@ class TestRewardFunctions:
             (lambda ps, ts: 3.0, "expected a sequence of 1 numbers"),
         ):
             with pytest.raises(reward_checks.RewardError, match=msg):
-                tasks.dataclasses.replace(task, batch_reward=batch).score(self.P, ["cb"], [True])
+                dataclasses.replace(task, batch_reward=batch).score(self.P, ["cb"], [True])
 
     def test_a_raising_reward_stops_the_run_with_a_summary(self, tmp_path, capsys):
         calls = []

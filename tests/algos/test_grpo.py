@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import jaxrl
+from jaxrl import cli, sandbox
 from jaxrl.algos import grpo, registry
 from jaxrl.algos.grpo import trainer
 
@@ -194,6 +195,36 @@ class TestCodeTask:
         assert 0.0 <= float(m["reward"][0]) <= 1.0 and np.isfinite(m["loss"][0])
         assert 0.0 <= float(m["heldout_accuracy"][0]) <= 1.0
         assert all(isinstance(t, str) for t in jaxrl.make_policy(cfg, state)(["f(1)=3;f(2)=4;"]))
+
+    def test_without_a_sandbox_unsafe_local_exec_decides(self, monkeypatch, tmp_path, capsys):
+        """No sandbox on this machine: a code task is refused before any training, saying what to install
+        and how to opt out; GRPOConfig.unsafe_local_exec=True (the CLI: the same field) runs the code as a
+        plain subprocess."""
+        monkeypatch.setenv("PATH", str(tmp_path))  # no bwrap on PATH
+        monkeypatch.delenv(sandbox.UNSAFE_ENV, raising=False)
+        sandbox._setup.cache_clear()
+        try:
+            task = dataclasses.replace(grpo.make_task("pyfunc"), num_heldout=4)
+            cfg = SMALL.replace(task=task, warmup_steps=0, num_iterations=1, eval_every=10**6)
+            assert cfg.unsafe_local_exec is False  # the default
+            what_to_do = r"apt-get install bubblewrap.*GRPOConfig\(unsafe_local_exec=True\)"
+            with pytest.raises(sandbox.SandboxUnavailable, match=what_to_do):
+                jaxrl.train(cfg, jax.random.key(0))
+            out = tmp_path / "run"
+            argv = ["train", "--algo", "grpo", "--set", "task=pyfunc", "--out", str(out), "--quiet"]
+            assert cli.main(argv) == 2 and not out.exists()
+            err = capsys.readouterr().err
+            assert "apt-get install bubblewrap" in err and "--set unsafe_local_exec=true" in err
+            # opted in: init scores the held-out problems and the iteration its completions, unsandboxed
+            state, m = jaxrl.train(cfg.replace(unsafe_local_exec=True), jax.random.key(0))
+            assert 0.0 <= float(m["true_reward"][0]) <= 1.0 and np.isfinite(m["loss"][0])
+            probs = task.heldout_problems()[:2]  # and the code does run: right solutions score 1
+            with sandbox.local_exec_allowed(True):
+                assert task.score(probs, [p.solution for p in probs], [True, True]).tolist() == [1.0, 1.0]
+            with pytest.raises(sandbox.SandboxUnavailable):  # only inside the opted-in block
+                task.score(probs, [p.solution for p in probs], [True, True])
+        finally:
+            sandbox._setup.cache_clear()
 
 
 class TestUserTask:

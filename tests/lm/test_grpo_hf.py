@@ -10,7 +10,7 @@ import pytest
 import jaxrl
 import jaxrl.lm
 from jaxrl import cli
-from jaxrl.algos import base, grpo
+from jaxrl.algos import grpo, registry
 from jaxrl.runtime import configs, driver, export
 
 from .conftest import FIXTURES
@@ -84,7 +84,7 @@ def test_export_refuses_what_it_cannot_write(tmp_path, capsys):
     assert "not a jaxrl run directory" in capsys.readouterr().err
     run = tmp_path / "builtin"
     run.mkdir()
-    spec = driver.run_spec(base.get("grpo"), jaxrl.GRPOConfig(), 0, 1, None)
+    spec = driver.run_spec(registry.get("grpo"), jaxrl.GRPOConfig(), 0, 1, None)
     (run / "config.json").write_text(json.dumps(spec))
     with pytest.raises(ValueError, match="trained the built-in model 'tiny'"):
         export.export_run(run, tmp_path / "out")
@@ -105,3 +105,18 @@ def test_bad_hf_models_are_refused_before_training(tmp_path):
         grpo.validate(_cfg(model="hf:"))
     with pytest.raises(ValueError, match="or 'hf:<checkpoint dir>'"):
         grpo.validate(_cfg(model="huge"))
+
+
+def test_relative_hf_path_is_stored_absolute_so_the_run_reloads_from_elsewhere(tmp_path, monkeypatch):
+    """model="hf:<relative dir>" is resolved when the run is prepared: config.json holds the absolute
+    directory, and the run directory's settings load (and validate) from another working directory."""
+    jaxrl.register_task("hf-test-addition", lambda: TASK)
+    monkeypatch.chdir(FIXTURES)
+    driver.prepare(_cfg(task="hf-test-addition", model="hf:qwen2"), 0, str(tmp_path / "run"))
+    stored = json.loads((tmp_path / "run" / "config.json").read_text())["config"]["model"]
+    assert stored == f"hf:{(FIXTURES / 'qwen2').resolve()}"
+    monkeypatch.chdir(tmp_path)  # where "qwen2" means nothing
+    plan = driver.prepare_resume(str(tmp_path / "run"))
+    assert plan.cfg.model == stored
+    with pytest.raises(FileNotFoundError, match="is not a directory"):  # what a relative path would do
+        grpo.validate(_cfg(model="hf:qwen2"))

@@ -54,8 +54,14 @@ def test_left_padding_offset_gives_the_unpadded_logits(loaded):
         want = _ref(family)["logits"][:1, :8]
         padded = jnp.concatenate([jnp.full((1, 3), 7, jnp.int32), tokens], axis=1)
         cache = model.init_cache(1, 11)
-        got, _ = jax.jit(model.decode)(params, padded, cache, 0, jnp.asarray([3]))
+        decode = jax.jit(model.decode, static_argnames="last_only")
+        got, full_cache = decode(params, padded, cache, 0, jnp.asarray([3]))
         np.testing.assert_allclose(got[:, 3:], want, atol=1e-4)
+        # the sampler's prefill: the last slot's logits alone, the same cache written
+        last, last_cache = decode(params, padded, cache, 0, jnp.asarray([3]), last_only=True)
+        assert last.shape == (1, 1, got.shape[-1])
+        np.testing.assert_allclose(last, got[:, -1:], atol=1e-5)
+        jax.tree.map(np.testing.assert_array_equal, last_cache, full_cache)
 
 
 def test_bfloat16_loading(loaded):

@@ -14,7 +14,6 @@ from jaxrl.runtime import configs
     "tp, text, want",
     [
         (int, "524288", 524288),
-        (int, "1e6", 1_000_000),  # scientific notation of an integer
         (int, "1_000", 1000),
         (float, "3e-4", 3e-4),
         (bool, "false", False),
@@ -39,6 +38,8 @@ def test_parse_value(tp, text, want):
     "tp, text, match",
     [
         (int, "1.5", "integer"),
+        (int, "1e6", "integer"),  # a float, refused as PPOConfig(total_timesteps=1e6) is
+        (bool, "1", "true or false"),  # a number, refused as PPOConfig(normalize_obs=1) is
         (bool, "maybe", "true or false"),
         (float, "fast", "number"),
         (typing.Literal["a"], "c", "one of"),

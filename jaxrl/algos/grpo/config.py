@@ -7,11 +7,12 @@ from collections.abc import Callable
 
 from flax import struct
 
+from jaxrl import tasks
 from jaxrl.algos import base
-from jaxrl.algos.grpo import jsonl, tasks
-from jaxrl.algos.grpo.tasks import Task
 from jaxrl.losses import grpo as grpo_losses
 from jaxrl.networks import lora, transformer
+from jaxrl.tasks import jsonl
+from jaxrl.tasks.task import Task
 
 WARMUP_SCHEDULES = ("constant", "linear")
 LR_SCHEDULES = ("constant", "linear")
@@ -61,6 +62,10 @@ class Config:
     # reward source: "task" (the task's verifier), "format:<regex>", "name:arg" of a registered source
     # (e.g. "rm:<run_dir>"), "0.9*task + 0.1*format:<regex>", or a callable(RewardBatch) -> [N] rewards
     reward: str | Callable = struct.field(pytree_node=False, default="task")
+    # a task whose reward runs the model's code (pyfunc) needs the OS sandbox (jaxrl.sandbox: bubblewrap);
+    # without one the run is refused before training, unless this opts in to running the code as a plain
+    # subprocess with rlimits, which hostile code can escape (also: JAXRL_UNSAFE_LOCAL_EXEC=1)
+    unsafe_local_exec: bool = struct.field(pytree_node=False, default=False)
     # SUPERVISED WARM-UP (from random weights, on the task's demonstrations; 0 steps: none)
     # supervised gradient steps on the task's solutions (Problem.solution) before GRPO; 0: start GRPO
     # from the model as it is (e.g. a pretrained checkpoint)
@@ -187,6 +192,7 @@ def _jsonl_task(path, prompt_field, answer_field, system_prompt, verifier, eval_
 
 def validate(cfg: Config) -> None:
     """Host-side checks with what to change."""
+    from jaxrl import sandbox
     from jaxrl.algos.grpo import rewards
 
     for name in (
@@ -253,6 +259,8 @@ def validate(cfg: Config) -> None:
     if cfg.verifier not in jsonl.VERIFIERS:
         raise ValueError(f"GRPOConfig.verifier must be one of {jsonl.VERIFIERS}, got {cfg.verifier!r}")
     task = make_task(cfg)
+    if task.runs_code:  # before the warm-up, not at the first scoring
+        sandbox.require(cfg.unsafe_local_exec or sandbox.unsafe_local_exec_default())
     if cfg.warmup_steps > 0:
         if cfg.warmup_learning_rate <= 0:
             raise ValueError("GRPOConfig.warmup_learning_rate must be positive")

@@ -9,7 +9,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from jaxrl.algos.grpo import tasks  # the task API (tokenizer + problems) lives with GRPO
+from jaxrl import tasks
 from jaxrl.algos.reward_model.config import Config, context_length, is_hf
 from jaxrl.data import preferences as prefs
 
@@ -65,7 +65,7 @@ def _load_jsonl(cfg: Config, path: str, tok: Any) -> list[prefs.PreferencePair]:
     pairs = prefs.load_jsonl(path, tokenizer=tok, max_len=max_len)
     if not is_hf(cfg):
         return pairs
-    from jaxrl.algos.grpo import jsonl
+    from jaxrl.tasks import jsonl
 
     out = [p._replace(prompt=jsonl.format_prompt(tok, p.prompt, cfg.system_prompt)) for p in pairs]
     for i, p in enumerate(out):

@@ -1,4 +1,4 @@
-"""Tasks for GRPO: a task is (prompt generator, tokenizer, reward function).
+"""Text tasks (GRPO, reward models): a task is (prompt generator, tokenizer, reward function).
 
 A user task in a few lines (see also ``tests/algos/test_grpo_task_api.py``)::
 
@@ -36,8 +36,8 @@ from typing import Any
 
 import numpy as np
 
-from jaxrl.algos.grpo import reward_checks, verifiers
-from jaxrl.algos.grpo.tokenizer import CharTokenizer
+from jaxrl.tasks import reward_checks, verifiers
+from jaxrl.tasks.tokenizer import CharTokenizer
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,6 +68,9 @@ class Task:
     #: optional batched reward: (problems, texts) -> rewards; used instead of ``reward`` when given
     #: (e.g. the Python verifier runs a batch of programs in parallel).
     batch_reward: Callable[[Sequence[Problem], Sequence[str]], Sequence[float]] | None = None
+    #: the reward runs the completions as code (``jaxrl.sandbox``): training checks for the sandbox (or
+    #: ``GRPOConfig.unsafe_local_exec``) before it starts
+    runs_code: bool = False
 
     def __post_init__(self):
         if self.max_new_tokens <= 0:
@@ -211,6 +214,7 @@ def pyfunc() -> Task:
         generate=_pyfunc_generate,
         reward=lambda p, t: verifiers.code_reward(t, p.answer),
         batch_reward=_pyfunc_batch_reward,
+        runs_code=True,
         max_new_tokens=15,  # "f=lambda x:x*9" + <eos>
         num_heldout=64,
     )
