@@ -309,3 +309,84 @@ def time_vmapped_training(
             "eval_return_per_seed": per_seed.tolist(),
         },
     )
+
+
+# ------------------------------------------------------------------------ PEER RUNS (vs rejax)
+def jaxrl_train_and_returns(cfg: Any, episodes: int) -> tuple[Callable, Callable]:
+    """``(train(key) -> state, returns(state, key) -> [episodes] greedy returns)`` of a jaxrl config, for
+    :func:`time_vmapped_training`."""
+    import jaxrl
+
+    train = lambda key: jaxrl.train(cfg, key)[0]
+    returns = lambda state, key: jaxrl.evaluate(cfg, state, key, num_episodes=episodes)
+    return train, returns
+
+
+def rejax_train_and_returns(
+    algo_cls: Any, env_id: str, timesteps: int, episodes: int, make_act: Callable, **settings: Any
+) -> tuple[Callable, Callable]:
+    """The same pair for rejax's ``algo_cls`` on gymnax ``env_id``: trained as one block of iterations
+    (``eval_freq=timesteps``, its evaluation callback a no-op), then evaluated with rejax's own
+    ``evaluate`` on the policy ``make_act(algo, train_state)`` returns."""
+    import gymnax
+    import jax.numpy as jnp
+    from rejax.evaluate import evaluate
+
+    env, env_params = gymnax.make(env_id)
+    algo = algo_cls.create(
+        env=env,
+        env_params=env_params,
+        total_timesteps=timesteps,
+        eval_freq=timesteps,
+        skip_initial_evaluation=True,
+        **settings,
+    )
+    algo = algo.replace(eval_callback=lambda a, ts, rng: jnp.zeros(()))
+    train = lambda key: algo.train(key)[0]
+
+    def returns(ts, key):
+        act = make_act(algo, ts)
+        return evaluate(act, key, env, env_params, episodes, env_params.max_steps_in_episode)[1]
+
+    return train, returns
+
+
+def peer_worker(
+    problem: Callable, framework: str, timesteps: int, seeds: int, repeats: int, threads: int
+) -> dict:
+    """A peer script's worker mode (in the framework's own interpreter): ``problem(framework, timesteps)
+    -> (train, returns, env steps per seed)`` timed by :func:`time_vmapped_training`; the JSON document
+    :func:`alternate_peers` reads."""
+    set_cpu_threads(threads)  # before the first JAX computation
+    train, returns, steps = problem(framework, timesteps)
+    return {
+        "timing": time_vmapped_training(framework, train, returns, steps, seeds, repeats, threads).as_dict()
+    }
+
+
+def alternate_peers(
+    script: str, peers: Sequence[tuple[str, str]], args: Any, worker_args: Sequence[str] = ()
+) -> list[list[Timing]]:
+    """Run ``script --framework NAME`` in each peer's interpreter (``peers``: ``(name, python)``) for
+    every ``args.cpu_threads`` setting, ``args.rounds`` times, alternating so that drifts of the machine's
+    load hit every peer; the timings of each round. ``args``: ``timesteps``, ``seeds``, ``repeats``."""
+    rounds: list[list[Timing]] = []
+    for rnd in range(args.rounds):
+        rounds.append([])
+        for threads in args.cpu_threads:
+            for framework, python in peers:
+                print(
+                    f"... {framework}, cpu threads {threads or 'XLA default'} (round {rnd + 1})", flush=True
+                )
+                cmd = [python, script, "--framework", framework, "--timesteps", str(args.timesteps)]
+                cmd += [
+                    "--seeds",
+                    str(args.seeds),
+                    "--repeats",
+                    str(args.repeats),
+                    "--cpu-threads",
+                    str(threads),
+                ]
+                cmd += list(worker_args)
+                rounds[-1].append(Timing.from_dict(run_json_subprocess(cmd)["timing"]))
+    return rounds

@@ -47,37 +47,28 @@ SETTINGS = dict(
 EVAL_EPISODES = 128
 
 
-def jaxrl_problem(timesteps: int):
+def problem(framework: str, timesteps: int):
     """(train(key) -> state, greedy returns(state, key) -> [EVAL_EPISODES], env steps per seed)."""
-    import jaxrl
+    s = SETTINGS
+    if framework == "jaxrl":
+        import jaxrl
 
-    cfg = jaxrl.DQNConfig(
-        env="CartPole-v1",
-        total_timesteps=timesteps,
-        hidden=(64, 64),
-        activation="relu",
-        loss="l2",
-        **SETTINGS,
-    )
-    train = lambda key: jaxrl.train(cfg, key)[0]
-    returns = lambda state, key: jaxrl.evaluate(cfg, state, key, num_episodes=EVAL_EPISODES)
-    return train, returns, cfg.num_updates * cfg.env_steps_per_iteration
-
-
-def rejax_problem(timesteps: int):
-    import gymnax
+        cfg = jaxrl.DQNConfig(
+            env="CartPole-v1", total_timesteps=timesteps, hidden=(64, 64), activation="relu", loss="l2", **s
+        )
+        return (*H.jaxrl_train_and_returns(cfg, EVAL_EPISODES), cfg.num_updates * cfg.env_steps_per_iteration)
     import jax.numpy as jnp
     from rejax import DQN
-    from rejax.evaluate import evaluate
 
-    env, env_params = gymnax.make("CartPole-v1")
-    s = SETTINGS
-    algo = DQN.create(
-        env=env,
-        env_params=env_params,
-        total_timesteps=timesteps,
-        eval_freq=timesteps,  # one block of training iterations; the callback is replaced by a no-op
-        skip_initial_evaluation=True,
+    def make_act(algo, ts):
+        return lambda obs, rng: jnp.argmax(algo.agent.apply(ts.q_ts.params, obs[None]), axis=-1)[0]
+
+    train, returns = H.rejax_train_and_returns(
+        DQN,
+        "CartPole-v1",
+        timesteps,
+        EVAL_EPISODES,
+        make_act,
         num_envs=s["num_envs"],
         buffer_size=s["buffer_size"],
         fill_buffer=s["learning_starts"],
@@ -92,23 +83,7 @@ def rejax_problem(timesteps: int):
         ddqn=False,
         agent_kwargs={"activation": "relu"},
     )
-    algo = algo.replace(eval_callback=lambda a, ts, rng: jnp.zeros(()))
-    train = lambda key: algo.train(key)[0]
-
-    def returns(ts, key):
-        act = lambda obs, rng: jnp.argmax(algo.agent.apply(ts.q_ts.params, obs[None]), axis=-1)[0]
-        return evaluate(act, key, env, env_params, EVAL_EPISODES, env_params.max_steps_in_episode)[1]
-
-    steps = -(-timesteps // s["num_envs"]) * s["num_envs"]
-    return train, returns, steps
-
-
-def worker(framework: str, timesteps: int, seeds: int, repeats: int, threads: int) -> dict:
-    """Runs in the framework's own interpreter; returns the JSON document the parent reads."""
-    H.set_cpu_threads(threads)  # before the first JAX computation
-    train, returns, steps = (jaxrl_problem if framework == "jaxrl" else rejax_problem)(timesteps)
-    timing = H.time_vmapped_training(framework, train, returns, steps, seeds, repeats, threads)
-    return {"timing": timing.as_dict()}
+    return train, returns, -(-timesteps // s["num_envs"]) * s["num_envs"]
 
 
 def main() -> None:
@@ -123,8 +98,8 @@ def main() -> None:
     p.add_argument("--framework", choices=["jaxrl", "rejax"], help=argparse.SUPPRESS)  # worker mode
     args = p.parse_args()
     if args.framework:
-        threads = args.cpu_threads[0]
-        print(json.dumps(worker(args.framework, args.timesteps, args.seeds, args.repeats, threads)))
+        t = args.cpu_threads[0]
+        print(json.dumps(H.peer_worker(problem, args.framework, args.timesteps, args.seeds, args.repeats, t)))
         return
     if not args.no_rejax and not (args.rejax_python and Path(args.rejax_python).exists()):
         sys.exit(
@@ -132,28 +107,8 @@ def main() -> None:
         )
 
     machine = H.machine_info()
-    rows = []
-    rounds: list[list[H.Timing]] = []
-    for rnd in range(args.rounds):  # alternate the frameworks so drifts of the machine's load hit both
-        rounds.append([])
-        for threads in args.cpu_threads:
-            for framework, python in [("jaxrl", sys.executable), ("rejax", args.rejax_python)]:
-                if framework == "rejax" and args.no_rejax:
-                    continue
-                print(
-                    f"... {framework}, cpu threads {threads or 'XLA default'} (round {rnd + 1})", flush=True
-                )
-                cmd = [python, __file__, "--framework", framework, "--timesteps", str(args.timesteps)]
-                cmd += [
-                    "--seeds",
-                    str(args.seeds),
-                    "--repeats",
-                    str(args.repeats),
-                    "--cpu-threads",
-                    str(threads),
-                ]
-                out = H.run_json_subprocess(cmd)
-                rounds[-1].append(H.Timing.from_dict(out["timing"]))
+    peers = [("jaxrl", sys.executable)] + ([] if args.no_rejax else [("rejax", args.rejax_python)])
+    rounds = H.alternate_peers(__file__, peers, args)
     rows = [r for rnd in rounds for r in rnd]
 
     def speedup(r: H.Timing) -> str:

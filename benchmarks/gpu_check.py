@@ -14,7 +14,8 @@ Parts, in order (each runs in its own process, killed at its cap; the orchestrat
                  actor and critic); anchor: ~98 s on an A100 for this work (PureJaxRL, as quoted in #21)
   ppo_minatar    PPO Breakout-MinAtar, 1 agent x ~1M steps, MinAtar CNN; anchor: rejax ~10.5 s on an A100
   dqn_minatar    DQN Breakout-MinAtar, benchmarks/dqn_minatar.py's settings, steps/s over its time cap
-  grpo_builtin   GRPO iterations/s and completions/s on the built-in transformer (addition task)
+  grpo_builtin   GRPO iterations/s, completions/s and peak device memory on the built-in transformer
+                 (addition task)
   grpo_qwen      the same on a Qwen2.5-0.5B-shaped random checkpoint (jaxrl.lm; skipped until it exists)
   envpool_pong   PPO on envpool Pong-v5 (CleanRL's envpool-XLA settings), env steps/s for 60 s
 
@@ -431,6 +432,19 @@ def part_dqn_minatar(rec: Recorder, tiny: bool, deadline: float, want_gpu: bool)
     _headline_rate(rec)
 
 
+def _peak_device_bytes() -> int | None:
+    """The first device's peak allocated bytes since the process started (``memory_stats()
+    ['peak_bytes_in_use']``), or None where the backend keeps no statistics (the CPU)."""
+    import jax
+
+    try:
+        stats = jax.devices()[0].memory_stats()
+    except Exception:  # noqa: BLE001 (a backend without the call raises; no figure then)
+        return None
+    peak = (stats or {}).get("peak_bytes_in_use")
+    return None if peak is None else int(peak)
+
+
 def _grpo_steps(rec: Recorder, cfg, deadline: float, max_iters: int) -> None:
     from jaxrl.algos.grpo import trainer
 
@@ -449,13 +463,17 @@ def _grpo_steps(rec: Recorder, cfg, deadline: float, max_iters: int) -> None:
         walls.append(time.perf_counter() - t)
     walls.sort()
     med = walls[len(walls) // 2]
+    peak = _peak_device_bytes()
     rec.update(
+        peak_device_memory_bytes=peak,
+        peak_device_memory_gib=None if peak is None else round(peak / 2**30, 3),
         iterations_timed=len(walls),
         completions_per_iteration=cfg.batch_size,
         median_iteration_s=med,
         iterations_per_s=1 / med,
         completions_per_s=cfg.batch_size / med,
-        headline=f"{1 / med:.2f} it/s, {cfg.batch_size / med:,.0f} completions/s (median of {len(walls)})",
+        headline=f"{1 / med:.2f} it/s, {cfg.batch_size / med:,.0f} completions/s (median of {len(walls)})"
+        + ("" if peak is None else f", peak device memory {peak / 2**30:.2f} GiB"),
     )
 
 

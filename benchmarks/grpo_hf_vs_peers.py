@@ -201,6 +201,27 @@ def _summary(
     return out
 
 
+def _timed(obj, name: str, wall: list, cpu: list | None = None, done=None, after=None) -> None:
+    """Replace the method ``obj.name`` by one that appends each call's wall seconds to ``wall`` (and its
+    process CPU seconds to ``cpu``). ``done(out)`` runs inside the timing (wait for the device work, or
+    raise); ``after(out)`` after it (bookkeeping that must not be timed)."""
+    fn = getattr(obj, name)
+
+    def timed(*a, **k):
+        t, c = time.perf_counter(), time.process_time()
+        out = fn(*a, **k)
+        if done is not None:
+            done(out)
+        wall.append(time.perf_counter() - t)
+        if cpu is not None:
+            cpu.append(time.process_time() - c)
+        if after is not None:
+            after(out)
+        return out
+
+    setattr(obj, name, timed)
+
+
 def worker_trl(ckpt: str, steps: int) -> dict:
     import torch
 
@@ -264,15 +285,7 @@ def worker_trl(ckpt: str, steps: int) -> dict:
         callbacks=[Timer()],
     )
     sample_s: list[float] = []
-    gen = tr._generate_single_turn  # timed alone: HF generate() (TRL's own timing goes to loggers only)
-
-    def timed_gen(*a, **k):
-        t = time.perf_counter()
-        out = gen(*a, **k)
-        sample_s.append(time.perf_counter() - t)
-        return out
-
-    tr._generate_single_turn = timed_gen
+    _timed(tr, "_generate_single_turn", sample_s)  # HF generate() alone (TRL's own timing: loggers only)
     tr.train()
     return _summary(
         "trl",
@@ -367,32 +380,20 @@ def worker_tunix(ckpt: str, steps: int) -> dict:
         reward_fns=reward,
     )
     sample_s: list[float] = []
-    gen = cluster.generate
 
-    def timed_gen(*a, **k):
-        t = time.perf_counter()
-        out = gen(*a, **k)
-        jax.block_until_ready(getattr(out, "tokens", out))
-        sample_s.append(time.perf_counter() - t)
+    def count_lengths(out):
         toks = getattr(out, "tokens", None)
         if toks is not None:
             lengths.append(float(np.mean([len(np.asarray(x)) for x in toks])))
-        return out
 
-    cluster.generate = timed_gen
+    done = lambda out: jax.block_until_ready(getattr(out, "tokens", out))  # noqa: E731
+    _timed(cluster, "generate", sample_s, done=done, after=count_lengths)
     step_s: list[float] = []
     step_cpu_s: list[float] = []
-    run_step = learner._run_global_step
-
-    def timed_step(*a, **k):
-        t, c = time.perf_counter(), time.process_time()
-        out = run_step(*a, **k)
-        jax.block_until_ready(jax.tree.leaves(__import__("flax").nnx.state(cluster.actor_trainer.model)))
-        step_s.append(time.perf_counter() - t)
-        step_cpu_s.append(time.process_time() - c)
-        return out
-
-    learner._run_global_step = timed_step
+    model_state = lambda: jax.tree.leaves(__import__("flax").nnx.state(cluster.actor_trainer.model))  # noqa: E731
+    _timed(
+        learner, "_run_global_step", step_s, step_cpu_s, done=lambda out: jax.block_until_ready(model_state())
+    )
     all_prompts = prompts(PROMPTS_PER_STEP * steps)
     batches = [
         {"prompts": np.array(all_prompts[i : i + PROMPTS_PER_STEP])}
@@ -463,30 +464,15 @@ def worker_easydel(ckpt: str, steps: int) -> dict:
         arguments=args, model=model, reward_funcs=reward, train_dataset=ds, processing_class=tok
     )
     sample_s: list[float] = []
-    gen = trainer.generate_unified
-
-    def timed_gen(*a, **k):
-        t = time.perf_counter()
-        out = gen(*a, **k)
-        jax.block_until_ready(out.completion_ids)
-        sample_s.append(time.perf_counter() - t)
-        return out
-
-    trainer.generate_unified = timed_gen
+    _timed(trainer, "generate_unified", sample_s, done=lambda out: jax.block_until_ready(out.completion_ids))
     step_s: list[float] = []
     step_cpu_s: list[float] = []
-    run_step = trainer._execute_train_step
 
-    def timed_step(*a, **k):
-        t, c = time.perf_counter(), time.process_time()
-        state, metrics, err = run_step(*a, **k)  # blocks until the update is done
-        if err is not None:  # EasyDeL catches it to save the state; a benchmark must not go on
-            raise err
-        step_s.append(time.perf_counter() - t)
-        step_cpu_s.append(time.process_time() - c)
-        return state, metrics, err
+    def raise_error(out):  # (state, metrics, err), after the update is done
+        if out[2] is not None:  # EasyDeL catches it to save the state; a benchmark must not go on
+            raise out[2]
 
-    trainer._execute_train_step = timed_step
+    _timed(trainer, "_execute_train_step", step_s, step_cpu_s, done=raise_error)
     trainer.train()
     if len(step_s) != steps:
         raise RuntimeError(f"EasyDeL ran {len(step_s)} steps, {steps} were asked")

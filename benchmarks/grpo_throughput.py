@@ -35,7 +35,8 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 import jaxrl  # noqa: E402
-from jaxrl.algos.grpo import tasks, trainer  # noqa: E402
+from jaxrl import tasks  # noqa: E402
+from jaxrl.algos.grpo import trainer  # noqa: E402
 from jaxrl.networks import transformer  # noqa: E402
 
 TRL_BENCH = "/work/shared/tools/trl_grpo_bench.py"

@@ -36,41 +36,33 @@ SETTINGS = dict(
 EVAL_EPISODES = 16
 
 
-def jaxrl_problem(timesteps: int):
-    import jaxrl
-
+def problem(framework: str, timesteps: int):
+    """(train(key) -> state, greedy returns(state, key) -> [EVAL_EPISODES], env steps per seed)."""
     s = SETTINGS
-    cfg = jaxrl.SACConfig(
-        env="Pendulum-v1",
-        total_timesteps=timesteps,
-        hidden=(64, 64),
-        activation="silu",
-        buffer_size=s["buffer_size"],
-        minibatch_size=s["batch_size"],
-        learning_rate=s["learning_rate"],
-        gamma=s["gamma"],
-        tau=s["tau"],
-        learning_starts=s["learning_starts"],
-    )
-    train = lambda key: jaxrl.train(cfg, key)[0]
-    returns = lambda state, key: jaxrl.evaluate(cfg, state, key, num_episodes=EVAL_EPISODES)
-    return train, returns
+    if framework == "jaxrl":
+        import jaxrl
 
-
-def rejax_problem(timesteps: int):
-    import gymnax
-    import jax.numpy as jnp
+        cfg = jaxrl.SACConfig(
+            env="Pendulum-v1",
+            total_timesteps=timesteps,
+            hidden=(64, 64),
+            activation="silu",
+            buffer_size=s["buffer_size"],
+            minibatch_size=s["batch_size"],
+            learning_rate=s["learning_rate"],
+            gamma=s["gamma"],
+            tau=s["tau"],
+            learning_starts=s["learning_starts"],
+        )
+        return (*H.jaxrl_train_and_returns(cfg, EVAL_EPISODES), timesteps)
     from rejax import SAC
-    from rejax.evaluate import evaluate
 
-    env, env_params = gymnax.make("Pendulum-v1")
-    s = SETTINGS
-    algo = SAC.create(
-        env=env,
-        env_params=env_params,
-        total_timesteps=timesteps,
-        eval_freq=timesteps,  # one block of training iterations; the callback is replaced by a no-op
-        skip_initial_evaluation=True,
+    train, returns = H.rejax_train_and_returns(
+        SAC,
+        "Pendulum-v1",
+        timesteps,
+        EVAL_EPISODES,
+        lambda algo, ts: algo.make_act(ts),
         num_envs=1,
         buffer_size=s["buffer_size"],
         fill_buffer=s["learning_starts"],
@@ -83,22 +75,7 @@ def rejax_problem(timesteps: int):
         normalize_observations=False,
         agent_kwargs={"activation": "swish"},
     )
-    algo = algo.replace(eval_callback=lambda a, ts, rng: jnp.zeros(()))
-    train = lambda key: algo.train(key)[0]
-
-    def returns(ts, key):
-        act = algo.make_act(ts)
-        return evaluate(act, key, env, env_params, EVAL_EPISODES, env_params.max_steps_in_episode)[1]
-
-    return train, returns
-
-
-def worker(framework: str, timesteps: int, seeds: int, repeats: int, threads: int) -> dict:
-    """Runs in the framework's own interpreter; returns the JSON document the parent reads."""
-    H.set_cpu_threads(threads)  # before the first JAX computation
-    train, returns = (jaxrl_problem if framework == "jaxrl" else rejax_problem)(timesteps)
-    timing = H.time_vmapped_training(framework, train, returns, timesteps, seeds, repeats, threads)
-    return {"timing": timing.as_dict()}
+    return train, returns, timesteps
 
 
 def main() -> None:
@@ -112,31 +89,15 @@ def main() -> None:
     p.add_argument("--framework", choices=["jaxrl", "rejax"], help=argparse.SUPPRESS)  # worker mode
     args = p.parse_args()
     if args.framework:
-        print(
-            json.dumps(worker(args.framework, args.timesteps, args.seeds, args.repeats, args.cpu_threads[0]))
-        )
+        t = args.cpu_threads[0]
+        print(json.dumps(H.peer_worker(problem, args.framework, args.timesteps, args.seeds, args.repeats, t)))
         return
     if not (args.rejax_python and Path(args.rejax_python).exists()):
         sys.exit("rejax's interpreter not found: pass --rejax-python PATH (a venv with rejax==0.1.3)")
 
     machine = H.machine_info()
-    rows: list[H.Timing] = []
-    for rnd in range(args.rounds):  # alternate the frameworks so drifts of the machine's load hit both
-        for threads in args.cpu_threads:
-            for framework, python in [("jaxrl", sys.executable), ("rejax", args.rejax_python)]:
-                print(
-                    f"... {framework}, cpu threads {threads or 'XLA default'} (round {rnd + 1})", flush=True
-                )
-                cmd = [python, __file__, "--framework", framework, "--timesteps", str(args.timesteps)]
-                cmd += [
-                    "--seeds",
-                    str(args.seeds),
-                    "--repeats",
-                    str(args.repeats),
-                    "--cpu-threads",
-                    str(threads),
-                ]
-                rows.append(H.Timing.from_dict(H.run_json_subprocess(cmd)["timing"]))
+    rounds = H.alternate_peers(__file__, [("jaxrl", sys.executable), ("rejax", args.rejax_python)], args)
+    rows = [r for rnd in rounds for r in rnd]
 
     cols = [
         ("CPU s (best)", lambda r: f"{r.cpu_best_s:.1f}"),

@@ -35,6 +35,12 @@ def runs() -> dict:
     def ppo(**kw):
         return jaxrl.PPOConfig(num_envs=4, num_steps=16, num_epochs=2, num_minibatches=2, **kw)
 
+    def dqn(**kw):
+        return jaxrl.DQNConfig(
+            env="CartPole-v1", num_envs=4, buffer_size=256, batch_size=32, learning_starts=64,
+            train_frequency=4, target_update_period=64, total_timesteps=4 * 100, **kw,
+        )  # fmt: skip
+
     return {
         "ppo_cartpole": ppo(env="CartPole-v1", total_timesteps=4 * 16 * 3),
         "ppo_cartpole_shared_normobs": ppo(
@@ -53,31 +59,9 @@ def runs() -> dict:
         "reinforce_baseline": jaxrl.ReinforceConfig(
             env="CartPole-v1", num_envs=4, total_timesteps=4 * 500 * 2, baseline=True, shared_network=True
         ),
-        "dqn_cartpole": jaxrl.DQNConfig(
-            env="CartPole-v1",
-            num_envs=4,
-            buffer_size=256,
-            batch_size=32,
-            learning_starts=64,
-            train_frequency=4,
-            target_update_period=64,
-            total_timesteps=4 * 100,
-        ),
-        "dqn_double_dueling_huber": jaxrl.DQNConfig(
-            env="CartPole-v1",
-            num_envs=4,
-            buffer_size=256,
-            batch_size=32,
-            learning_starts=64,
-            train_frequency=4,
-            target_update_period=64,
-            total_timesteps=4 * 100,
-            double_dqn=True,
-            dueling=True,
-            loss="huber",
-            tau=0.5,
-            store_next_obs=False,
-            max_grad_norm=10.0,
+        "dqn_cartpole": dqn(),
+        "dqn_double_dueling_huber": dqn(
+            double_dqn=True, dueling=True, loss="huber", tau=0.5, store_next_obs=False, max_grad_norm=10.0
         ),
         "qlearning": jaxrl.QLearningConfig(
             env="FrozenLake-misc", num_envs=8, num_steps=8, total_timesteps=8 * 8 * 5

@@ -25,6 +25,8 @@ from typing import Any
 import jax
 import numpy as np
 
+from jaxrl.errors import UserFunctionError  # noqa: F401  (raised by user-function checks; here for callers)
+
 #: env parameter fields that bound an episode's length: positive integers
 EPISODE_LIMIT_FIELDS = ("max_steps_in_episode", "max_episode_steps")
 
@@ -151,9 +153,3 @@ def check_env_params(cfg: Any) -> None:
                 f"env_params.{name} must be a positive integer (the episode's step limit), got {v!r}"
             )
 
-
-# ---------------------------------------------------------------------------- USER FUNCTIONS
-class UserFunctionError(RuntimeError):
-    """A function the user passed in (a GRPO reward, ...) raised or returned something unusable; the
-    message names the function's owner and the input that triggered it. Runs stop on it cleanly (the
-    run directory's ``summary.json`` records it)."""

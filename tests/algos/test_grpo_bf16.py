@@ -25,14 +25,15 @@ def test_bfloat16_compute_keeps_float32_weights_and_log_probs():
     bf = CFG.replace(compute_dtype="bfloat16")
     state = trainer.init(bf, jax.random.key(0))
     tokens = jnp.asarray(np.random.default_rng(0).integers(3, 15, size=(8, 12)), jnp.int32)
-    lp32 = trainer.setup(CFG).programs.ref_log_probs(state.params, tokens, 1.0)
-    lp16 = trainer.setup(bf).programs.ref_log_probs(state.params, tokens, 1.0)
+    mask = jnp.zeros((8, 12)).at[:, 6:].set(1.0)
+    # with the mask: the completion-window log-probs the update computes (so the ratio below is 1)
+    lp32 = trainer.setup(CFG).programs.ref_log_probs(state.params, tokens, 1.0, mask)
+    lp16 = trainer.setup(bf).programs.ref_log_probs(state.params, tokens, 1.0, mask)
     assert lp16.dtype == jnp.float32  # the ratio and the loss are computed in float32
     err = float(jnp.abs(lp16 - lp32).max())
     assert 0 < err < 0.1  # bfloat16 arithmetic really ran, and stays close to float32
     # one update with rewards that vary within each group (a random model's own answers all score 0)
     s = trainer.setup(bf)
-    mask = jnp.zeros((8, 12)).at[:, 6:].set(1.0)
     rewards = jnp.asarray([[1.0, 0.0, 0.0, 1.0], [0.0, 1.0, 1.0, 1.0]])
     hp = trainer.HParams.of(bf)
     params, opt_state, (loss, diag, _) = s.programs.update(

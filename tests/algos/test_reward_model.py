@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 import jaxrl
+from jaxrl import tasks
 from jaxrl.algos import reward_model as rm
 from jaxrl.algos.grpo import rewards as grpo_rewards
-from jaxrl.algos.grpo import tasks
 from jaxrl.algos.reward_model import scoring
 from jaxrl.data import preferences as prefs
 

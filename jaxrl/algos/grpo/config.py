@@ -7,11 +7,12 @@ from collections.abc import Callable
 
 from flax import struct
 
+from jaxrl import tasks
 from jaxrl.algos import base
-from jaxrl.algos.grpo import jsonl, tasks
-from jaxrl.algos.grpo.tasks import Task
 from jaxrl.losses import grpo as grpo_losses
 from jaxrl.networks import lora, transformer
+from jaxrl.tasks import jsonl
+from jaxrl.tasks.task import Task
 
 WARMUP_SCHEDULES = ("constant", "linear")
 LR_SCHEDULES = ("constant", "linear")

@@ -24,11 +24,12 @@ import numpy as np
 import optax
 
 from jaxrl import optim, sandbox, schedules
+from jaxrl import tasks as task_lib
 from jaxrl.algos import base
 from jaxrl.algos.grpo import config as config_lib
+from jaxrl.algos.grpo import logprobs as logprobs_lib
 from jaxrl.algos.grpo import rewards as reward_sources
 from jaxrl.algos.grpo import sharding
-from jaxrl.algos.grpo import tasks as task_lib
 from jaxrl.algos.grpo.config import Config
 from jaxrl.losses import grpo as grpo_losses
 from jaxrl.networks import lora, transformer
@@ -93,7 +94,7 @@ class Programs:
     sample: Callable  # sample(params, prompts, prompt_len, key, temperature, top_p, greedy) -> Samples
     # update(hp, params, opt_state, tokens, logp_old, mask, rewards[P, G], logp_ref, lr_scale)
     update: Callable
-    ref_log_probs: Callable  # (params, tokens, temperature) -> [N, L]
+    ref_log_probs: Callable  # (params, tokens, temperature, mask=None) -> [N, L]
     # (hp, params, opt_state, tokens, mask, batches[S, B], lr_scale[S]) -> (params, opt_state, losses)
     warmup_step: Callable
 
@@ -179,8 +180,14 @@ def programs(
         def sample(params, *args):
             return raw_sample(cast_jit(params), *args)
 
+    def log_probs(params, tokens, mask, temperature=1.0):
+        # the head and log-softmax on the completion positions only (a chunk at a time)
+        return logprobs_lib.completion_log_probs(
+            policy, cast(params), tokens, mask, max_new_tokens, temperature
+        )
+
     def loss_fn(params, hp, tokens, logp_old, mask, adv, logp_ref):
-        logp = transformer.token_log_probs(policy, cast(params), tokens, hp.temperature)
+        logp = log_probs(params, tokens, mask, hp.temperature)
         return grpo_losses.grpo_loss(
             logp,
             logp_old,
@@ -218,8 +225,11 @@ def programs(
         return trainable, opt_state, jax.tree_util.tree_map(jnp.mean, (loss, diag, gnorm))
 
     @jax.jit
-    def ref_log_probs(params, tokens, temperature):
-        return transformer.token_log_probs(policy, cast(params), tokens, temperature)
+    def ref_log_probs(params, tokens, temperature, mask=None):
+        """Every position's log-prob, or (``mask`` given) those of the completion window, 0 elsewhere."""
+        if mask is None:
+            return transformer.token_log_probs(policy, cast(params), tokens, temperature)
+        return log_probs(params, tokens, mask, temperature)
 
     @jax.jit
     def warmup_step(hp, trainable, frozen, opt_state, tokens, mask, batches, lr_scale):
@@ -232,7 +242,7 @@ def programs(
             idx, scale = inp
 
             def nll(t):
-                logp = transformer.token_log_probs(policy, cast(lora.join(t, frozen)), tokens[idx])
+                logp = log_probs(lora.join(t, frozen), tokens[idx], mask[idx])
                 return -grpo_losses.aggregate(logp, mask[idx], "token")
 
             loss, grads = jax.value_and_grad(nll)(trainable)
@@ -555,7 +565,7 @@ def train_step(cfg: Config, state: State) -> tuple[State, Metrics]:
     # UPDATE (advantages inside: rewards [P, G])
     logp_ref = None
     if float(cfg.beta) != 0.0:
-        logp_ref = s.programs.ref_log_probs(state.ref_params, upd_tokens, cfg.temperature)
+        logp_ref = s.programs.ref_log_probs(state.ref_params, upd_tokens, cfg.temperature, upd_mask)
     if cfg.fsdp_devices > 1:
         upd_tokens, upd_logp, upd_mask, logp_ref = sharding.shard_batch(
             (upd_tokens, upd_logp, upd_mask, logp_ref), sharding.make_mesh(cfg.fsdp_devices)
