@@ -23,7 +23,7 @@ after GRPO and after the control, per seed; the report gives the per-seed pairs,
 seeds and a bootstrap interval over (seed, problem) pairs. Writes ``benchmarks/results/grpo_lm_demo.json``
 and ``.png``.
 
-    python benchmarks/grpo_lm_demo.py                 # 3 seeds
+    python benchmarks/grpo_lm_demo.py --jobs 3        # 3 seeds in parallel processes (RESULTS.md)
     python benchmarks/grpo_lm_demo.py --seeds 1 --iterations 20 --sft-steps 100   # a quick look
 """
 

@@ -181,3 +181,34 @@ def test_errors_say_what_to_do(data, run, tmp_path):
         rm.validate(_cfg(data, readout="mean"))
     with pytest.raises((FileNotFoundError, ValueError), match="nowhere"):
         rm.validate(_cfg(data, model=f"hf:{tmp_path / 'nowhere'}"))
+
+
+def _review(rng):
+    return jaxrl.Problem(prompt=f"Review {int(rng.integers(100))}:", answer=0, solution=" the room was fine")
+
+
+REVIEWS = jaxrl.Task(
+    name="hf-rm-reviews",
+    tokenizer=jaxrl.CharTokenizer("Review0123456789: "),  # replaced by the checkpoint's tokenizer
+    generate=_review,
+    reward=lambda p, text: float("fine" in text),
+    max_new_tokens=6,
+    heldout=[jaxrl.Problem("Review 1:", 0, " fine")],
+)
+
+
+@pytest.mark.slow
+def test_grpo_trains_on_the_checkpoint_reward_model(run, tmp_path):
+    """End to end: a GRPO run of the llama checkpoint with reward="rm:<run dir>" logs the model's score
+    as its reward and the task's verifier as true_reward."""
+    _, out = run
+    jaxrl.register_task("hf-rm-reviews", lambda: REVIEWS)
+    cfg = jaxrl.GRPOConfig(
+        task="hf-rm-reviews", model=LLAMA, reward=f"rm:{out}", warmup_steps=0, num_iterations=2,
+        group_size=2, prompts_per_iteration=2, oversample=1, eval_every=1000, learning_rate=1e-3,
+    )  # fmt: skip
+    r = driver.run(cfg, 0, str(tmp_path / "grpo"), progress=False, plot=False)
+    assert r.status == "finished"
+    m = jaxrl.runtime.logs.read_csv(str(tmp_path / "grpo" / "metrics.csv"))
+    assert np.all(np.isfinite(m["reward"])) and np.all((m["true_reward"] >= 0) & (m["true_reward"] <= 1))
+    assert not np.allclose(m["reward"], m["true_reward"])  # scores of a model, not the verifier's 0/1
