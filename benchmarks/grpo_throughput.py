@@ -35,7 +35,8 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 import jaxrl  # noqa: E402
-from jaxrl.algos.grpo import tasks, trainer  # noqa: E402
+from jaxrl import tasks  # noqa: E402
+from jaxrl.algos.grpo import trainer  # noqa: E402
 from jaxrl.networks import transformer  # noqa: E402
 
 TRL_BENCH = "/work/shared/tools/trl_grpo_bench.py"
@@ -99,12 +100,12 @@ def bench_iteration(size: str, repeats: int) -> dict:
     wall, cpu, best = time_calls(one, repeats)
     return {
         "size": size,
-        "completions_per_iteration": cfg.batch_size,
+        "completions_per_iteration": cfg.completions_per_iteration,
         "first_iteration_s (compile)": compile_s,
         "wall_s": wall,
         "cpu_s": cpu,
         "best_s": best,
-        "completions_per_s": cfg.batch_size / wall,
+        "completions_per_s": cfg.completions_per_iteration / wall,
     }
 
 

@@ -56,7 +56,7 @@ GRPO_DEFAULTS = [
 
 def pair_kinds(cfg: rm.Config) -> dict[str, np.ndarray]:
     """Masks over the held-out pairs: which comparisons need exact arithmetic."""
-    from jaxrl.algos.grpo import tasks
+    from jaxrl import tasks
 
     task = tasks.make_task(cfg.task)
     answers = {p.prompt: p.answer for p in task.heldout_problems()}

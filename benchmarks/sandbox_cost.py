@@ -27,8 +27,7 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from jaxrl import sandbox  # noqa: E402
-from jaxrl.algos.grpo import tasks  # noqa: E402
+from jaxrl import sandbox, tasks  # noqa: E402
 
 
 def load_old(rev: str):

@@ -84,6 +84,11 @@ def test_dry_run_runs_every_part_and_writes_the_report(dry_run):
     pc = parts["ppo_cartpole"]
     assert pc["seeds"] == 4 and pc["env_steps"] == pc["total_env_steps"] == 4 * 2 * 512
     assert parts["grpo_builtin"]["completions_per_s"] > 0 and parts["grpo_builtin"]["iterations_timed"] == 3
+    # peak device memory is recorded: null on the CPU, which keeps no allocator statistics
+    assert "peak_device_memory_bytes" in parts["grpo_builtin"]
+    assert parts["grpo_builtin"]["peak_device_memory_bytes"] is None  # (a GPU gives bytes)
+    if parts["grpo_qwen"]["status"] == "done":
+        assert parts["grpo_qwen"]["peak_device_memory_bytes"] is None
     # each part carries its cap and wall time; the table names every part
     for name in PARTS:
         if parts[name]["status"] == "done":

@@ -237,15 +237,3 @@ def _static_diff(a: Any, b: Any) -> list[str]:
             out.append(f.name)
     return out
 
-
-# The registry and train moved to jaxrl.algos.registry (above the algorithms); their old names here
-# are forwarded for callers written before the move.
-_MOVED = ("algorithms", "get", "algorithm_for", "train", "run_iterations")
-
-
-def __getattr__(name: str) -> Any:
-    if name in _MOVED:
-        from jaxrl.algos import registry  # listed in tests/test_layers.py KNOWN_UPWARD until callers move
-
-        return getattr(registry, name)
-    raise AttributeError(f"module 'jaxrl.algos.base' has no attribute {name!r}")

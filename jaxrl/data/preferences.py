@@ -258,9 +258,9 @@ def synthetic_pairs(
     skipped. Prompts come from the task's training problems, or its held-out problems with
     ``heldout=True`` (to measure a reward model on prompts it never saw).
     """
-    from jaxrl.algos.grpo import tasks as grpo_tasks  # the task API lives with GRPO
+    from jaxrl import tasks as task_lib  # lazily: the package imports numpy-heavy graders
 
-    task = grpo_tasks.make_task(task)
+    task = task_lib.make_task(task)
     if num_pairs <= 0:
         raise ValueError(f"num_pairs must be positive, got {num_pairs}")
     rng = np.random.default_rng(seed)
@@ -323,9 +323,9 @@ def label_samples(
     A reward model trained on these (mixed with :func:`synthetic_pairs`) is right more often where the
     policy actually errs than one trained on synthetic candidates alone (benchmarks/rm_grpo_demo.py).
     """
-    from jaxrl.algos.grpo import tasks as grpo_tasks
+    from jaxrl import tasks as task_lib
 
-    task = grpo_tasks.make_task(task)
+    task = task_lib.make_task(task)
     if len(texts) != len(problems) * group_size:
         raise ValueError(
             f"label_samples: {len(texts)} answers for {len(problems)} problems x group_size {group_size}"

@@ -1,7 +1,7 @@
 """The tokenizer protocol every jaxrl language-model task uses, and the Hugging Face implementation.
 
 A task holds text; the model brings its tokenizer. Anything with these members works (the built-in
-character tokenizer :class:`jaxrl.algos.grpo.tokenizer.CharTokenizer` is another implementation)::
+character tokenizer :class:`jaxrl.tasks.tokenizer.CharTokenizer` is another implementation)::
 
     ids = tok.encode("text", bos=False, eos=False)   # list[int]; no special tokens unless asked
     text = tok.decode(ids)                          # text before the first EOS; never raises on an id

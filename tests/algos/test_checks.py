@@ -1,6 +1,7 @@
 """Bad input is refused the same way by the Python API and the CLI, before any work; a user reward
 function that raises or returns a non-number stops the run with a message and a summary.json."""
 
+import dataclasses
 import json
 import os
 
@@ -9,9 +10,9 @@ import numpy as np
 import pytest
 
 import jaxrl
-from jaxrl import cli, parallel
+from jaxrl import cli, parallel, tasks
 from jaxrl.algos import checks
-from jaxrl.algos.grpo import reward_checks, tasks
+from jaxrl.tasks import reward_checks
 
 PPO = jaxrl.PPOConfig(env="CartPole-v1")
 
@@ -165,7 +166,7 @@ class TestRewardFunctions:
             (lambda ps, ts: 3.0, "expected a sequence of 1 numbers"),
         ):
             with pytest.raises(reward_checks.RewardError, match=msg):
-                tasks.dataclasses.replace(task, batch_reward=batch).score(self.P, ["cb"], [True])
+                dataclasses.replace(task, batch_reward=batch).score(self.P, ["cb"], [True])
 
     def test_a_raising_reward_stops_the_run_with_a_summary(self, tmp_path, capsys):
         calls = []

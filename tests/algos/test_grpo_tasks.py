@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 import jaxrl
-from jaxrl.algos.grpo import rewards, tasks
-from jaxrl.algos.grpo.tokenizer import CharTokenizer
+from jaxrl import tasks
+from jaxrl.algos.grpo import rewards
+from jaxrl.tasks.tokenizer import CharTokenizer
 
 
 class TestTokenizer:

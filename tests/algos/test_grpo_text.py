@@ -9,9 +9,11 @@ import time
 import numpy as np
 import pytest
 
+from jaxrl import tasks
 from jaxrl.algos.grpo import config as grpo_config
-from jaxrl.algos.grpo import jsonl, rewards, tasks
-from jaxrl.algos.grpo import verifiers as V
+from jaxrl.algos.grpo import rewards
+from jaxrl.tasks import jsonl
+from jaxrl.tasks import verifiers as V
 
 
 class TestNumberGrader:

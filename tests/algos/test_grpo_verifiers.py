@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from jaxrl.algos.grpo import verifiers as V
+from jaxrl.tasks import verifiers as V
 
 FAST = V.SandboxLimits(timeout_s=2.0, cpu_s=1, memory_mb=256)
 ONE = [("1", 1)]  # a trivial test case: passes iff the code ran to the end

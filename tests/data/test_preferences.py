@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from jaxrl.algos.grpo.tokenizer import CharTokenizer
 from jaxrl.data import preferences as prefs
 from jaxrl.data.preferences import PreferenceDataError, PreferencePair
+from jaxrl.tasks.tokenizer import CharTokenizer
 
 # ids: <pad> 0, <bos> 1, <eos> 2, '0'..'9' 3..12, '+' 13, '=' 14
 TOK = CharTokenizer("0123456789+=")
@@ -108,7 +108,7 @@ class TestSynthetic:
 
     @pytest.mark.parametrize("task", ["addition", "multiplication"])
     def test_arithmetic_pairs_follow_the_rule(self, task):
-        from jaxrl.algos.grpo import tasks
+        from jaxrl import tasks
 
         t = tasks.make_task(task)
         pairs = prefs.synthetic_pairs(task, 300, seed=3)
@@ -126,7 +126,7 @@ class TestSynthetic:
         assert 0.2 * len(pairs) < n_correct < 0.6 * len(pairs)
 
     def test_heldout_pairs_use_heldout_prompts_and_are_deterministic(self):
-        from jaxrl.algos.grpo import tasks
+        from jaxrl import tasks
 
         held = {p.prompt for p in tasks.make_task("addition").heldout_problems()}
         pairs = prefs.synthetic_pairs("addition", 100, seed=5, heldout=True)
@@ -135,7 +135,7 @@ class TestSynthetic:
         assert pairs != prefs.synthetic_pairs("addition", 100, seed=6, heldout=True)
 
     def test_user_task_uses_its_own_reward(self):
-        from jaxrl.algos.grpo.tasks import Problem, Task
+        from jaxrl.tasks.task import Problem, Task
 
         def generate(rng):
             s = "".join(rng.choice(list("abc"), size=3))
@@ -158,7 +158,7 @@ def _truth(p, task):
 
 class TestLabelSamples:
     def test_pairs_from_a_policys_answers_follow_the_rule(self):
-        from jaxrl.algos.grpo import tasks
+        from jaxrl import tasks
 
         task = tasks.make_task("addition")
         p1 = tasks.Problem(prompt="12+34=", answer=46, solution="46")
@@ -179,7 +179,7 @@ class TestLabelSamples:
         ) == prefs.label_samples(task, [p1, p2], texts, 6, pairs_per_prompt=2, seed=3)
 
     def test_near_ties_skipped_and_shape_checked(self):
-        from jaxrl.algos.grpo import tasks
+        from jaxrl import tasks
 
         task = tasks.make_task("addition")
         p = tasks.Problem(prompt="12+34=", answer=46, solution="46")

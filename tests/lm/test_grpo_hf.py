@@ -10,7 +10,7 @@ import pytest
 import jaxrl
 import jaxrl.lm
 from jaxrl import cli
-from jaxrl.algos import base, grpo
+from jaxrl.algos import grpo, registry
 from jaxrl.runtime import configs, driver, export
 
 from .conftest import FIXTURES
@@ -84,7 +84,7 @@ def test_export_refuses_what_it_cannot_write(tmp_path, capsys):
     assert "not a jaxrl run directory" in capsys.readouterr().err
     run = tmp_path / "builtin"
     run.mkdir()
-    spec = driver.run_spec(base.get("grpo"), jaxrl.GRPOConfig(), 0, 1, None)
+    spec = driver.run_spec(registry.get("grpo"), jaxrl.GRPOConfig(), 0, 1, None)
     (run / "config.json").write_text(json.dumps(spec))
     with pytest.raises(ValueError, match="trained the built-in model 'tiny'"):
         export.export_run(run, tmp_path / "out")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import jaxrl.lm
-from jaxrl.algos.grpo.tokenizer import CharTokenizer
+from jaxrl.tasks.tokenizer import CharTokenizer
 
 from .conftest import FIXTURES
 

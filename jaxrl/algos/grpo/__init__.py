@@ -1,10 +1,10 @@
 """GRPO (group relative policy optimisation, Shao et al. 2024, arXiv:2402.03300) for single-turn
 generation with verifier rewards, on a small built-in transformer trained from random weights.
 
-Modules: ``config`` (GRPOConfig), ``trainer`` (warm-up, sample -> score -> update), ``tasks`` (Task /
-Problem API, built-in tasks), ``tokenizer`` (character level), ``verifiers`` (number grader, format
-reward, sandboxed Python verifier), ``rewards`` (reward sources, incl. pluggable ones such as a reward
-model). The losses are :mod:`jaxrl.losses.grpo`.
+Modules: ``config`` (GRPOConfig), ``trainer`` (warm-up, sample -> score -> update), ``rewards`` (reward
+sources, incl. pluggable ones such as a reward model), ``sharding``. The Task / Problem API, the built-in
+tasks, the character tokenizer and the verifiers are :mod:`jaxrl.tasks` (a layer below, shared with the
+reward model); the losses are :mod:`jaxrl.losses.grpo`.
 
 ``train_step`` scores answers on the host between jitted calls, so the algorithm is registered with
 ``host_loop=True``: ``jaxrl.train(GRPOConfig(...), key)`` runs a Python loop (not one ``lax.scan``).
@@ -14,8 +14,6 @@ from jaxrl.algos import base
 from jaxrl.algos.grpo import trainer
 from jaxrl.algos.grpo.config import Config, validate
 from jaxrl.algos.grpo.rewards import RewardBatch, register_reward_source
-from jaxrl.algos.grpo.tasks import TASKS, Problem, Task, make_task, register_task
-from jaxrl.algos.grpo.tokenizer import CharTokenizer
 from jaxrl.algos.grpo.trainer import (
     Metrics,
     State,
@@ -26,6 +24,7 @@ from jaxrl.algos.grpo.trainer import (
     train_step,
 )
 from jaxrl.networks import lora
+from jaxrl.tasks import TASKS, CharTokenizer, Problem, Task, make_task, register_task
 
 
 def state_template(cfg: Config, key) -> State:

@@ -7,11 +7,12 @@ from collections.abc import Callable
 
 from flax import struct
 
+from jaxrl import tasks
 from jaxrl.algos import base
-from jaxrl.algos.grpo import jsonl, tasks
-from jaxrl.algos.grpo.tasks import Task
 from jaxrl.losses import grpo as grpo_losses
 from jaxrl.networks import lora, transformer
+from jaxrl.tasks import jsonl
+from jaxrl.tasks.task import Task
 
 WARMUP_SCHEDULES = ("constant", "linear")
 LR_SCHEDULES = ("constant", "linear")
@@ -113,7 +114,7 @@ class Config:
     advantage_eps: float = 1e-4  # added to the std that divides the advantages (advantage_scale group/batch)
 
     @property
-    def batch_size(self) -> int:
+    def completions_per_iteration(self) -> int:
         """Completions per update."""
         return self.group_size * self.prompts_per_iteration
 

@@ -23,8 +23,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from jaxrl.algos.grpo import verifiers
-from jaxrl.algos.grpo.tasks import Problem, Task
+from jaxrl.tasks import verifiers
+from jaxrl.tasks.task import Problem, Task
 
 
 class RewardBatch(NamedTuple):
@@ -99,8 +99,8 @@ def _weighted(term: str, task: Task) -> tuple[float, RewardFn]:
     name, colon, arg = term.partition(":")
     if not colon and name not in ARGLESS_SOURCES:
         raise ValueError(_unknown(term))
-    if name not in REWARD_SOURCES:
-        import jaxrl.algos  # noqa: F401  (algorithm modules register their reward sources on import)
+    # Sources owned by other algorithms (the reward model's "rm:") are registered when their module is
+    # imported; importing this module imports the jaxrl.algos package, which imports every algorithm.
     if name not in REWARD_SOURCES:
         raise ValueError(_unknown(term))
     return weight, _build(name, arg, task)

@@ -28,9 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from jaxrl.algos.grpo import verifiers
-from jaxrl.algos.grpo.tasks import Problem, Task
-from jaxrl.algos.grpo.tokenizer import CharTokenizer
+from jaxrl.tasks import verifiers
+from jaxrl.tasks.task import Problem, Task
+from jaxrl.tasks.tokenizer import CharTokenizer
 
 VERIFIERS = ("number", "exact", "regex")
 PREFIX = "jsonl:"

@@ -1,4 +1,4 @@
-"""Tasks for GRPO: a task is (prompt generator, tokenizer, reward function).
+"""Text tasks (GRPO, reward models): a task is (prompt generator, tokenizer, reward function).
 
 A user task in a few lines (see also ``tests/algos/test_grpo_task_api.py``)::
 
@@ -36,8 +36,8 @@ from typing import Any
 
 import numpy as np
 
-from jaxrl.algos.grpo import reward_checks, verifiers
-from jaxrl.algos.grpo.tokenizer import CharTokenizer
+from jaxrl.tasks import reward_checks, verifiers
+from jaxrl.tasks.tokenizer import CharTokenizer
 
 
 @dataclasses.dataclass(frozen=True)

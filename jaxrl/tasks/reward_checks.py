@@ -12,11 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from jaxrl import sandbox
-from jaxrl.algos import checks
+from jaxrl import errors, sandbox
 
 
-class RewardError(checks.UserFunctionError):
+class RewardError(errors.UserFunctionError):
     """A task's reward function raised or returned a non-number."""
 
 
@@ -73,7 +72,7 @@ def score_batch(
     """``batch_reward(problems, texts)`` as ``N`` floats (``None`` kept: unparsed), checked."""
     try:
         values = batch_reward(problems, texts)
-    except (checks.UserFunctionError, sandbox.SandboxUnavailable):
+    except (errors.UserFunctionError, sandbox.SandboxUnavailable):
         raise
     except Exception as e:
         raise RewardError(
