@@ -38,7 +38,7 @@ def jaxrl_config(timesteps: int):
         env="CartPole-v1",
         total_timesteps=timesteps,
         num_envs=NUM_ENVS,
-        num_steps=NUM_STEPS,
+        rollout_steps=NUM_STEPS,
         num_epochs=EPOCHS,
         num_minibatches=MINIBATCHES,
         learning_rate=LR,
@@ -103,7 +103,7 @@ def rejax_problem(timesteps: int):
         env="CartPole-v1",
         total_timesteps=timesteps,
         num_envs=NUM_ENVS,
-        num_steps=NUM_STEPS,
+        rollout_steps=NUM_STEPS,
         num_epochs=EPOCHS,
         num_minibatches=MINIBATCHES,
         learning_rate=annealed,  # closed over by jit (the algorithm object is not traced)

@@ -74,7 +74,7 @@ def make_runners(args):
         cfg = jaxrl.DQNConfig(env=env, env_params=params, **settings)
         jx = JaxrlRunner(cfg, args.chunk, args.seed)
         cr = cleanrl_atari.DQN(
-            args.task, seed=args.seed, buffer_size=cfg.buffer_size, batch_size=cfg.batch_size,
+            args.task, seed=args.seed, buffer_size=cfg.buffer_size, batch_size=cfg.minibatch_size,
             learning_rate=cfg.learning_rate, gamma=cfg.gamma, target_update_period=cfg.target_update_period,
             epsilon_start=cfg.epsilon_start, epsilon_end=cfg.epsilon_end, exploration_steps=args.learning_starts,
             learning_starts=args.learning_starts, train_frequency=cfg.train_frequency,
@@ -82,15 +82,15 @@ def make_runners(args):
         warmup = args.learning_starts + args.chunk
     else:
         cfg = jaxrl.PPOConfig(env=env, env_params=params, **PPO_ATARI)
-        jx = JaxrlRunner(cfg, cfg.num_envs * cfg.num_steps, args.seed)
+        jx = JaxrlRunner(cfg, cfg.num_envs * cfg.rollout_steps, args.seed)
         cr = cleanrl_atari.PPO(
-            args.task, seed=args.seed, num_envs=cfg.num_envs, num_steps=cfg.num_steps,
+            args.task, seed=args.seed, num_envs=cfg.num_envs, num_steps=cfg.rollout_steps,
             num_minibatches=cfg.num_minibatches, num_epochs=cfg.num_epochs, learning_rate=cfg.learning_rate,
-            num_iterations=cfg.total_timesteps // (cfg.num_envs * cfg.num_steps), gamma=cfg.gamma,
+            num_iterations=cfg.total_timesteps // (cfg.num_envs * cfg.rollout_steps), gamma=cfg.gamma,
             gae_lambda=cfg.gae_lambda, clip_eps=cfg.clip_eps, ent_coef=cfg.ent_coef, vf_coef=cfg.vf_coef,
             max_grad_norm=cfg.max_grad_norm,
         )  # fmt: skip
-        warmup = cfg.num_envs * cfg.num_steps
+        warmup = cfg.num_envs * cfg.rollout_steps
     return cfg, {"jaxrl": jx, "cleanrl": cr}, warmup
 
 

@@ -34,7 +34,7 @@ import _harness as H  # noqa: E402
 SETTINGS = dict(
     num_envs=10,
     buffer_size=10_000,
-    batch_size=128,
+    minibatch_size=128,
     learning_rate=2.5e-4,
     gamma=0.99,
     target_update_period=500,
@@ -56,7 +56,7 @@ def problem(framework: str, timesteps: int):
         cfg = jaxrl.DQNConfig(
             env="CartPole-v1", total_timesteps=timesteps, hidden=(64, 64), activation="relu", loss="l2", **s
         )
-        return (*H.jaxrl_train_and_returns(cfg, EVAL_EPISODES), cfg.num_updates * cfg.env_steps_per_iteration)
+        return (*H.jaxrl_train_and_returns(cfg, EVAL_EPISODES), cfg.num_iterations * cfg.env_steps_per_iteration)
     import jax.numpy as jnp
     from rejax import DQN
 
@@ -72,7 +72,7 @@ def problem(framework: str, timesteps: int):
         num_envs=s["num_envs"],
         buffer_size=s["buffer_size"],
         fill_buffer=s["learning_starts"],
-        batch_size=s["batch_size"],
+        batch_size=s["minibatch_size"],
         learning_rate=s["learning_rate"],
         gamma=s["gamma"],
         target_update_freq=s["target_update_period"],

@@ -36,7 +36,7 @@ from jaxrl.algos import registry  # noqa: E402
 SETTINGS = dict(
     num_envs=4,
     buffer_size=100_000,
-    batch_size=32,
+    minibatch_size=32,
     learning_rate=2.5e-4,
     gamma=0.99,
     target_update_period=1_000,
@@ -72,7 +72,7 @@ def main() -> None:
     algo = registry.algorithm_for(cfg)
     algo.validate(cfg)
     per_chunk = max(1, args.chunk // cfg.env_steps_per_iteration)
-    n_chunks = cfg.num_updates // per_chunk
+    n_chunks = cfg.num_iterations // per_chunk
     run_chunk = jax.jit(lambda s: registry.run_iterations(algo, cfg, s, per_chunk))
     evaluate = jax.jit(lambda s, k: jaxrl.evaluate(cfg, s, k, num_episodes=args.eval_episodes))
 

@@ -74,7 +74,7 @@ def main() -> None:
     env_obj = dqn.make_env(cfg)
     net = dqn.make_network(cfg, env_obj)
     buf = dqn.make_buffer(cfg, state.env.timestep.obs[0], env_obj.max_episode_steps)
-    sample = jax.jit(lambda rs, k: offpolicy.sample_batches(buf, rs, k, 1, cfg.batch_size))
+    sample = jax.jit(lambda rs, k: offpolicy.sample_batches(buf, rs, k, 1, cfg.minibatch_size))
     batch = jax.tree_util.tree_map(lambda x: x[0], sample(state.replay, jax.random.key(1)))
     learner = dqn.Learner(state.params, state.target_params, state.opt_state)
     update = jax.jit(lambda lr, b: dqn.update(cfg, net, lr, b))

@@ -169,8 +169,8 @@ def _chunked(
 
 
 def _steps_per_iteration(cfg: Any) -> int:
-    """Env steps one ``train_step`` takes (DQN names it; PPO's is its rollout, num_envs x num_steps)."""
-    return getattr(cfg, "env_steps_per_iteration", None) or cfg.num_envs * cfg.num_steps
+    """Env steps one ``train_step`` takes (DQN names it; PPO's is its rollout, num_envs x rollout_steps)."""
+    return getattr(cfg, "env_steps_per_iteration", None) or cfg.num_envs * cfg.rollout_steps
 
 
 def _finite_mean(x: Any) -> float | None:
@@ -280,13 +280,13 @@ def _ppo_population(rec: Recorder, cfg, seeds: int, chunks: int, deadline: float
 
     algo = registry.algorithm_for(cfg)
     algo.validate(cfg)
-    per_chunk = cfg.num_updates // chunks
+    per_chunk = cfg.num_iterations // chunks
     steps_per_chunk = seeds * per_chunk * _steps_per_iteration(cfg)
     rec.update(
         seeds=seeds,
-        updates=cfg.num_updates,
-        env_steps_per_seed=cfg.num_updates * _steps_per_iteration(cfg),
-        total_env_steps=seeds * cfg.num_updates * _steps_per_iteration(cfg),
+        updates=cfg.num_iterations,
+        env_steps_per_seed=cfg.num_iterations * _steps_per_iteration(cfg),
+        total_env_steps=seeds * cfg.num_iterations * _steps_per_iteration(cfg),
     )
     t0 = time.perf_counter()
     keys = jax.random.split(jax.random.key(0), seeds)
@@ -327,7 +327,7 @@ def part_ppo_cartpole(rec: Recorder, tiny: bool, deadline: float, want_gpu: bool
         settings=dict(
             env=cfg.env,
             num_envs=cfg.num_envs,
-            num_steps=cfg.num_steps,
+            rollout_steps=cfg.rollout_steps,
             num_epochs=cfg.num_epochs,
             num_minibatches=cfg.num_minibatches,
             learning_rate=cfg.learning_rate,
@@ -361,7 +361,7 @@ def _headline_rate(rec: Recorder) -> None:
 
 PPO_MINATAR = dict(
     num_envs=64,
-    num_steps=128,
+    rollout_steps=128,
     num_epochs=4,
     num_minibatches=8,
     learning_rate=5e-4,
@@ -381,7 +381,7 @@ def part_ppo_minatar(rec: Recorder, tiny: bool, deadline: float, want_gpu: bool)
 
     settings = dict(PPO_MINATAR)
     if tiny:
-        settings.update(num_envs=4, num_steps=16, num_minibatches=2, num_epochs=1)
+        settings.update(num_envs=4, rollout_steps=16, num_minibatches=2, num_epochs=1)
         total, chunks = 2 * 64, 2
     else:
         total, chunks = 122 * 64 * 128, 61  # 122 updates of 8,192 steps = 999,424 env steps, 2 per chunk
@@ -403,7 +403,7 @@ def part_dqn_minatar(rec: Recorder, tiny: bool, deadline: float, want_gpu: bool)
 
     settings = dict(SETTINGS)
     if tiny:
-        settings.update(buffer_size=256, learning_starts=32, batch_size=8)
+        settings.update(buffer_size=256, learning_starts=32, minibatch_size=8)
         total, chunk_steps = 256, 64
     else:
         total, chunk_steps = 1_000_000, 25_000
@@ -417,7 +417,7 @@ def part_dqn_minatar(rec: Recorder, tiny: bool, deadline: float, want_gpu: bool)
     algo = registry.algorithm_for(cfg)
     algo.validate(cfg)
     per_chunk = max(1, chunk_steps // _steps_per_iteration(cfg))
-    chunks = cfg.num_updates // per_chunk
+    chunks = cfg.num_iterations // per_chunk
     state = _block(jax.jit(lambda k: algo.init(cfg, k))(jax.random.key(0)))
     state, metrics = _chunked(
         rec,
@@ -468,11 +468,11 @@ def _grpo_steps(rec: Recorder, cfg, deadline: float, max_iters: int) -> None:
         peak_device_memory_bytes=peak,
         peak_device_memory_gib=None if peak is None else round(peak / 2**30, 3),
         iterations_timed=len(walls),
-        completions_per_iteration=cfg.batch_size,
+        completions_per_iteration=cfg.completions_per_iteration,
         median_iteration_s=med,
         iterations_per_s=1 / med,
-        completions_per_s=cfg.batch_size / med,
-        headline=f"{1 / med:.2f} it/s, {cfg.batch_size / med:,.0f} completions/s (median of {len(walls)})"
+        completions_per_s=cfg.completions_per_iteration / med,
+        headline=f"{1 / med:.2f} it/s, {cfg.completions_per_iteration / med:,.0f} completions/s (median of {len(walls)})"
         + ("" if peak is None else f", peak device memory {peak / 2**30:.2f} GiB"),
     )
 
@@ -483,7 +483,7 @@ def part_grpo_builtin(rec: Recorder, tiny: bool, deadline: float, want_gpu: bool
     # 64 completions per iteration, no oversampling, no warm-up: benchmarks/grpo_throughput.py's step
     model = "nano" if tiny else "tiny"
     cfg = jaxrl.GRPOConfig(model=model, warmup_steps=0, eval_every=10**9, num_iterations=10**6, oversample=1)
-    rec.update(settings=dict(task="addition", model=model, completions=cfg.batch_size, oversample=1))
+    rec.update(settings=dict(task="addition", model=model, completions=cfg.completions_per_iteration, oversample=1))
     _grpo_steps(rec, cfg, deadline, max_iters=3 if tiny else 50)
 
 
@@ -528,13 +528,13 @@ def part_envpool_pong(rec: Recorder, tiny: bool, deadline: float, want_gpu: bool
 
     settings = {k: v for k, v in PPO_ATARI.items() if k != "total_timesteps"}
     if tiny:
-        settings.update(num_envs=2, num_steps=8, num_minibatches=1, num_epochs=1)
+        settings.update(num_envs=2, rollout_steps=8, num_minibatches=1, num_epochs=1)
         updates, per_chunk = 2, 1
     else:
         updates, per_chunk = 10_000, 8  # far more than 60 s; the time cap stops it
     cfg = jaxrl.PPOConfig(
         env="envpool:Pong-v5",
-        total_timesteps=updates * settings["num_envs"] * settings["num_steps"],
+        total_timesteps=updates * settings["num_envs"] * settings["rollout_steps"],
         **settings,
     )
     rec.update(settings={**settings, "env": cfg.env, "measure_s": 60})

@@ -100,12 +100,12 @@ def bench_iteration(size: str, repeats: int) -> dict:
     wall, cpu, best = time_calls(one, repeats)
     return {
         "size": size,
-        "completions_per_iteration": cfg.batch_size,
+        "completions_per_iteration": cfg.completions_per_iteration,
         "first_iteration_s (compile)": compile_s,
         "wall_s": wall,
         "cpu_s": cpu,
         "best_s": best,
-        "completions_per_s": cfg.batch_size / wall,
+        "completions_per_s": cfg.completions_per_iteration / wall,
     }
 
 

@@ -76,17 +76,17 @@ def run_jaxrl(seed: int) -> dict:
     t0 = time.perf_counter()
     state, m = trainer.train_step(cfg, state)
     first_s = time.perf_counter() - t0
-    tokens, walls = [float(m.completion_length) * cfg.batch_size], []
+    tokens, walls = [float(m.completion_length) * cfg.completions_per_iteration], []
     cpu0 = time.process_time()
     for _ in range(1, cfg.num_iterations):
         t = time.perf_counter()
         state, m = trainer.train_step(cfg, state)
         jax.block_until_ready(state.params)
         walls.append(time.perf_counter() - t)
-        tokens.append(float(m.completion_length) * cfg.batch_size)
+        tokens.append(float(m.completion_length) * cfg.completions_per_iteration)
     cpu_s = time.process_time() - cpu0
     wall = sum(walls) * cfg.num_iterations / len(walls)
-    completions = cfg.batch_size * cfg.num_iterations
+    completions = cfg.completions_per_iteration * cfg.num_iterations
     return {
         "framework": "jaxrl",
         "seed": seed,

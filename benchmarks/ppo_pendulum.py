@@ -28,7 +28,7 @@ CONFIG = jaxrl.PPOConfig(
     env="Pendulum-v1",
     total_timesteps=1_048_576,
     num_envs=16,
-    num_steps=128,
+    rollout_steps=128,
     num_epochs=10,
     num_minibatches=32,
     learning_rate=1e-3,
@@ -110,7 +110,7 @@ def main() -> None:
         {int(n * q) - 1 for q in (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)} - {-1}
     ):
         print(f"{int(steps[i]):>12,} {mean[i]:>12.1f}")
-    total_steps = args.seeds * cfg.num_updates * cfg.batch_size
+    total_steps = args.seeds * cfg.num_iterations * cfg.env_steps_per_iteration
     print(f"compile {t_compile:.1f} s, run {t_run:.1f} s, {total_steps / t_run:,.0f} env steps/s (all seeds)")
     print(f"final training return per seed: {', '.join(f'{r:.1f}' for r in returns[:, -1])}")
     per_seed = eval_returns.mean(axis=1)

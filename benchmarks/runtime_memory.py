@@ -24,7 +24,7 @@ CHILD = textwrap.dedent(
     import json, resource, sys, time
     import jax, jaxrl
     mode, updates, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-    cfg = jaxrl.PPOConfig(num_envs=1, num_steps=4, total_timesteps=4 * updates, hidden=(8,),
+    cfg = jaxrl.PPOConfig(num_envs=1, rollout_steps=4, total_timesteps=4 * updates, hidden=(8,),
                           num_epochs=1, num_minibatches=1)
     t = time.perf_counter()
     if mode == "run":

@@ -70,9 +70,9 @@ def main() -> None:
             cpu[name] = min(cpu.get(name, float("inf")), c)
 
     base_wall, base_cpu = best["train"][0], cpu["train"]
-    steps = cfg.num_updates * cfg.batch_size
+    steps = cfg.num_iterations * cfg.env_steps_per_iteration
     print(
-        f"PPO {cfg.env}, {steps:,} env steps, {cfg.num_updates} updates; seconds, best of {args.repeats} "
+        f"PPO {cfg.env}, {steps:,} env steps, {cfg.num_iterations} updates; seconds, best of {args.repeats} "
         f"(round robin); compilation excluded\n"
     )
     print(

@@ -59,7 +59,7 @@ def time_population(cfg, n: int, seed: int = 0) -> dict:
     states, metrics = jax.block_until_ready(compiled(cfg, keys2))
     run_s = time.perf_counter() - t0
     final = jnp.asarray(metrics.episode_return)[:n, -1]
-    steps = n * cfg.num_updates * cfg.batch_size
+    steps = n * cfg.num_iterations * cfg.env_steps_per_iteration
     return {
         "population": n,
         "slots": total,
@@ -106,7 +106,7 @@ def _minatar_ppo(steps: int):
         env="Breakout-MinAtar",
         total_timesteps=steps,
         num_envs=64,
-        num_steps=128,
+        rollout_steps=128,
         num_minibatches=8,
         num_epochs=4,
         activation="relu",

@@ -19,6 +19,8 @@ import textwrap
 from collections.abc import Sequence
 from typing import Any
 
+from jaxrl.runtime.settings import DEFAULTS
+
 DEFAULT_ALGO = "ppo"
 
 
@@ -141,12 +143,23 @@ def _parser(algo_for_help: str = DEFAULT_ALGO, *, full_help: bool = False) -> ar
         "--eval-every", type=int, default=None, help="greedy evaluation every k updates (0: final only)"
     )
     t.add_argument(
-        "--eval-episodes", type=int, default=None, help="episodes per evaluation (default 32; 0: none)"
+        "--eval-episodes",
+        type=int,
+        default=None,
+        help=f"episodes per evaluation (default {DEFAULTS.eval_episodes}; 0: none)",
     )
     t.add_argument(
-        "--checkpoint-every", type=int, default=None, help="checkpoint every k chunks (default 10; 0: never)"
+        "--checkpoint-every",
+        type=int,
+        default=None,
+        help=f"checkpoint every k chunks (default {DEFAULTS.checkpoint_every}; 0: never)",
     )
-    t.add_argument("--keep-checkpoints", type=int, default=None, help="checkpoints kept (default 3)")
+    t.add_argument(
+        "--keep-checkpoints",
+        type=int,
+        default=None,
+        help=f"checkpoints kept (default {DEFAULTS.keep_checkpoints})",
+    )
     t.add_argument(
         "--tensorboard", action="store_true", help="also log to RUN_DIR/tensorboard (jaxrl[tensorboard])"
     )
@@ -262,9 +275,13 @@ def _build(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
         "chunk_size": args.chunk_size if args.chunk_size is not None else rt.get("chunk_size"),
         "log_every": args.log_every,
         "eval_every": args.eval_every if args.eval_every is not None else rt.get("eval_every"),
-        "eval_episodes": _first(args.eval_episodes, rt.get("eval_episodes"), 32),
-        "checkpoint_every": _first(args.checkpoint_every, rt.get("checkpoint_every"), 10),
-        "keep_checkpoints": _first(args.keep_checkpoints, rt.get("keep_checkpoints"), 3),
+        "eval_episodes": _first(args.eval_episodes, rt.get("eval_episodes"), DEFAULTS.eval_episodes),
+        "checkpoint_every": _first(
+            args.checkpoint_every, rt.get("checkpoint_every"), DEFAULTS.checkpoint_every
+        ),
+        "keep_checkpoints": _first(
+            args.keep_checkpoints, rt.get("keep_checkpoints"), DEFAULTS.keep_checkpoints
+        ),
     }
     kw["out_dir"] = args.out or driver.default_run_dir(algo_name, cfg)
     return cfg, kw

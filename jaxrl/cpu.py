@@ -3,10 +3,8 @@
 XLA sizes the CPU client's intra-op thread pool from the CPUs the process may run on when the client
 is created, and then spreads a program's independent kernels (and large matrix products) over that
 pool. RL programs on a CPU are long chains of tiny kernels (a 4-env step, a 128x64 matmul), and handing
-them from thread to thread costs more than it gains: on a 2-core AMD EPYC (AVX-512, 2026-12-03,
-session 7, before PPO's faster minibatch shuffle) jaxrl's PPO CartPole (1 seed) ran 4.1-5.3 s with
-XLA's default pool and 3.7-3.9 s with one thread; DQN with 8 seeds 61-70 s and 40-42 s
-(``benchmarks/RESULTS.md``, "CPU threads"). ``jaxrl train`` therefore uses one thread on CPU unless told
+them from thread to thread costs more than it gains (PPO and DQN ran faster on one thread than on
+XLA's default pool: ``benchmarks/RESULTS.md``, "CPU threads"). ``jaxrl train`` therefore uses one thread on CPU unless told
 otherwise (``--cpu-threads`` / ``JAXRL_CPU_THREADS``); from Python call :func:`set_cpu_threads` before
 the first JAX computation. A population of independent members can use every core as separate XLA
 devices instead (:func:`set_cpu_devices`).
@@ -82,8 +80,7 @@ def set_cpu_devices(n: int | None) -> bool:
     """Split the CPU into ``n`` XLA devices (``jax_num_cpu_devices``; ``None`` or 1: one device, 0: one
     per available CPU), so that a population (``jaxrl.parallel.train_population``, ``jaxrl train --seeds
     N``, ``jaxrl.run(..., seeds=N)``) runs one share of its members per device, i.e. per core. Members
-    never communicate, so a population scales with the cores: PPO CartPole, 16 seeds, 2 devices on a
-    2-core AMD EPYC: 4.8 s against 9.7 s on one (``benchmarks/RESULTS.md``). A single run gains nothing
+    never communicate, so a population scales with the cores (``benchmarks/RESULTS.md``). A single run gains nothing
     (it stays on one device). Combine with :func:`set_cpu_threads` (one thread per device is the fast
     setting). Must run before the first JAX computation, like :func:`set_cpu_threads`; returns whether
     more than one device was asked for. Results equal the one-device run up to float rounding (XLA

@@ -33,11 +33,11 @@ def runs() -> dict:
     import jaxrl
 
     def ppo(**kw):
-        return jaxrl.PPOConfig(num_envs=4, num_steps=16, num_epochs=2, num_minibatches=2, **kw)
+        return jaxrl.PPOConfig(num_envs=4, rollout_steps=16, num_epochs=2, num_minibatches=2, **kw)
 
     def dqn(**kw):
         return jaxrl.DQNConfig(
-            env="CartPole-v1", num_envs=4, buffer_size=256, batch_size=32, learning_starts=64,
+            env="CartPole-v1", num_envs=4, buffer_size=256, minibatch_size=32, learning_starts=64,
             train_frequency=4, target_update_period=64, total_timesteps=4 * 100, **kw,
         )  # fmt: skip
 
@@ -48,10 +48,10 @@ def runs() -> dict:
         ),
         "ppo_pendulum": ppo(env="Pendulum-v1", total_timesteps=4 * 16 * 3),
         "a2c_cartpole": jaxrl.A2CConfig(
-            env="CartPole-v1", num_envs=4, num_steps=8, total_timesteps=4 * 8 * 4
+            env="CartPole-v1", num_envs=4, rollout_steps=8, total_timesteps=4 * 8 * 4
         ),
         "a2c_pendulum_gae": jaxrl.A2CConfig(
-            env="Pendulum-v1", num_envs=4, num_steps=8, total_timesteps=4 * 8 * 4, gae_lambda=0.9
+            env="Pendulum-v1", num_envs=4, rollout_steps=8, total_timesteps=4 * 8 * 4, gae_lambda=0.9
         ),
         "reinforce_cartpole": jaxrl.ReinforceConfig(
             env="CartPole-v1", num_envs=4, total_timesteps=4 * 500 * 2
@@ -64,7 +64,7 @@ def runs() -> dict:
             double_dqn=True, dueling=True, loss="huber", tau=0.5, store_next_obs=False, max_grad_norm=10.0
         ),
         "qlearning": jaxrl.QLearningConfig(
-            env="FrozenLake-misc", num_envs=8, num_steps=8, total_timesteps=8 * 8 * 5
+            env="FrozenLake-misc", num_envs=8, rollout_steps=8, total_timesteps=8 * 8 * 5
         ),
     }
 

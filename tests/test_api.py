@@ -16,7 +16,7 @@ CFG = jaxrl.PPOConfig(
     env="CartPole-v1",
     total_timesteps=2048,
     num_envs=4,
-    num_steps=32,
+    rollout_steps=32,
     num_epochs=2,
     num_minibatches=2,
     hidden=(16,),
@@ -57,7 +57,7 @@ def test_public_names():
 def test_ppo_defaults_are_purejaxrl_cartpole():
     cfg = jaxrl.PPOConfig()
     assert cfg.env == "CartPole-v1" and cfg.env_params is None
-    assert (cfg.total_timesteps, cfg.num_envs, cfg.num_steps) == (524_288, 4, 128)
+    assert (cfg.total_timesteps, cfg.num_envs, cfg.rollout_steps) == (524_288, 4, 128)
     assert (cfg.num_epochs, cfg.num_minibatches) == (4, 4)
     assert (cfg.learning_rate, cfg.anneal_lr, cfg.gamma, cfg.gae_lambda) == (2.5e-4, True, 0.99, 0.95)
     assert (cfg.clip_eps, cfg.ent_coef, cfg.vf_coef, cfg.max_grad_norm) == (0.2, 0.01, 0.5, 0.5)
@@ -66,10 +66,10 @@ def test_ppo_defaults_are_purejaxrl_cartpole():
 
 def test_train_returns_state_and_typed_metrics(run0):
     state, metrics = run0
-    n = CFG.num_updates
+    n = CFG.num_iterations
     assert n == 16
     assert metrics["episode_return"].shape == (n,) and metrics.episode_return is metrics["episode_return"]
-    np.testing.assert_array_equal(metrics["env_steps"], np.arange(1, n + 1) * CFG.batch_size)
+    np.testing.assert_array_equal(metrics["env_steps"], np.arange(1, n + 1) * CFG.env_steps_per_iteration)
     assert "episode_return" in metrics.keys() and "env_steps" in metrics.keys()
     for name, value in metrics.items():
         assert value.shape[0] == n, name
@@ -93,7 +93,7 @@ def test_vmapped_seeds_equal_separate_runs_and_both_key_kinds_work():
     raw_keys = jax.random.split(jax.random.PRNGKey(7), 2)
     assert raw_keys.dtype == jnp.uint32
     states, ms = jax.jit(jax.vmap(jaxrl.train, in_axes=(None, 0)))(CFG, raw_keys)
-    assert ms["episode_return"].shape == (2, CFG.num_updates)
+    assert ms["episode_return"].shape == (2, CFG.num_iterations)
     for i in range(2):
         s, m = TRAIN(CFG, jax.random.wrap_key_data(raw_keys[i]))
         assert_trees_close(jax.tree_util.tree_map(lambda x, i=i: x[i], results(states, ms)), results(s, m))

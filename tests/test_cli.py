@@ -14,7 +14,7 @@ from jaxrl.runtime import logs
 TINY = [
     "--set",
     "num_envs=2",
-    "num_steps=8",
+    "rollout_steps=8",
     "total_timesteps=384",
     "hidden=8",
     "num_epochs=1",
@@ -93,8 +93,8 @@ def test_build_parses_overrides_sweeps_and_config_files(tmp_path):
     }
     path = tmp_path / "config.json"
     path.write_text(json.dumps(spec))
-    cfg, kw = cli._build(p.parse_args(["train", "--config", str(path), "--set", "num_steps=64"]))
-    assert (cfg.num_envs, cfg.hidden, cfg.env, cfg.num_steps) == (8, (16,), "Pendulum-v1", 64)
+    cfg, kw = cli._build(p.parse_args(["train", "--config", str(path), "--set", "rollout_steps=64"]))
+    assert (cfg.num_envs, cfg.hidden, cfg.env, cfg.rollout_steps) == (8, (16,), "Pendulum-v1", 64)
     assert kw["key"] == 7 and kw["seeds"] == 2 and kw["eval_episodes"] == 4
 
 

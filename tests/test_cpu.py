@@ -32,8 +32,8 @@ except RuntimeError as e:
     again = str(e)
 out = {"sized": sized, "before": before, "masks": sorted(masks), "threads": len(tids), "again": again}
 if len(sys.argv) > 2:  # a short PPO and DQN run: their parameters, to compare across pool sizes
-    ppo = jaxrl.PPOConfig(total_timesteps=4096, num_envs=8, num_steps=64)
-    dqn = jaxrl.DQNConfig(total_timesteps=3000, learning_starts=500, buffer_size=1000, batch_size=64)
+    ppo = jaxrl.PPOConfig(total_timesteps=4096, num_envs=8, rollout_steps=64)
+    dqn = jaxrl.DQNConfig(total_timesteps=3000, learning_starts=500, buffer_size=1000, minibatch_size=64)
     for name, c in (("ppo", ppo), ("dqn", dqn)):
         states = jax.jit(jax.vmap(jaxrl.train, in_axes=(None, 0)))(c, jax.random.split(jax.random.key(3), 4))
         leaves = jax.tree_util.tree_leaves(states[0].params)
@@ -109,7 +109,7 @@ from jaxrl import cpu
 if sys.argv[1] != "none":
     cpu.set_cpu_threads(int(sys.argv[1]))
 import jax, jaxrl
-cfg = jaxrl.PPOConfig(total_timesteps=1024, num_envs=2, num_steps=64)
+cfg = jaxrl.PPOConfig(total_timesteps=1024, num_envs=2, rollout_steps=64)
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
     jax.eval_shape(jaxrl.train, cfg, jax.random.key(0))  # traces jaxrl.train, compiles nothing

@@ -9,7 +9,7 @@ import jaxrl
 from jaxrl import envs, evaluation, rollout
 from jaxrl.algos import ppo
 
-CFG = jaxrl.PPOConfig(env="CartPole-v1", num_envs=4, num_steps=8, total_timesteps=64, hidden=(8,))
+CFG = jaxrl.PPOConfig(env="CartPole-v1", num_envs=4, rollout_steps=8, total_timesteps=64, hidden=(8,))
 
 
 def reference(cfg, state, key, num_episodes, deterministic, max_steps=None):

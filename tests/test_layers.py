@@ -45,6 +45,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "jaxrl.data.*",
             "jaxrl.runtime.logs",
             "jaxrl.runtime.progress",
+            "jaxrl.runtime.settings",
         ],
     ),
     ("stepping", ["jaxrl.rollout", "jaxrl.batching", "jaxrl.policies"]),

@@ -50,7 +50,7 @@ def test_quick_start_and_scale_examples(tmp_path, monkeypatch):
     ns: dict = {}
     quick = _cut(
         _find('PPOConfig(env="CartPole-v1"'),
-        ("total_timesteps=524_288", "total_timesteps=1024, num_steps=64"),
+        ("total_timesteps=524_288", "total_timesteps=1024, rollout_steps=64"),
         ("jax.random.split(key, 16)", "jax.random.split(key, 2)"),
         ('jaxrl.run(cfg, key, out_dir="runs/my-ppo")', 'jaxrl.run(cfg, key, out_dir="runs/my-ppo", progress=False)'),
     )  # fmt: skip

@@ -1,6 +1,6 @@
 """A2C: synchronous advantage actor-critic (Mnih et al. 2016, arXiv:1602.01783), one update per rollout.
 
-Each iteration steps ``num_envs`` environments ``num_steps`` times with the current policy, then takes
+Each iteration steps ``num_envs`` environments ``rollout_steps`` times with the current policy, then takes
 one gradient step on ``-mean log pi(a|s) A + vf_coef * mean 0.5 (V(s) - (A + V(s)))^2 - ent_coef * H``.
 The advantage is ``A = r + gamma V(s') - V(s)`` by default (``gae_lambda = 0``); ``gae_lambda = 1``
 gives n-step returns to the end of the rollout, values in between GAE. Truncation bootstraps from V of
@@ -18,11 +18,12 @@ import optax
 from flax import struct
 
 from jaxrl import envs, optim, policies, rollout
-from jaxrl.algos import base
+from jaxrl.algos import base, checks
 from jaxrl.networks.heads import ActorCritic
 
 
 # ---------------------------------------------------------------------------------------- CONFIG
+@checks.renamed_fields(num_steps="rollout_steps")
 @struct.dataclass
 class Config:
     """A2C settings; the defaults reach CartPole-v1's 500 within 1M steps (see benchmarks/)."""
@@ -31,7 +32,7 @@ class Config:
     env_params: Any = struct.field(pytree_node=False, default=None)  # gymnax EnvParams (None: defaults)
     total_timesteps: int = struct.field(pytree_node=False, default=1_000_000)  # env steps in all
     num_envs: int = struct.field(pytree_node=False, default=16)  # parallel environments
-    num_steps: int = struct.field(pytree_node=False, default=8)  # rollout length per update
+    rollout_steps: int = struct.field(pytree_node=False, default=8)  # rollout length per update
     hidden: tuple[int, ...] = struct.field(pytree_node=False, default=(64, 64))  # MLP widths
     activation: str = struct.field(pytree_node=False, default="tanh")
     shared_network: bool = struct.field(pytree_node=False, default=True)  # one trunk, V- and pi-heads
@@ -48,12 +49,12 @@ class Config:
     reward_scale: float = 1.0
 
     @property
-    def batch_size(self) -> int:
-        return self.num_envs * self.num_steps
+    def env_steps_per_iteration(self) -> int:
+        return self.num_envs * self.rollout_steps
 
     @property
-    def num_updates(self) -> int:
-        return self.total_timesteps // self.batch_size
+    def num_iterations(self) -> int:
+        return self.total_timesteps // self.env_steps_per_iteration
 
 
 class State(NamedTuple):
@@ -85,9 +86,14 @@ def make_network(cfg: Config, env: envs.Env) -> ActorCritic:
 
 def validate(cfg: Config) -> None:
     envs.check_name(cfg.env)
-    base.check_positive_ints("A2CConfig", cfg, "total_timesteps", "num_envs", "num_steps")
+    base.check_positive_ints("A2CConfig", cfg, "total_timesteps", "num_envs", "rollout_steps")
     base.check_one_iteration(
-        cfg, "A2CConfig", cfg.batch_size, "rollout", "num_envs * num_steps", "raise it or shrink the rollout"
+        cfg,
+        "A2CConfig",
+        cfg.env_steps_per_iteration,
+        "rollout",
+        "num_envs * rollout_steps",
+        "raise it or shrink the rollout",
     )
     base.check_positive(cfg, "learning_rate", "max_grad_norm", "reward_scale")
     base.check_range(cfg, "gamma", 0.0, 1.0)
@@ -96,7 +102,7 @@ def validate(cfg: Config) -> None:
 
 def _optimizer(cfg: Config) -> optax.GradientTransformation:
     return optim.make_optimizer(
-        cfg.learning_rate, cfg.max_grad_norm, anneal_steps=cfg.num_updates if cfg.anneal_lr else None
+        cfg.learning_rate, cfg.max_grad_norm, anneal_steps=cfg.num_iterations if cfg.anneal_lr else None
     )
 
 
@@ -155,7 +161,7 @@ def rollout_batch(cfg: Config, net: ActorCritic, params: Any, traj: rollout.Tran
 
 # ---------------------------------------------------------------------------------- TRAIN STEP
 def train_step(cfg: Config, state: State) -> tuple[State, Metrics]:
-    """Collect ``num_envs x num_steps`` transitions, then one gradient step."""
+    """Collect ``num_envs x rollout_steps`` transitions, then one gradient step."""
     env = make_env(cfg)
     net = make_network(cfg, env)
     discrete = envs.is_discrete(env.action_space)
@@ -166,7 +172,7 @@ def train_step(cfg: Config, state: State) -> tuple[State, Metrics]:
         action = policies.sample(out, k, discrete)
         return policies.to_env_action(env, action), (action, out.value)
 
-    env_carry, traj = rollout.rollout(env, act, state.env, k_roll, cfg.num_steps)
+    env_carry, traj = rollout.rollout(env, act, state.env, k_roll, cfg.rollout_steps)
     batch = rollout_batch(cfg, net, state.params, traj)
     (params, opt_state), losses = update(cfg, net, policies.Learner(state.params, state.opt_state), batch)
 
@@ -174,7 +180,7 @@ def train_step(cfg: Config, state: State) -> tuple[State, Metrics]:
     iteration = state.iteration + 1
     metrics = Metrics(
         episode_return=last_return,
-        env_steps=iteration * cfg.batch_size,
+        env_steps=iteration * cfg.env_steps_per_iteration,
         total_loss=losses.total,
         policy_loss=losses.policy_loss,
         value_loss=losses.value_loss,
@@ -184,7 +190,7 @@ def train_step(cfg: Config, state: State) -> tuple[State, Metrics]:
 
 
 def num_iterations(cfg: Config) -> int:
-    return cfg.num_updates
+    return cfg.num_iterations
 
 
 # -------------------------------------------------------------------------------------- ACTING
@@ -211,6 +217,6 @@ ALGORITHM = base.register(
         make_value_fn=make_value_fn,
         validate=validate,
         description="advantage actor-critic, one update per rollout; TD(0)/n-step/GAE advantages",
-        steps_per_iteration=lambda cfg: cfg.batch_size,
+        steps_per_iteration=lambda cfg: cfg.env_steps_per_iteration,
     )
 )

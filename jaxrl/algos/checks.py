@@ -77,6 +77,7 @@ def check_field(config_cls: type, name: str, value: Any) -> None:
 _PUBLIC_NAMES = {
     "a2c": "A2CConfig", "dqn": "DQNConfig", "grpo": "GRPOConfig", "ppo": "PPOConfig",
     "qlearning": "QLearningConfig", "reinforce": "ReinforceConfig", "reward_model": "RewardModelConfig",
+    "sac": "SACConfig",
 }  # fmt: skip
 
 
@@ -86,6 +87,33 @@ def config_label(cls: type) -> str:
     if cls.__name__ == "Config" and "algos" in parts[:-1]:
         return _PUBLIC_NAMES.get(parts[parts.index("algos") + 1], cls.__name__)
     return cls.__name__
+
+
+def renamed_fields(**old_to_new: str) -> Callable[[type], type]:
+    """Config class decorator: old field names are refused with a message naming the new ones, from the
+    constructor and ``replace`` (``TypeError``, as for any unknown keyword argument) and from ``--set`` and
+    ``config.json`` (``ValueError``, through :func:`jaxrl.runtime.configs.unknown_field`)."""
+
+    def wrap(cls: type) -> type:
+        init = cls.__init__
+
+        @functools.wraps(init)
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            for k in kwargs:
+                if k in old_to_new:
+                    raise TypeError(renamed_message(cls, k))
+            init(self, *args, **kwargs)
+
+        cls.__init__ = __init__
+        cls.RENAMED_FIELDS = dict(old_to_new)
+        return cls
+
+    return wrap
+
+
+def renamed_message(cls: type, old: str) -> str:
+    new = cls.RENAMED_FIELDS[old]
+    return f"{config_label(cls)}.{old} was renamed to {new!r} (names say what they count); write {new}=... instead"
 
 
 def _is_int(v: Any) -> bool:
@@ -152,4 +180,3 @@ def check_env_params(cfg: Any) -> None:
             raise ValueError(
                 f"env_params.{name} must be a positive integer (the episode's step limit), got {v!r}"
             )
-

@@ -24,7 +24,7 @@ import optax
 from flax import struct
 
 from jaxrl import envs, losses, optim, replay, rollout, schedules
-from jaxrl.algos import base, offpolicy
+from jaxrl.algos import base, checks, offpolicy
 from jaxrl.envs import registry
 from jaxrl.networks import q as qnet
 
@@ -33,6 +33,7 @@ NETWORKS = ("auto",) + qnet.TORSOS
 
 
 # ---------------------------------------------------------------------------------------- CONFIG
+@checks.renamed_fields(batch_size="minibatch_size")
 @struct.dataclass
 class Config:
     """DQN settings; defaults are CleanRL's ``dqn.py`` CartPole-v1 settings, with 10 environments."""
@@ -42,7 +43,7 @@ class Config:
     total_timesteps: int = struct.field(pytree_node=False, default=500_000)  # env steps in all
     num_envs: int = struct.field(pytree_node=False, default=10)  # parallel environments
     buffer_size: int = struct.field(pytree_node=False, default=10_000)  # replay capacity (transitions)
-    batch_size: int = struct.field(pytree_node=False, default=128)  # transitions per gradient step
+    minibatch_size: int = struct.field(pytree_node=False, default=128)  # transitions per gradient step
     learning_starts: int = struct.field(pytree_node=False, default=10_000)  # env steps before learning
     train_frequency: int = struct.field(pytree_node=False, default=10)  # env steps per gradient step
     target_update_period: int = struct.field(
@@ -87,7 +88,7 @@ class Config:
         return self.num_envs * self.vector_steps
 
     @property
-    def num_updates(self) -> int:
+    def num_iterations(self) -> int:
         """Iterations in the whole run."""
         return self.total_timesteps // self.env_steps_per_iteration
 
@@ -157,7 +158,7 @@ def make_buffer(
 
 def validate(cfg: Config) -> None:
     envs.check_name(cfg.env)
-    sizes = ("total_timesteps", "num_envs", "buffer_size", "batch_size", "train_frequency")
+    sizes = ("total_timesteps", "num_envs", "buffer_size", "minibatch_size", "train_frequency")
     base.check_positive_ints("DQNConfig", cfg, *sizes, "target_update_period")
     if cfg.learning_starts < 0:
         raise ValueError(f"DQNConfig.learning_starts must be >= 0, got {cfg.learning_starts}")
@@ -322,7 +323,9 @@ def train_step(cfg: Config, state: State) -> tuple[State, Metrics]:
 
     # LEARN (gradient steps on uniform minibatches, once learning_starts env steps are done). The
     # minibatches are drawn outside the cond so that the replay memory is not one of its operands.
-    batches = offpolicy.sample_batches(buf, replay_state, k_upd, cfg.updates_per_iteration, cfg.batch_size)
+    batches = offpolicy.sample_batches(
+        buf, replay_state, k_upd, cfg.updates_per_iteration, cfg.minibatch_size
+    )
 
     def learn(learner):
         learner, terms = jax.lax.scan(lambda c, b: update(cfg, net, c, b), learner, batches)
@@ -355,7 +358,7 @@ def train_step(cfg: Config, state: State) -> tuple[State, Metrics]:
 
 
 def num_iterations(cfg: Config) -> int:
-    return cfg.num_updates
+    return cfg.num_iterations
 
 
 # -------------------------------------------------------------------------------------- ACTING

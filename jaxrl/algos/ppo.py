@@ -16,7 +16,7 @@ from flax import struct
 from jax.flatten_util import ravel_pytree
 
 from jaxrl import batching, envs, normalization, optim, policies, rollout
-from jaxrl.algos import base
+from jaxrl.algos import base, checks
 from jaxrl.losses import policy as policy_losses
 from jaxrl.networks.heads import ActorCritic
 
@@ -24,6 +24,7 @@ NETWORKS = ("auto", "mlp", "nature_cnn", "minatar_cnn")
 
 
 # ---------------------------------------------------------------------------------------- CONFIG
+@checks.renamed_fields(num_steps="rollout_steps")
 @struct.dataclass
 class Config:
     """PPO settings; defaults are PureJaxRL's CartPole-v1 settings."""
@@ -32,7 +33,7 @@ class Config:
     env_params: Any = struct.field(pytree_node=False, default=None)  # gymnax EnvParams (None: defaults)
     total_timesteps: int = struct.field(pytree_node=False, default=524_288)  # env steps in all
     num_envs: int = struct.field(pytree_node=False, default=4)  # parallel environments
-    num_steps: int = struct.field(pytree_node=False, default=128)  # rollout length per update
+    rollout_steps: int = struct.field(pytree_node=False, default=128)  # rollout length per update
     num_epochs: int = struct.field(pytree_node=False, default=4)  # passes over each rollout
     num_minibatches: int = struct.field(pytree_node=False, default=4)  # minibatches per pass
     hidden: tuple[int, ...] = struct.field(pytree_node=False, default=(64, 64))  # MLP widths
@@ -54,16 +55,16 @@ class Config:
     max_grad_norm: float = 0.5  # global-norm gradient clip
 
     @property
-    def batch_size(self) -> int:
-        return self.num_envs * self.num_steps
+    def env_steps_per_iteration(self) -> int:
+        return self.num_envs * self.rollout_steps
 
     @property
-    def num_updates(self) -> int:
-        return self.total_timesteps // self.batch_size
+    def num_iterations(self) -> int:
+        return self.total_timesteps // self.env_steps_per_iteration
 
     @property
     def minibatch_size(self) -> int:
-        return self.batch_size // self.num_minibatches
+        return self.env_steps_per_iteration // self.num_minibatches
 
 
 class State(NamedTuple):
@@ -112,12 +113,17 @@ def make_network(cfg: Config, env: envs.Env) -> ActorCritic:
 
 def validate(cfg: Config) -> None:
     envs.check_name(cfg.env)
-    sizes = ("total_timesteps", "num_envs", "num_steps", "num_epochs", "num_minibatches")
+    sizes = ("total_timesteps", "num_envs", "rollout_steps", "num_epochs", "num_minibatches")
     base.check_positive_ints("PPOConfig", cfg, *sizes)
     base.check_one_iteration(
-        cfg, "PPOConfig", cfg.batch_size, "rollout", "num_envs * num_steps", "raise it or shrink the rollout"
+        cfg,
+        "PPOConfig",
+        cfg.env_steps_per_iteration,
+        "rollout",
+        "num_envs * rollout_steps",
+        "raise it or shrink the rollout",
     )
-    base.check_divides(cfg, cfg.batch_size, cfg.num_minibatches, "num_envs * num_steps")
+    base.check_divides(cfg, cfg.env_steps_per_iteration, cfg.num_minibatches, "num_envs * rollout_steps")
     if cfg.network not in NETWORKS:
         raise ValueError(f"PPOConfig.network must be one of {NETWORKS}, got {cfg.network!r}")
     base.check_positive(cfg, "learning_rate", "clip_eps", "max_grad_norm")
@@ -134,7 +140,7 @@ def _optimizer(cfg: Config) -> optax.GradientTransformation:
     return optim.make_optimizer(
         cfg.learning_rate,
         cfg.max_grad_norm,
-        anneal_steps=cfg.num_updates * per_update if cfg.anneal_lr else None,
+        anneal_steps=cfg.num_iterations * per_update if cfg.anneal_lr else None,
         anneal_every=per_update,
     )
 
@@ -228,7 +234,7 @@ def update(
 
 # ---------------------------------------------------------------------------------- TRAIN STEP
 def train_step(cfg: Config, state: State) -> tuple[State, Metrics]:
-    """Collect ``num_envs x num_steps`` transitions, compute GAE, run the minibatch epochs."""
+    """Collect ``num_envs x rollout_steps`` transitions, compute GAE, run the minibatch epochs."""
     env = make_env(cfg)
     net = make_network(cfg, env)
     discrete = envs.is_discrete(env.action_space)
@@ -250,7 +256,7 @@ def train_step(cfg: Config, state: State) -> tuple[State, Metrics]:
         act,
         state.env,
         k_roll,
-        cfg.num_steps,
+        cfg.rollout_steps,
         act_noise=lambda k: policies.sample_noise(k, noise_shape, discrete),
     )
     action, log_prob = traj.extras
@@ -260,7 +266,7 @@ def train_step(cfg: Config, state: State) -> tuple[State, Metrics]:
     # observations after it does the same work in far fewer, larger kernels.
     both = jnp.concatenate([traj.obs, traj.next_obs])  # [2T, N, ...]
     v_both = net.apply(state.params, _prep(cfg, stats, both)).value
-    value, v_next = v_both[: cfg.num_steps], v_both[cfg.num_steps :]
+    value, v_next = v_both[: cfg.rollout_steps], v_both[cfg.rollout_steps :]
     adv = policies.advantages(traj, value, v_next, cfg.gamma, cfg.gae_lambda)
     batch = rollout.flatten_time_batch(Batch(traj.obs, action, log_prob, value, adv, adv + value, traj.valid))
 
@@ -286,7 +292,7 @@ def train_step(cfg: Config, state: State) -> tuple[State, Metrics]:
     lm = jax.tree_util.tree_map(lambda x: x.mean(axis=(0, 1)), losses)  # over epochs and minibatches
     metrics = Metrics(
         episode_return=last_return,
-        env_steps=iteration * cfg.batch_size,
+        env_steps=iteration * cfg.env_steps_per_iteration,
         total_loss=lm.total,
         policy_loss=lm.policy_loss,
         value_loss=lm.value_loss,
@@ -299,7 +305,7 @@ def train_step(cfg: Config, state: State) -> tuple[State, Metrics]:
 
 
 def num_iterations(cfg: Config) -> int:
-    return cfg.num_updates
+    return cfg.num_iterations
 
 
 # -------------------------------------------------------------------------------------- ACTING
@@ -330,6 +336,6 @@ ALGORITHM = base.register(
         make_value_fn=make_value_fn,
         validate=validate,
         description="PPO-clip with GAE; discrete (categorical) or continuous (Gaussian) actions",
-        steps_per_iteration=lambda cfg: cfg.batch_size,
+        steps_per_iteration=lambda cfg: cfg.env_steps_per_iteration,
     )
 )

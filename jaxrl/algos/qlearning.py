@@ -19,12 +19,13 @@ import jax.numpy as jnp
 from flax import struct
 
 from jaxrl import envs, losses, rollout, schedules
-from jaxrl.algos import base
+from jaxrl.algos import base, checks
 from jaxrl.envs import registry
 from jaxrl.networks import q as qnet
 
 
 # ---------------------------------------------------------------------------------------- CONFIG
+@checks.renamed_fields(num_steps="rollout_steps")
 @struct.dataclass
 class Config:
     """Tabular Q-learning settings; defaults solve gymnax FrozenLake-misc (4x4, slippery)."""
@@ -33,7 +34,7 @@ class Config:
     env_params: Any = struct.field(pytree_node=False, default=None)  # gymnax EnvParams (None: defaults)
     total_timesteps: int = struct.field(pytree_node=False, default=1_000_000)  # env steps in all
     num_envs: int = struct.field(pytree_node=False, default=64)  # parallel environments
-    num_steps: int = struct.field(pytree_node=False, default=8)  # env steps per env per iteration
+    rollout_steps: int = struct.field(pytree_node=False, default=8)  # env steps per env per iteration
     anneal_lr: bool = struct.field(pytree_node=False, default=True)  # alpha falls linearly to 0
     learning_rate: float = 0.1  # alpha, step size of each Q-table update (initial, if annealed)
     gamma: float = 0.99  # discount
@@ -43,13 +44,13 @@ class Config:
     q_init: float = 0.0  # initial Q-value of every (s, a) (> 0: optimistic exploration)
 
     @property
-    def batch_size(self) -> int:
+    def env_steps_per_iteration(self) -> int:
         """Env steps per iteration."""
-        return self.num_envs * self.num_steps
+        return self.num_envs * self.rollout_steps
 
     @property
-    def num_updates(self) -> int:
-        return self.total_timesteps // self.batch_size
+    def num_iterations(self) -> int:
+        return self.total_timesteps // self.env_steps_per_iteration
 
 
 class State(NamedTuple):
@@ -74,9 +75,14 @@ make_env = base.make_env  # cfg.env, num_envs wide, with episode statistics
 
 def validate(cfg: Config) -> None:
     envs.check_name(cfg.env)
-    base.check_positive_ints("QLearningConfig", cfg, "total_timesteps", "num_envs", "num_steps")
+    base.check_positive_ints("QLearningConfig", cfg, "total_timesteps", "num_envs", "rollout_steps")
     base.check_one_iteration(
-        cfg, "QLearningConfig", cfg.batch_size, "iteration", "num_envs * num_steps", "raise it or shrink them"
+        cfg,
+        "QLearningConfig",
+        cfg.env_steps_per_iteration,
+        "iteration",
+        "num_envs * rollout_steps",
+        "raise it or shrink them",
     )
     env = envs.make(cfg.env, 1, cfg.env_params)
     name = registry.env_name(cfg.env)
@@ -166,16 +172,16 @@ def update(
 
 # ---------------------------------------------------------------------------------- TRAIN STEP
 def train_step(cfg: Config, state: State) -> tuple[State, Metrics]:
-    """Step ``num_envs`` environments ``num_steps`` times epsilon-greedily, then apply the updates in
+    """Step ``num_envs`` environments ``rollout_steps`` times epsilon-greedily, then apply the updates in
     time order (one synchronous update per env step)."""
     env = make_env(cfg)
     key, k_roll = jax.random.split(state.key)
-    steps_before = state.iteration * cfg.batch_size
+    steps_before = state.iteration * cfg.env_steps_per_iteration
     eps = epsilon(cfg, steps_before)
 
     # ROLLOUT (acting on the table as it was at the start of the iteration)
     act = lambda obs, k: (qnet.epsilon_greedy(k, state.q[obs], eps), None)
-    env_carry, traj = rollout.rollout(env, act, state.env, k_roll, cfg.num_steps)
+    env_carry, traj = rollout.rollout(env, act, state.env, k_roll, cfg.rollout_steps)
 
     # UPDATES, one per env step
     alpha = step_size(cfg, steps_before)
@@ -190,7 +196,7 @@ def train_step(cfg: Config, state: State) -> tuple[State, Metrics]:
     n_valid = jnp.maximum(jnp.sum(traj.valid), 1)
     metrics = Metrics(
         episode_return=last_return,
-        env_steps=iteration * cfg.batch_size,
+        env_steps=iteration * cfg.env_steps_per_iteration,
         td_error=jnp.sum(jnp.abs(td)) / n_valid,
         epsilon=eps,
     )
@@ -198,7 +204,7 @@ def train_step(cfg: Config, state: State) -> tuple[State, Metrics]:
 
 
 def num_iterations(cfg: Config) -> int:
-    return cfg.num_updates
+    return cfg.num_iterations
 
 
 # -------------------------------------------------------------------------------------- ACTING
@@ -230,6 +236,6 @@ ALGORITHM = base.register(
         make_value_fn=make_value_fn,
         validate=validate,
         description="tabular Q-learning, epsilon-greedy, parallel environments (discrete states only)",
-        steps_per_iteration=lambda cfg: cfg.batch_size,
+        steps_per_iteration=lambda cfg: cfg.env_steps_per_iteration,
     )
 )

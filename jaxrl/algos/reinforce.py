@@ -1,6 +1,6 @@
 """REINFORCE (Williams 1992): Monte Carlo policy gradient on whole episodes, reward-to-go returns.
 
-Each iteration resets ``num_envs`` environments and steps them ``num_steps`` times (by default the
+Each iteration resets ``num_envs`` environments and steps them ``rollout_steps`` times (by default the
 env's time limit, so every env finishes at least one episode). Every episode that *finishes* inside
 the rollout is used; the steps of each env's last, unfinished episode are masked out (their returns
 are unknown), so the shapes stay fixed under ``jit``. Then one gradient step on
@@ -24,12 +24,13 @@ import optax
 from flax import struct
 
 from jaxrl import envs, optim, policies, rollout
-from jaxrl.algos import base
+from jaxrl.algos import base, checks
 from jaxrl.losses import returns as returns_losses
 from jaxrl.networks.heads import ActorCritic
 
 
 # ---------------------------------------------------------------------------------------- CONFIG
+@checks.renamed_fields(num_steps="rollout_steps")
 @struct.dataclass
 class Config:
     """REINFORCE settings; the defaults reach CartPole-v1's 500 within 1M steps (see benchmarks/)."""
@@ -39,7 +40,7 @@ class Config:
     total_timesteps: int = struct.field(pytree_node=False, default=1_000_000)  # env steps in all
     num_envs: int = struct.field(pytree_node=False, default=8)  # parallel environments
     # rollout length per update; None: the env's time limit (shorter would never use long episodes)
-    num_steps: int | None = struct.field(pytree_node=False, default=None)
+    rollout_steps: int | None = struct.field(pytree_node=False, default=None)
     hidden: tuple[int, ...] = struct.field(pytree_node=False, default=(64, 64))  # MLP widths
     activation: str = struct.field(pytree_node=False, default="tanh")
     shared_network: bool = struct.field(pytree_node=False, default=False)  # one trunk for pi and b
@@ -85,9 +86,9 @@ def make_network(cfg: Config, env: envs.Env) -> ActorCritic:
 
 
 def rollout_length(cfg: Config) -> int:
-    """Steps per env per iteration: ``num_steps``, or the env's time limit."""
-    if cfg.num_steps is not None:
-        return int(cfg.num_steps)
+    """Steps per env per iteration: ``rollout_steps``, or the env's time limit."""
+    if cfg.rollout_steps is not None:
+        return int(cfg.rollout_steps)
     return envs.make(cfg.env, 1, cfg.env_params).max_episode_steps
 
 
@@ -99,11 +100,11 @@ def validate(cfg: Config) -> None:
     envs.check_name(cfg.env)
     base.check_positive_ints("ReinforceConfig", cfg, "total_timesteps", "num_envs")
     limit = envs.make(cfg.env, 1, cfg.env_params).max_episode_steps
-    if cfg.num_steps is not None and int(cfg.num_steps) < limit:
+    if cfg.rollout_steps is not None and int(cfg.rollout_steps) < limit:
         raise ValueError(
-            f"ReinforceConfig.num_steps ({cfg.num_steps}) is shorter than the env's time limit ({limit}): "
+            f"ReinforceConfig.rollout_steps ({cfg.rollout_steps}) is shorter than the env's time limit ({limit}): "
             f"episodes longer than the rollout would never finish inside it and never be learned from. "
-            f"Use num_steps=None (the time limit) or a larger value."
+            f"Use rollout_steps=None (the time limit) or a larger value."
         )
     base.check_one_iteration(
         cfg,

@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from jaxrl.algos import checks
+
 UNSERIALIZABLE = "__unserializable__"
 
 
@@ -214,6 +216,8 @@ def _close(name: str, choices: Sequence[str]) -> str:
 
 
 def unknown_field(config_cls: type, name: str) -> ValueError:
+    if name in getattr(config_cls, "RENAMED_FIELDS", {}):
+        return ValueError(checks.renamed_message(config_cls, name))
     names = [f.name for f in dataclasses.fields(config_cls)]
     return ValueError(
         f"{config_cls.__module__.split('.')[-1]} config has no field {name!r}.{_close(name, names)} "

@@ -59,11 +59,8 @@ from jaxrl.runtime.rundir import (
     save_state,
     write_json,
 )
+from jaxrl.runtime.settings import DEFAULTS, RuntimeSettings
 
-#: chunk programs scan over this many iterations at most (only the first ``n`` run)
-DEFAULT_CAPACITY = 2048
-#: rows per member written to metrics.csv at most, by default (``log_every`` decimates beyond)
-DEFAULT_MAX_ROWS = 2000
 #: a fold_in constant that separates evaluation keys from the training key stream
 EVAL_STREAM = 0x5EED
 
@@ -255,9 +252,9 @@ def prepare(
     chunk_size: int | None = None,
     log_every: int | None = None,
     eval_every: int | None = None,
-    eval_episodes: int = 32,
-    checkpoint_every: int = 10,
-    keep_checkpoints: int = 3,
+    eval_episodes: int = DEFAULTS.eval_episodes,
+    checkpoint_every: int = DEFAULTS.checkpoint_every,
+    keep_checkpoints: int = DEFAULTS.keep_checkpoints,
 ) -> Plan:
     """Validate everything and set up the run directory (writes ``config.json``); compiles nothing."""
     algo = registry.algorithm_for(cfg)
@@ -297,15 +294,9 @@ def prepare(
     cfg_arg = base.stack_configs([c for c in member_cfgs for _ in range(seeds)]) if sweep else cfg
     spec = run_spec(algo, cfg, key, seeds, sweep)
 
-    runtime = {
-        "chunk_size": chunk_size,
-        "chunk_capacity": min(num_iterations, int(chunk_size) if chunk_size else DEFAULT_CAPACITY),
-        "log_every": int(log_every) if log_every else max(1, math.ceil(num_iterations / DEFAULT_MAX_ROWS)),
-        "eval_every": max(1, math.ceil(num_iterations / 10)) if eval_every is None else int(eval_every),
-        "eval_episodes": int(eval_episodes),
-        "checkpoint_every": int(checkpoint_every),
-        "keep_checkpoints": int(keep_checkpoints),
-    }
+    runtime = RuntimeSettings(
+        chunk_size, log_every, eval_every, eval_episodes, checkpoint_every, keep_checkpoints
+    ).resolve(num_iterations)
 
     # RUN DIRECTORY
     run_dir = None
@@ -369,9 +360,9 @@ def run(
     chunk_seconds: float = 1.0,
     log_every: int | None = None,
     eval_every: int | None = None,
-    eval_episodes: int = 32,
-    checkpoint_every: int = 10,
-    keep_checkpoints: int = 3,
+    eval_episodes: int = DEFAULTS.eval_episodes,
+    checkpoint_every: int = DEFAULTS.checkpoint_every,
+    keep_checkpoints: int = DEFAULTS.keep_checkpoints,
     progress: bool = True,
     tensorboard: bool = False,
     wandb: bool = False,

@@ -108,7 +108,7 @@ def test_loss_and_gradient_on_one_step():
 PROBE_CFG = dict(
     total_timesteps=16 * 4 * 400,
     num_envs=16,
-    num_steps=4,
+    rollout_steps=4,
     hidden=(32,),
     learning_rate=3e-3,
     anneal_lr=False,
@@ -160,7 +160,7 @@ def test_truncated_endless_episode_bootstraps_and_vmap_jit_eager_agree():
 @pytest.mark.parametrize(
     "overrides, match",
     [
-        (dict(num_steps=0), "num_steps must be a positive integer"),
+        (dict(rollout_steps=0), "rollout_steps must be a positive integer"),
         (dict(total_timesteps=10), "smaller than one rollout"),
         (dict(gae_lambda=1.5), "gae_lambda must be in"),
         (dict(max_grad_norm=-1.0), "max_grad_norm must be a positive number"),

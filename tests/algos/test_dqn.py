@@ -98,7 +98,7 @@ class TestValidate:
 
     def test_schedule_properties(self):
         cfg = jaxrl.DQNConfig()  # 10 envs, one gradient step per 10 env steps
-        assert (cfg.vector_steps, cfg.updates_per_iteration, cfg.num_updates) == (1, 1, 50_000)
+        assert (cfg.vector_steps, cfg.updates_per_iteration, cfg.num_iterations) == (1, 1, 50_000)
         cfg = jaxrl.DQNConfig(num_envs=1, train_frequency=4)  # CleanRL Atari: 4 env steps per update
         assert (cfg.vector_steps, cfg.updates_per_iteration, cfg.env_steps_per_iteration) == (4, 1, 4)
         cfg = jaxrl.DQNConfig(num_envs=8, train_frequency=2)
@@ -112,7 +112,7 @@ def probe_cfg(env, **kw):
         total_timesteps=4_000,
         num_envs=4,
         buffer_size=1_000,
-        batch_size=64,
+        minibatch_size=64,
         learning_starts=200,
         train_frequency=1,
         target_update_period=20,
@@ -213,7 +213,7 @@ class ImageActionReward(probes.ActionReward):
 class TestImages:
     def test_uint8_observations_cnn_and_obs_stored_once(self):
         env = ImageActionReward()
-        cfg = probe_cfg(env, store_next_obs=False, total_timesteps=2_000, train_frequency=4, batch_size=32)
+        cfg = probe_cfg(env, store_next_obs=False, total_timesteps=2_000, train_frequency=4, minibatch_size=32)
         assert dqn.make_network(cfg, dqn.make_env(cfg)).torso == "minatar_cnn"  # network="auto"
         state, metrics = TRAIN(cfg, jax.random.key(0))
         assert state.replay.data.obs.dtype == jnp.uint8 and state.replay.data.next_obs is None
@@ -232,7 +232,7 @@ class TestLearning:
             num_envs=4,
             train_frequency=4,
             buffer_size=10_000,
-            batch_size=64,
+            minibatch_size=64,
             learning_rate=1e-3,
             learning_starts=1_000,
             target_update_period=500,

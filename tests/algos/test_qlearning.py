@@ -39,7 +39,7 @@ ACTION = discrete_probe(probes.ActionReward, 2)
 
 def probe_cfg(env, **kw):
     base = dict(
-        env=env, total_timesteps=8_000, num_envs=8, num_steps=4, learning_rate=0.2, anneal_lr=False, gamma=0.9
+        env=env, total_timesteps=8_000, num_envs=8, rollout_steps=4, learning_rate=0.2, anneal_lr=False, gamma=0.9
     )
     return jaxrl.QLearningConfig(**{**base, **kw})
 
@@ -174,7 +174,7 @@ class TestFrozenLake:
         greedy = np.asarray(jnp.argmax(state.q, axis=1))
         for s in [0, 1, 2, 3, 4, 6, 8, 9, 10, 13, 14]:
             assert q_star[s, greedy[s]] >= q_star[s].max() - 0.01, (s, greedy[s], q_star[s])
-        assert int(metrics.env_steps[-1]) == 300_000 - 300_000 % cfg.batch_size
+        assert int(metrics.env_steps[-1]) == 300_000 - 300_000 % cfg.env_steps_per_iteration
 
     def test_non_slippery_finds_the_shortest_path(self):
         env = FrozenLake(is_slippery=False)  # gymnax takes the flag in the constructor

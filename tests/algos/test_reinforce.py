@@ -179,7 +179,7 @@ def test_baseline_bootstraps_a_truncated_endless_episode_and_vmap_jit_agree():
 @pytest.mark.parametrize(
     "overrides, match",
     [
-        (dict(num_steps=100), r"shorter than the env's time limit \(500\)"),
+        (dict(rollout_steps=100), r"shorter than the env's time limit \(500\)"),
         (dict(total_timesteps=1000), "smaller than one rollout"),
         (dict(num_envs=0), "num_envs must be a positive integer"),
         (dict(gamma=1.5), r"gamma must be in \[0.0, 1.0\]"),

@@ -16,7 +16,7 @@ from jaxrl.data import preferences as prefs
 
 TOK = tasks.make_task("addition").tokenizer  # <pad> 0, <bos> 1, <eos> 2, '0'..'9' 3..12, '+' 13, '=' 14
 SMALL = rm.Config(
-    model="nano", num_pairs=256, num_eval_pairs=64, batch_size=64, num_epochs=2, max_len=16, readout="head"
+    model="nano", num_pairs=256, num_eval_pairs=64, minibatch_size=64, num_epochs=2, max_len=16, readout="head"
 )
 
 
@@ -139,12 +139,12 @@ class TestData:
     def test_jsonl_data_and_split(self, tmp_path):
         path = tmp_path / "prefs.jsonl"
         prefs.write_jsonl(prefs.synthetic_pairs("addition", 100, seed=0), path)
-        cfg = SMALL.replace(data=str(path), eval_fraction=0.2, batch_size=16)
+        cfg = SMALL.replace(data=str(path), eval_fraction=0.2, minibatch_size=16)
         data = rm.dataset(cfg)
-        # 100 pairs: 20 held out, 80 for training (a multiple of batch_size 16)
+        # 100 pairs: 20 held out, 80 for training (a multiple of minibatch_size 16)
         assert data.eval.num_pairs == 20 and data.train.num_pairs == 80
-        with pytest.raises(ValueError, match="fewer than batch_size=128"):
-            rm.validate(cfg.replace(batch_size=128))
+        with pytest.raises(ValueError, match="fewer than minibatch_size=128"):
+            rm.validate(cfg.replace(minibatch_size=128))
 
     def test_over_long_for_the_model(self, tmp_path):
         path = tmp_path / "long.jsonl"

@@ -259,7 +259,7 @@ def test_float64_word_conversions_match_numpy():
 # ------------------------------------------------------------------------------------------ limits
 def test_vmap_over_seeds_or_configs_raises_clear_error():
     cfg = ppo.Config(
-        env="envpool:CartPole-v1", num_envs=2, num_steps=8, total_timesteps=32, num_minibatches=2
+        env="envpool:CartPole-v1", num_envs=2, rollout_steps=8, total_timesteps=32, num_minibatches=2
     )
     keys = jax.random.split(jax.random.key(0), 2)
     with pytest.raises(ep.EnvpoolVmapError, match="vmap over seeds or configs"):
@@ -278,7 +278,7 @@ def test_data_parallel_and_population_training_are_refused():
     from jaxrl import parallel
 
     cfg = ppo.Config(
-        env="envpool:CartPole-v1", num_envs=2, num_steps=8, total_timesteps=32, num_minibatches=2
+        env="envpool:CartPole-v1", num_envs=2, rollout_steps=8, total_timesteps=32, num_minibatches=2
     )
     # refused before tracing, even on one device (shard_batch would constrain envpool's handle)
     with pytest.raises(ValueError, match="train_data_parallel cannot run envpool:CartPole-v1.*outside JAX"):
@@ -360,7 +360,7 @@ def test_ppo_atari_smoke():
     cfg = jaxrl.PPOConfig(
         env="envpool:Pong-v5",
         num_envs=8,
-        num_steps=128,
+        rollout_steps=128,
         total_timesteps=2 * 8 * 128,
         clip_eps=0.1,
         num_epochs=1,
@@ -385,7 +385,7 @@ def test_dqn_atari_smoke():
         buffer_size=2000,
         learning_starts=1000,
         train_frequency=16,
-        batch_size=32,
+        minibatch_size=32,
         store_next_obs=False,
         dedup_frames=True,
         loss="l2",
@@ -402,7 +402,7 @@ def test_dqn_atari_smoke():
 @pytest.mark.slow
 def test_ppo_mujoco_smoke():
     cfg = jaxrl.PPOConfig(
-        env="envpool:HalfCheetah-v4", num_envs=4, num_steps=64, total_timesteps=4 * 64 * 3, num_minibatches=4
+        env="envpool:HalfCheetah-v4", num_envs=4, rollout_steps=64, total_timesteps=4 * 64 * 3, num_minibatches=4
     )
     state, m = jax.jit(jaxrl.train)(cfg, jax.random.key(0))
     assert m.total_loss.shape == (3,) and np.isfinite(np.asarray(m.total_loss)).all()

@@ -12,36 +12,37 @@ import jaxrl.lm
 from jaxrl.algos.grpo import trainer
 from jaxrl.networks import lora
 
-from .conftest import FIXTURES
 from .test_grpo_hf import _cfg
 
 TARGETS = ("q_proj", "v_proj")
 
 
-def test_zero_adapter_gives_exactly_the_base_logits_and_export_merges(tmp_path):
-    model, params, tok = jaxrl.lm.from_pretrained(FIXTURES / "llama", dtype="float32")
+def test_zero_adapter_gives_exactly_the_base_logits_and_export_merges(tmp_path, loaded):
+    model, params, tok = loaded("llama")
     tokens = jnp.asarray(np.random.default_rng(0).integers(0, 200, size=(2, 9)), jnp.int32)
     adapters = lora.init_adapters(jax.random.key(0), params, 4, TARGETS)
     n_layers = model.config.num_layers
     assert len(adapters) == 2 * n_layers  # q and v of every layer
     wrapped = lora.wrap(model, 4, 8.0, TARGETS)
+    apply, wrapped_apply = jax.jit(model.apply), jax.jit(wrapped.apply)  # one compile each, not op by op
+    base = apply(params, tokens)
     lp = lora.LoRAParams(params, adapters)
-    np.testing.assert_array_equal(wrapped.apply(lp, tokens), model.apply(params, tokens))
+    np.testing.assert_array_equal(wrapped_apply(lp, tokens), base)
     # a trained (non-zero) adapter moves the logits; merging gives the same model as a plain checkpoint
     lp = lp._replace(adapters=jax.tree.map(lambda x: x + 0.05, adapters))
-    moved = wrapped.apply(lp, tokens)
-    assert float(jnp.abs(moved - model.apply(params, tokens)).max()) > 1e-3
+    moved = wrapped_apply(lp, tokens)
+    assert float(jnp.abs(moved - base).max()) > 1e-3
     merged = lora.merge(lp, 8.0 / 4)
     jaxrl.lm.save_pretrained(tmp_path / "merged", model.config, merged, tok)
-    model2, params2, _ = jaxrl.lm.from_pretrained(tmp_path / "merged", dtype="float32")
-    np.testing.assert_allclose(model2.apply(params2, tokens), moved, atol=1e-5)
+    _, params2, _ = jaxrl.lm.from_pretrained(tmp_path / "merged", dtype="float32")
+    np.testing.assert_allclose(apply(params2, tokens), moved, atol=1e-5)  # same config: same program
     # the base is untouched by merging
     k = params["params"]["layers_0"]["self_attn"]["q_proj"]["kernel"]
     assert merged["params"]["layers_0"]["self_attn"]["q_proj"]["kernel"] is not k
 
 
-def test_unknown_targets_are_a_clear_error():
-    _, params, _ = jaxrl.lm.from_pretrained(FIXTURES / "llama", dtype="float32")
+def test_unknown_targets_are_a_clear_error(loaded):
+    _, params, _ = loaded("llama")
     with pytest.raises(ValueError, match="no dense kernel under the LoRA targets.*q_proj"):
         lora.init_adapters(jax.random.key(0), params, 4, ("query",))
     with pytest.raises(ValueError, match="rank must be positive"):

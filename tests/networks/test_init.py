@@ -64,7 +64,7 @@ _DEADLOCK_SCRIPT = textwrap.dedent(
     from jaxrl import cpu, parallel
     from jaxrl.algos import base, registry
     cpu.set_cpu_threads(0)  # XLA's default pool: one thread per core
-    cfg = jaxrl.PPOConfig(total_timesteps=512, num_steps=32)
+    cfg = jaxrl.PPOConfig(total_timesteps=512, rollout_steps=32)
     row = NamedSharding(parallel.make_mesh("pop"), P("pop"))
     fn = jax.jit(jax.vmap(registry.train, in_axes=(None, 0)), out_shardings=row)
     for i in range(30):

@@ -18,7 +18,7 @@ def tiny_config(**kw):
     """PPO on CartPole with 2 envs x 8 steps, one 8-unit layer: 24 updates of 16 env steps."""
     base = dict(
         num_envs=2,
-        num_steps=8,
+        rollout_steps=8,
         total_timesteps=16 * ITERATIONS,
         hidden=(8,),
         num_epochs=1,

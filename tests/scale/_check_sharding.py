@@ -47,7 +47,7 @@ def maxdiff(a, b):
 
 
 out = {"devices": len(jax.devices())}
-cfg = jaxrl.PPOConfig(total_timesteps=4 * 32 * 3, num_steps=32)
+cfg = jaxrl.PPOConfig(total_timesteps=4 * 32 * 3, rollout_steps=32)
 which = sys.argv[1]
 if which == "population":
     # 7 members over 4 devices: uneven, padded to two vmapped members per device (which deadlocked before
@@ -124,7 +124,7 @@ if which == "population":
         parallel.train_population(cfg, jax.random.split(jax.random.key(5), 8))
     out["pop_second_call_train_compiles"] = compiled.count("jit(train)")
 elif which == "data":
-    cfg = jaxrl.PPOConfig(total_timesteps=8 * 32 * 3, num_envs=8, num_steps=32)
+    cfg = jaxrl.PPOConfig(total_timesteps=8 * 32 * 3, num_envs=8, rollout_steps=32)
     s5, m5 = parallel.train_data_parallel(cfg, jax.random.key(3))
     with compiles() as compiled:  # the second call compiles nothing
         parallel.train_data_parallel(cfg, jax.random.key(4))

@@ -114,7 +114,7 @@ class Config:
     advantage_eps: float = 1e-4  # added to the std that divides the advantages (advantage_scale group/batch)
 
     @property
-    def batch_size(self) -> int:
+    def completions_per_iteration(self) -> int:
         """Completions per update."""
         return self.group_size * self.prompts_per_iteration
 

@@ -339,10 +339,10 @@ def decode_completions(s: Setup, tokens: np.ndarray, prompt_len: np.ndarray) -> 
 def generate(
     cfg: Config, params: Any, problems: Sequence[task_lib.Problem], key: jax.Array, *, greedy: bool
 ) -> tuple[list[str], np.ndarray]:
-    """Completions of ``problems`` (text, finished [N]), in batches of ``cfg.batch_size`` rows so that
+    """Completions of ``problems`` (text, finished [N]), in batches of ``cfg.completions_per_iteration`` rows so that
     evaluation reuses the training sampler's compiled program (the last batch is padded)."""
     s = setup(cfg)
-    rows = cfg.batch_size
+    rows = cfg.completions_per_iteration
     texts, finished = [], []
     for start in range(0, len(problems), rows):
         chunk = list(problems[start : start + rows])

@@ -1,9 +1,11 @@
 """Reward model from preference pairs (Bradley-Terry), and its use as a GRPO reward source.
 
-The model is the built-in decoder-only transformer (:mod:`jaxrl.networks.transformer`) reading
-``<bos> prompt answer <eos>``, with a scalar reward per row: by default a linear head on the features of
-the last non-pad token (``readout="head"``), or the log-probability of the answer under the trunk's own
-next-token head (``readout="loglik"``, DPO's implicit reward with a uniform reference). It is trained to
+The model is the built-in decoder-only transformer (:mod:`jaxrl.networks.transformer`), or a Hugging
+Face causal-LM checkpoint with ``model="hf:<dir>"`` (:class:`HFRewardModel`: its tokenizer, its chat
+template for JSONL prompts, only its hidden states made), reading ``<bos> prompt answer <eos>``, with a
+scalar reward per row: a linear head on the features of the last non-pad token (``readout="head"``, the
+default for a checkpoint), or the log-probability of the answer under the trunk's own next-token head
+(``readout="loglik"``, DPO's implicit reward with a uniform reference; the built-in models' default). It is trained to
 rank the chosen answer of each pair above the rejected one, ``-log sigmoid(r(chosen) - r(rejected) -
 margin)`` (Ouyang et al. 2022, arXiv:2203.02155), plus ``lm_coef`` x the next-token loss of the chosen
 answers (it teaches the trunk what good answers look like; without it the scalar head learns arithmetic
@@ -30,7 +32,7 @@ mix with the verifier. GRPO's metrics then hold both ``reward`` (the model's sco
 from jaxrl.algos import base
 from jaxrl.algos.reward_model.config import READOUTS, Config
 from jaxrl.algos.reward_model.data import Dataset, dataset, make_task
-from jaxrl.algos.reward_model.network import RewardModel, answer_log_probs, make_network
+from jaxrl.algos.reward_model.network import HFRewardModel, RewardModel, answer_log_probs, make_network
 from jaxrl.algos.reward_model.scoring import (
     NAME,
     completion_rows,
@@ -77,6 +79,7 @@ __all__ = [
     "READOUTS",
     "Config",
     "Dataset",
+    "HFRewardModel",
     "Metrics",
     "RewardModel",
     "State",

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxrl.algos import base
-from jaxrl.algos.reward_model.config import Config
+from jaxrl.algos.reward_model.config import Config, context_length
 from jaxrl.algos.reward_model.data import dataset, make_task
 from jaxrl.algos.reward_model.network import make_network
 from jaxrl.algos.reward_model.train import State, evaluate_pairs
@@ -23,7 +23,7 @@ NAME = "reward_model"
 
 def make_scorer(cfg: Config, params: Any) -> Callable[[jax.Array, jax.Array, jax.Array], jax.Array]:
     """Jitted ``score(tokens [B, L] int32, lengths [B] int32, prompt_len [B] int32) -> [B] float32`` of
-    right-padded ``<bos> prompt answer <eos>`` rows (``L <= cfg.max_len``)."""
+    right-padded ``<bos> prompt answer <eos>`` rows (``L <=`` the model's context)."""
     net = make_network(cfg)
     return jax.jit(lambda tokens, lengths, prompt_len: net.apply(params, tokens, lengths, prompt_len))
 
@@ -40,8 +40,10 @@ def make_policy(cfg: Config, state: State, *, deterministic: bool = True):
         ps, ans = ([prompts], [answers]) if single else (list(prompts), list(answers))
         pairs = [prefs.PreferencePair(p, a, a) for p, a in zip(ps, ans, strict=True)]
         tokens = prefs.tokenize_pairs(pairs, tok)
-        if tokens.chosen.shape[1] > cfg.max_len:
-            raise ValueError(f"an answer is {tokens.chosen.shape[1]} tokens, more than max_len={cfg.max_len}")
+        if tokens.chosen.shape[1] > context_length(cfg):
+            raise ValueError(
+                f"a row is {tokens.chosen.shape[1]} tokens, more than the model's context {context_length(cfg)}"
+            )
         r = np.asarray(scorer(tokens.chosen, tokens.chosen_len, tokens.prompt_len))
         return float(r[0]) if single else r
 
@@ -76,22 +78,28 @@ def reward_source(cfg: Config, params: Any, *, normalize: bool = False, task: An
 
     Scoring is one jitted batched forward pass. ``normalize``: standardise the scores over the batch
     (zero mean, unit std), so weights in a mix with 0/1 verifier rewards mean what they say. ``task``
-    (the GRPO task) is checked to use the same tokenizer alphabet as the reward model.
+    (the GRPO task, with its policy's tokenizer) is checked to use the reward model's token ids: the model
+    scores the policy's tokens as they are.
     """
     tok = make_task(cfg).tokenizer
-    if task is not None and getattr(task.tokenizer, "chars", None) != getattr(tok, "chars", None):
-        raise ValueError(
-            f"the reward model was trained with tokenizer {tok!r} (task {make_task(cfg).name!r}) but the GRPO "
-            f"task {task.name!r} uses {task.tokenizer!r}; train the reward model on the same task"
-        )
+    if task is not None:
+        why = tokenizer_mismatch(tok, task.tokenizer)
+        if why:
+            raise ValueError(
+                f"the reward model (model={cfg.model!r}, task {make_task(cfg).name!r}) reads tokens with "
+                f"{tok!r} but the GRPO policy writes them with {task.tokenizer!r}: {why}. It scores the "
+                f"policy's token ids as they are, so train the reward model on the same task (built-in "
+                f"models) or on a checkpoint with the policy's tokenizer (model='hf:<dir>')"
+            )
     scorer = make_scorer(cfg, params)
+    max_len = context_length(cfg)
 
     def reward(batch: Any) -> np.ndarray:
         rows, lengths, prompt_len = completion_rows(batch, tok.eos_id, tok.pad_id)
-        if rows.shape[1] > cfg.max_len:
+        if rows.shape[1] > max_len:
             raise ValueError(
-                f"GRPO sequences need {rows.shape[1]} tokens (with <eos>) but the reward model's max_len is "
-                f"{cfg.max_len}; train it with a larger max_len"
+                f"GRPO sequences need {rows.shape[1]} tokens (with <eos>) but the reward model's context is "
+                f"{max_len}; train it with a larger max_len (or a checkpoint with a longer context)"
             )
         r = np.asarray(scorer(rows, lengths, prompt_len), np.float32)
         if normalize:
@@ -99,6 +107,26 @@ def reward_source(cfg: Config, params: Any, *, normalize: bool = False, task: An
         return r
 
     return reward
+
+
+def tokenizer_mismatch(a: Any, b: Any) -> str:
+    """Why tokenizers ``a`` and ``b`` do not give the same ids ("" when they do): the same character
+    alphabet (``jaxrl.CharTokenizer``), or the same vocabulary and special ids (Hugging Face tokenizers)."""
+    if a is b:
+        return ""
+    hf_a, hf_b = getattr(a, "hf", None), getattr(b, "hf", None)
+    if (hf_a is None) != (hf_b is None):
+        return "one is a checkpoint's tokenizer and the other a built-in task's"
+    if hf_a is None:
+        return "" if getattr(a, "chars", None) == getattr(b, "chars", None) else "different alphabets"
+    if a.vocab_size != b.vocab_size:
+        return f"{a.vocab_size} vs {b.vocab_size} token ids"
+    for name in ("eos_id", "pad_id", "bos_id"):
+        if getattr(a, name) != getattr(b, name):
+            return f"{name} {getattr(a, name)} vs {getattr(b, name)}"
+    if hf_a.get_vocab() != hf_b.get_vocab():
+        return "the same number of ids, mapped to different tokens"
+    return ""
 
 
 def load(run_dir: str) -> tuple[Config, State]:
@@ -138,7 +166,7 @@ def report(cfg: Config, state: State) -> str:
     net = make_network(cfg)
     held = jax.tree_util.tree_map(jnp.asarray, data.eval)
     loss_, acc, gap = jax.jit(
-        lambda p: evaluate_pairs(p, net, held, margin=cfg.margin, batch_size=cfg.batch_size)
+        lambda p: evaluate_pairs(p, net, held, margin=cfg.margin, batch_size=cfg.minibatch_size)
     )(state.params)
     return (
         f"held-out pair accuracy {float(acc):.3f} on {data.eval.num_pairs} pairs "

@@ -11,7 +11,7 @@ import optax
 
 from jaxrl import batching, optim
 from jaxrl.algos import base, grpo
-from jaxrl.algos.reward_model.config import READOUTS, Config
+from jaxrl.algos.reward_model.config import READOUTS, Config, is_hf
 from jaxrl.algos.reward_model.data import dataset
 from jaxrl.algos.reward_model.network import RewardModel, answer_log_probs, make_network
 from jaxrl.data import preferences as prefs
@@ -40,7 +40,7 @@ class Metrics(NamedTuple):
 
 
 def _optimizer(cfg: Config) -> optax.GradientTransformation:
-    steps = dataset(cfg).train.num_pairs // cfg.batch_size
+    steps = dataset(cfg).train.num_pairs // cfg.minibatch_size
     return optim.make_optimizer(
         cfg.learning_rate, cfg.max_grad_norm, anneal_steps=cfg.num_epochs * steps if cfg.anneal_lr else None
     )
@@ -59,16 +59,28 @@ def init(cfg: Config, key: jax.Array) -> State:
 
 def validate(cfg: Config) -> None:
     """Host-side checks, including loading and checking the data (errors name the bad line)."""
-    for name in ("num_epochs", "batch_size", "max_len", "num_pairs", "num_eval_pairs"):
+    for name in ("num_epochs", "minibatch_size", "max_len", "num_pairs", "num_eval_pairs"):
         if int(getattr(cfg, name)) <= 0:
             raise ValueError(
                 f"RewardModelConfig.{name} must be a positive integer, got {getattr(cfg, name)!r}"
             )
-    if cfg.readout not in READOUTS:
-        raise ValueError(f"RewardModelConfig.readout must be one of {READOUTS}, got {cfg.readout!r}")
-    if cfg.model not in transformer.SIZES:
+    if cfg.readout not in (*READOUTS, "auto"):
         raise ValueError(
-            f"RewardModelConfig.model must be one of {sorted(transformer.SIZES)}, got {cfg.model!r}"
+            f"RewardModelConfig.readout must be one of {(*READOUTS, 'auto')}, got {cfg.readout!r}"
+        )
+    if is_hf(cfg):
+        from jaxrl import lm
+
+        lm.read_config(lm.spec_path(cfg.model))  # a clear error for a missing or unsupported checkpoint
+        if cfg.init_from is not None:
+            raise ValueError(
+                f"RewardModelConfig.init_from={cfg.init_from!r} starts a built-in transformer from a GRPO run; "
+                f"model={cfg.model!r} already starts from that checkpoint: drop init_from"
+            )
+    elif cfg.model not in transformer.SIZES:
+        raise ValueError(
+            f"RewardModelConfig.model must be one of {sorted(transformer.SIZES)} or 'hf:<checkpoint dir>', "
+            f"got {cfg.model!r}"
         )
     base.check_positive(cfg, "learning_rate", "max_grad_norm")
     base.check_range(cfg, "margin", 0.0, float("inf"))
@@ -146,11 +158,11 @@ def loss(
     """Mean Bradley-Terry loss over a batch of pairs (+ ``lm_coef`` x next-token loss on the chosen
     answers); aux = (Bradley-Terry loss, pair accuracy, next-token loss)."""
     n = pairs.chosen.shape[0]
-    r, logits = net.apply(params, *_both(pairs), with_logits=True)
+    r, (logp, mask) = net.apply(params, *_both(pairs), with_answer_logp=True)
     r_c, r_r = r[:n], r[n:]
     bt = jax.vmap(lambda c, x: preference_losses.preference_loss(c, x, margin=margin))(r_c, r_r).mean()
     acc = jax.vmap(preference_losses.preference_accuracy)(r_c, r_r).mean()
-    lm = answer_nll(logits[:n], pairs.chosen, pairs.prompt_len, pairs.chosen_len)
+    lm = -jnp.sum(logp[:n] * mask[:n]) / jnp.maximum(mask[:n].sum(), 1.0)
     return bt + lm_coef * lm, (bt, acc, lm)
 
 
@@ -201,13 +213,13 @@ def train_step(cfg: Config, state: State) -> tuple[State, Metrics]:
         train,
         lambda c, mb: update(cfg, net, c, mb),
         num_epochs=1,
-        num_minibatches=data.train.num_pairs // cfg.batch_size,
+        num_minibatches=data.train.num_pairs // cfg.minibatch_size,
     )
     train_loss, train_acc, lm_loss = stats.mean(axis=(0, 1))
 
     # HELD-OUT
     eval_loss, eval_acc, eval_margin = evaluate_pairs(
-        params, net, held, margin=cfg.margin, batch_size=cfg.batch_size
+        params, net, held, margin=cfg.margin, batch_size=cfg.minibatch_size
     )
     iteration = state.iteration + 1
     metrics = Metrics(
