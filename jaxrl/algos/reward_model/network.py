@@ -52,10 +52,7 @@ class RewardModel(nn.Module):
         if self.readout == "loglik":
             r = jnp.sum(logp * mask, axis=1)
         else:
-            last = jnp.take_along_axis(h, (lengths - 1)[:, None, None].astype(jnp.int32), axis=1)[
-                :, 0
-            ]  # [B, D]
-            r = self.head(last)[:, 0].astype(jnp.float32)
+            r = self.head(last_token(h, lengths))[:, 0].astype(jnp.float32)
         if with_answer_logp:
             return r, (logp, mask)
         return (r, logits) if with_logits else r
@@ -92,6 +89,11 @@ def make_network(cfg: Config) -> RewardModel | HFRewardModel:
 @functools.lru_cache(maxsize=8)
 def _hf_network(spec: str, readout: str) -> HFRewardModel:
     return HFRewardModel(spec, readout)  # one object per checkpoint: one set of compiled programs
+
+
+def last_token(h: jax.Array, lengths: jax.Array) -> jax.Array:
+    """h [B, L, D], lengths [B] -> the features of each row's last real token [B, D] (the head's input)."""
+    return jnp.take_along_axis(h, (lengths - 1)[:, None, None].astype(jnp.int32), axis=1)[:, 0]
 
 
 class HFRewardModel:
@@ -148,7 +150,7 @@ class HFRewardModel:
         if self.readout == "loglik":
             r = jnp.sum(logp * mask, axis=1)
         else:
-            last = jnp.take_along_axis(h, (lengths - 1)[:, None, None].astype(jnp.int32), axis=1)[:, 0]
+            last = last_token(h, lengths)
             r = (last.astype(jnp.float32) @ p["head"]["kernel"])[:, 0] + p["head"]["bias"][0]
         return (r, (logp, mask)) if with_answer_logp else r
 
