@@ -86,3 +86,41 @@ def test_sizes_and_configs(loaded):
     assert jaxrl.lm.read_config(FIXTURES / "qwen3").qk_norm
     assert jaxrl.lm.read_config(FIXTURES / "mistral").sliding_window == 6
     assert jaxrl.lm.read_config(FIXTURES / "llama").rope_type == "llama3"
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2"])
+def test_bfloat16_gradients_near_float32_with_every_weight_product_in_bf16(family, loaded):
+    """bfloat16 weights (what GRPO's ``compute_dtype="bfloat16"`` casts to): the loss and its gradient
+    stay close to float32's, every dense / output-head product of the forward and backward pass takes
+    bfloat16 operands with float32 accumulation (``jaxrl.networks.matmul``: the CPU's fast bf16 path),
+    and the logits come out in float32."""
+    model, p32, _ = loaded(family)
+    tokens = jnp.asarray(_ref(family)["tokens"])
+    p16 = jax.tree.map(lambda x: x.astype(jnp.bfloat16), p32)
+
+    def loss(p):
+        logp = transformer.token_log_probs(model, jax.tree.map(lambda x: x.astype(jnp.bfloat16), p), tokens)
+        return -jnp.mean(logp[:, 1:])
+
+    def loss32(p):
+        return -jnp.mean(transformer.token_log_probs(model, p, tokens)[:, 1:])
+
+    assert jax.jit(model.apply)(p16, tokens).dtype == jnp.float32
+    l16, g16 = jax.jit(jax.value_and_grad(loss))(p32)
+    l32, g32 = jax.jit(jax.value_and_grad(loss32))(p32)
+    assert abs(float(l16) - float(l32)) < 0.02 * abs(float(l32))
+    a = np.concatenate([np.ravel(x) for x in jax.tree.leaves(g16)])
+    b = np.concatenate([np.ravel(x) for x in jax.tree.leaves(g32)])
+    assert a.dtype == np.float32  # the master weights' gradient
+    cos = float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
+    assert cos > 0.995, cos
+    assert 0 < np.linalg.norm(a - b) / np.linalg.norm(b) < 0.1
+    hlo = jax.jit(jax.value_and_grad(loss)).lower(p32).as_text().splitlines()
+    dots = [ln for ln in hlo if "dot_general" in ln]
+    weights = {x.shape for x in jax.tree.leaves(p32) if x.ndim == 2}
+    # products with a weight matrix operand (not attention's q.k / p.v): bf16 in, f32 out
+    mm = [d for d in dots if any("x".join(map(str, s)) + "x" in d for s in weights)]
+    assert len(mm) >= 3 * len(weights)
+    for d in mm:
+        ins, out = d.split(":")[-1].split("->")
+        assert "f32" not in ins and "xf32>" in out, d
