@@ -19,7 +19,8 @@ The run is cut into chunks of ``--chunk`` env steps (one jitted ``lax.scan`` of 
 same program ``jaxrl.train`` runs); after each chunk the script records env steps/s, the mean training
 return of the episodes that ended, and rewrites the JSON, so a cut-short run keeps its curve. "Time to
 score" is the wall time (training only, compile excluded) of the first chunk whose mean return reaches
-``--target``. The curve is also written as ``<out>.csv``/``<out>.png`` after every chunk. A greedy evaluation (``jaxrl.evaluate``: full games, raw score) runs at the end.
+``--target``. The curve is also written as ``<out>.csv``/``<out>.png`` after every chunk. A greedy evaluation (``jaxrl.evaluate``: full games, raw score) runs at the end,
+and after every ``--eval-every`` chunks if set (``--eval-epsilon``: DQN's ``epsilon_end`` instead of greedy).
 
     python benchmarks/envpool_train.py --preset ppo-pong --target 18                # GPU, full run
     nice -n 10 python benchmarks/envpool_train.py --preset ppo-pong --total-timesteps 20480 \
@@ -147,6 +148,18 @@ def main() -> None:
     p.add_argument("--num-threads", type=int, default=0, help="envpool threads (0: envpool's default)")
     p.add_argument("--eval-episodes", type=int, default=16, help="final greedy evaluation (0: none)")
     p.add_argument("--eval-max-steps", type=int, default=None, help="cap evaluation length (default: 27k)")
+    p.add_argument(
+        "--eval-every",
+        type=int,
+        default=0,
+        help="also evaluate (--eval-episodes games) after every N chunks, so a cut-short run has scores",
+    )
+    p.add_argument(
+        "--eval-epsilon",
+        action="store_true",
+        help="DQN: evaluate epsilon-greedily with the preset's epsilon_end instead of greedily "
+        "(a greedy Breakout agent that never presses FIRE after a lost life stalls until the cap)",
+    )
     p.add_argument("--out", default=None)
     args = p.parse_args()
     out = Path(args.out or H.RESULTS_DIR / f"envpool_{args.preset.replace('-', '_')}.json")
@@ -185,8 +198,15 @@ def main() -> None:
     compiled = run_chunk.lower(state).compile()
     result["init_and_compile_s"] = time.perf_counter() - t0
 
+    ev = jax.jit(
+        lambda s, k: jaxrl.evaluate(
+            cfg, s, k, args.eval_episodes, max_steps=args.eval_max_steps, deterministic=not args.eval_epsilon
+        )
+    )
+    policy = "epsilon-greedy (epsilon_end)" if args.eval_epsilon else "greedy"
+
     train_s, steps = 0.0, 0
-    for _ in range(n_chunks):
+    for i in range(n_chunks):
         t = time.perf_counter()
         state, m = compiled(state)
         jax.block_until_ready(m)
@@ -216,21 +236,26 @@ def main() -> None:
         ):
             result["time_to_target_s"] = train_s
             result["steps_to_target"] = steps
+        if args.eval_every and args.eval_episodes and (i + 1) % args.eval_every == 0:
+            t = time.perf_counter()
+            scores = np.asarray(ev(state, jax.random.key(20_000 + i)))
+            point["eval_return"] = float(scores.mean())
+            point["eval_std"] = float(scores.std())
+            point["eval_s"] = time.perf_counter() - t
         point["loadavg_1min"] = H.load_average()
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=2, default=float) + "\n")
-        H.write_curve(out.with_suffix(""), result["curve"], ("train_return",), result["benchmark"])
+        curve_keys = ("train_return", "eval_return") if args.eval_every else ("train_return",)
+        H.write_curve(out.with_suffix(""), result["curve"], curve_keys, result["benchmark"])
         print(json.dumps(point), flush=True)
         if result["status"] != "running":
             break
 
     if args.eval_episodes:
         t = time.perf_counter()
-        ev = jax.jit(
-            lambda s, k: jaxrl.evaluate(cfg, s, k, args.eval_episodes, max_steps=args.eval_max_steps)
-        )
         scores = np.asarray(ev(state, jax.random.key(10_000 + args.seed)))
         result["eval"] = {
+            "policy": policy,
             "mean": float(scores.mean()),
             "std": float(scores.std()),
             "episodes": len(scores),

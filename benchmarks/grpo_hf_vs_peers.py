@@ -19,7 +19,16 @@ lets it be timed, the first step's time and the process's peak resident memory. 
 in its own process and Python (its own virtual environment for the peers), one after the other,
 rotated between rounds, with the load average recorded before each run: the machine is shared.
 
-    python benchmarks/grpo_hf_vs_peers.py [--rounds 2] [--steps 4] [--only jaxrl trl tunix easydel]
+Runs (``RUNS``; ``--only`` picks and orders them): ``trl`` is the issue's reference setup, that of
+``/work/shared/tools/trl_grpo_llama_throughput.py``: ``GRPOConfig``'s defaults but ``bf16=False``, so
+TRL's default gradient checkpointing is on (it costs TRL ~0.5-1 CPU s of a ~13-14 s step here);
+``trl-nogc`` turns it off (TRL's fastest float32 setting); ``trl-bf16`` is TRL's own default
+``bf16=True`` (torch CPU autocast). ``jaxrl`` is float32; ``jaxrl-bf16`` is
+``GRPOConfig(compute_dtype="bfloat16")`` (bfloat16 sampling and forward/backward, float32 master
+weights, Adam state and log-probabilities). Like-for-like pairs: jaxrl vs trl / trl-nogc (float32),
+jaxrl-bf16 vs trl-bf16 (bfloat16); the summary gives every jaxrl run over every other run.
+
+    python benchmarks/grpo_hf_vs_peers.py [--rounds 2] [--steps 4] [--only jaxrl jaxrl-bf16 trl ...]
 
 Interpreters: ``--trl-python`` (default ``/work/venv``: torch, transformers, trl),
 ``--tunix-python`` (``/work/peers/tunix``: ``pip install google-tunix``),
@@ -49,6 +58,21 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 FRAMEWORKS = ("jaxrl", "trl", "tunix", "easydel")
+# run name -> (framework, settings of its worker). "trl" is the issue's reference setup
+# (/work/shared/tools/trl_grpo_llama_throughput.py): GRPOConfig's defaults with bf16=False, so TRL's
+# default gradient checkpointing is on; "trl-nogc" turns it off (TRL's fastest float32 setting here);
+# "trl-bf16" is GRPOConfig's own default bf16=True (torch CPU autocast); "jaxrl-bf16" is
+# GRPOConfig(compute_dtype="bfloat16"): bfloat16 sampling and forward/backward, float32 master weights,
+# Adam state and log-probabilities/ratio.
+RUNS = {
+    "jaxrl": ("jaxrl", {}),
+    "jaxrl-bf16": ("jaxrl", {"compute_dtype": "bfloat16"}),
+    "trl": ("trl", {}),
+    "trl-nogc": ("trl", {"gradient_checkpointing": False}),
+    "trl-bf16": ("trl", {"bf16": True}),
+    "tunix": ("tunix", {}),
+    "easydel": ("easydel", {}),
+}
 
 # the shared workload
 PROMPTS_PER_STEP = 8
@@ -222,7 +246,7 @@ def _timed(obj, name: str, wall: list, cpu: list | None = None, done=None, after
     setattr(obj, name, timed)
 
 
-def worker_trl(ckpt: str, steps: int) -> dict:
+def worker_trl(ckpt: str, steps: int, gradient_checkpointing: bool = True, bf16: bool = False) -> dict:
     import torch
 
     torch.set_num_threads(1)
@@ -269,8 +293,8 @@ def worker_trl(ckpt: str, steps: int) -> dict:
         save_strategy="no",
         report_to=[],
         use_cpu=True,
-        bf16=False,
-        gradient_checkpointing=False,  # TRL's default recomputes activations: slower, no memory need here
+        bf16=bf16,  # TRL's default is True; the issue's reference setup sets False
+        gradient_checkpointing=gradient_checkpointing,  # TRL's default (True) in the issue's setup
         seed=0,
         dataloader_num_workers=0,
         disable_tqdm=True,
@@ -300,6 +324,8 @@ def worker_trl(ckpt: str, steps: int) -> dict:
                 "transformers": transformers.__version__,
             },
             "threads": torch.get_num_threads(),
+            "gradient_checkpointing": gradient_checkpointing,
+            "bf16": bf16,
             "params": sum(p.numel() for p in model.parameters()),
         },
     )
@@ -486,7 +512,7 @@ def worker_easydel(ckpt: str, steps: int) -> dict:
     )
 
 
-def worker_jaxrl(ckpt: str, steps: int) -> dict:
+def worker_jaxrl(ckpt: str, steps: int, compute_dtype: str = "float32") -> dict:
     """jaxrl's GRPO on the checkpoint: ``jaxrl.lm.from_pretrained`` gives the policy, its weights and
     tokenizer; the task draws the shared prompts and the reward callable scores every completion
     (finished or not, as the peers do). After the timed steps, sampling is timed alone
@@ -530,6 +556,8 @@ def worker_jaxrl(ckpt: str, steps: int) -> dict:
         eval_every=10**9,
         **extra,
     )
+    if compute_dtype != "float32":
+        cfg = cfg.replace(compute_dtype=compute_dtype)
     state = trainer.init(cfg, jax.random.key(0))
     if not hf:  # an older jaxrl: start from the checkpoint's weights by hand
         opt = trainer.optimizer(cfg.learning_rate, cfg.max_grad_norm)
@@ -566,13 +594,22 @@ def worker_jaxrl(ckpt: str, steps: int) -> dict:
             "params": int(sum(x.size for x in jax.tree.leaves(params))),
             "model": "hf:<ckpt>" if hf else "PolicyModel from jaxrl.lm.from_pretrained",
             "lora_rank": lora_rank,
+            "compute_dtype": compute_dtype,
             "sample_cpu_s_alone": [round(x, 3) for x in sample_cpu],
             "update_and_host_cpu_s": round(step_cpu_med - min(sample_cpu), 3),
         },
     )
 
 
-WORKERS = {"trl": worker_trl, "tunix": worker_tunix, "easydel": worker_easydel, "jaxrl": worker_jaxrl}
+_WORKER_FNS = {"trl": worker_trl, "tunix": worker_tunix, "easydel": worker_easydel, "jaxrl": worker_jaxrl}
+
+
+def _worker(run: str):
+    framework, settings = RUNS[run]
+    return lambda ckpt, steps: _WORKER_FNS[framework](ckpt, steps, **settings)
+
+
+WORKERS = {run: _worker(run) for run in RUNS}
 
 
 # ----------------------------------------------------------------------------------------- driver
@@ -620,7 +657,13 @@ def main() -> None:
     ap.add_argument("--json-out", help=argparse.SUPPRESS)
     ap.add_argument("--steps", type=int, default=4, help="GRPO steps per run (the first is not timed)")
     ap.add_argument("--rounds", type=int, default=1, help="rounds over the frameworks, order rotated")
-    ap.add_argument("--only", nargs="+", choices=FRAMEWORKS, default=list(FRAMEWORKS))
+    ap.add_argument(
+        "--only",
+        nargs="+",
+        choices=list(RUNS),
+        default=list(RUNS),
+        help="runs, in order (see RUNS: trl = the issue's reference setup, -bf16 = bfloat16 variants)",
+    )
     ap.add_argument("--jaxrl-python", default=sys.executable)
     ap.add_argument(
         "--jaxrl-root",
@@ -670,26 +713,32 @@ def main() -> None:
     order = list(args.only)
     for rnd in range(args.rounds):
         for name in order[rnd % len(order) :] + order[: rnd % len(order)]:
-            if not Path(pythons[name]).exists():
-                r = {"framework": name, "error": f"no interpreter at {pythons[name]}"}
+            fw = RUNS[name][0]
+            if not Path(pythons[fw]).exists():
+                r = {"framework": fw, "error": f"no interpreter at {pythons[fw]}"}
             else:
-                root = args.jaxrl_root if name == "jaxrl" else str(ROOT)
-                r = run_worker(pythons[name], name, ckpt, args.steps, args.timeout, root)
-                if name == "jaxrl":
+                root = args.jaxrl_root if fw == "jaxrl" else str(ROOT)
+                r = run_worker(pythons[fw], name, ckpt, args.steps, args.timeout, root)
+                if fw == "jaxrl":
                     r["jaxrl_root"] = root
-            r.update(round=rnd, uptime=_uptime())
+            r.update(run=name, settings=RUNS[name][1], round=rnd, uptime=_uptime())
             rows.append(r)
             print(json.dumps({k: v for k, v in r.items() if k != "stderr_tail"}), flush=True)
             if "error" in r:
                 print(r.get("stderr_tail", ""), flush=True)
 
-    def best(name: str) -> float | None:
-        vals = [r["completions_per_s"] for r in rows if r["framework"] == name and "error" not in r]
+    def best(name: str, key: str = "completions_per_s") -> float | None:
+        vals = [r[key] for r in rows if r.get("run") == name and "error" not in r]
         return max(vals) if vals else None
 
-    summary = {f"{n}_completions_per_s_best": best(n) for n in order}
-    if best("jaxrl") and best("trl"):
-        summary["jaxrl_over_trl"] = round(best("jaxrl") / best("trl"), 2)
+    summary: dict = {f"{n}_completions_per_s_best": best(n) for n in order}
+    summary.update({f"{n}_completions_per_cpu_s_best": best(n, "completions_per_cpu_s") for n in order})
+    for mine in [n for n in order if RUNS[n][0] == "jaxrl"]:  # every jaxrl run against every other
+        for other in [n for n in order if RUNS[n][0] != "jaxrl"]:
+            if best(mine) and best(other):
+                summary[f"{mine}_over_{other}"] = round(best(mine) / best(other), 2)
+                cpu = best(mine, "completions_per_cpu_s") / best(other, "completions_per_cpu_s")
+                summary[f"{mine}_over_{other}_cpu"] = round(cpu, 2)
     print("summary:", json.dumps(summary), flush=True)
     sys.path.insert(0, str(HERE))
     import _harness as H

@@ -61,10 +61,9 @@ def _fields_help(algo_name: str) -> str:
 
 
 def _envs_help() -> str:
-    return (
-        _wrap(_env_names())
-        + "\n  envpool tasks: envpool:<Task> (optional extra jaxrl[envpool]), e.g. envpool:Pong-v5"
-    )
+    from jaxrl.envs import registry
+
+    return "\n".join([_wrap(_env_names()), *("  " + p for p in registry.name_patterns())])
 
 
 # ------------------------------------------------------------------------------------ PARSER
@@ -449,9 +448,10 @@ def summary_text(result: Any, plan: Any) -> str:
 
 # ----------------------------------------------------------------------------- OTHER COMMANDS
 def cmd_envs(args: argparse.Namespace) -> int:
-    for name in _env_names():
+    from jaxrl.envs import registry
+
+    for name in _env_names() + registry.name_patterns():
         print(name)
-    print("envpool:<Task>  (optional extra jaxrl[envpool], e.g. envpool:Pong-v5, envpool:Breakout-v5)")
     return 0
 
 

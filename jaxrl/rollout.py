@@ -78,15 +78,14 @@ def rollout(
 
     Step ``t`` uses ``k_act, k_env = split(split(key, num_steps)[t])``. All keys are drawn before the loop,
     in batched calls, and so is any randomness that depends on the keys only: ``act_noise(k_act) -> noise``
-    (optional) gives ``act`` that noise in place of its key, and an env with ``prepare_keys`` (gymnax)
+    (optional) gives ``act`` that noise in place of its key, and the env's ``prepare_keys`` (gymnax)
     draws its step and reset randomness ahead. On CPU each random draw inside the loop is a small loop of
     its own, so this is several times faster per step; the numbers are the same.
     """
     step_keys = jax.vmap(jax.random.split)(jax.random.split(key, num_steps))  # [T, 2]
     k_act, k_env = step_keys[:, 0], step_keys[:, 1]
     act_in = k_act if act_noise is None else jax.vmap(act_noise)(k_act)
-    prepare = getattr(env, "prepare_keys", None)
-    env_in = k_env if prepare is None else prepare(k_env)
+    env_in = env.prepare_keys(k_env)
 
     def step(c: EnvCarry, xs: tuple[Any, Any]):
         a_in, e_in = xs

@@ -63,9 +63,19 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("algorithms", ["jaxrl.algos", "jaxrl.algos.*"]),  # registry matched first below
     ("registry", ["jaxrl.algos.registry"]),
     ("entry points", ["jaxrl.evaluation", "jaxrl.api", "jaxrl.parallel", "jaxrl.runtime.chunks"]),
-    ("runtime", ["jaxrl.runtime", "jaxrl.runtime.driver", "jaxrl.runtime.plots", "jaxrl.runtime.export"]),
+    (
+        "runtime",
+        [
+            "jaxrl.runtime",
+            "jaxrl.runtime.plan",
+            "jaxrl.runtime.driver",
+            "jaxrl.runtime.plots",
+            "jaxrl.runtime.export",
+        ],
+    ),
     ("interface", ["jaxrl.cli", "jaxrl"]),
 ]
+
 
 def _modules() -> dict[str, pathlib.Path]:
     out = {}

@@ -196,7 +196,7 @@ def validate(cfg: Config) -> None:
             raise ValueError(
                 "DQNConfig.dedup_frames=True needs store_next_obs=False (s' is read from the next row)"
             )
-        if getattr(env, "frame_stack", 0) < 2:
+        if env.frame_stack < 2:
             raise ValueError(
                 f"DQNConfig.dedup_frames=True needs observations that are frame stacks (envpool Atari, "
                 f"grey frames), but {registry.env_name(cfg.env)} does not declare one; set it to False"

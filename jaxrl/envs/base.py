@@ -85,7 +85,12 @@ class TimeStep(NamedTuple):
 
 @runtime_checkable
 class Env(Protocol):
-    """A batched functional environment (see the module docstring for the full contract)."""
+    """A batched functional environment (see the module docstring for the full contract).
+
+    Backends subclass it (``class GymnaxEnv(base.Env)``) and so inherit the defaults of the optional
+    hooks below; a backend overrides only the hooks it has. Callers use the hooks directly, never
+    ``getattr``/``hasattr``: every environment has all of them.
+    """
 
     num_envs: int
     observation_space: Space
@@ -94,10 +99,34 @@ class Env(Protocol):
     max_episode_steps: int
     #: True if the backend holds state outside JAX (envpool): no vmap over seeds, one pool per run.
     stateful: bool
+    #: the name it was made from (``"CartPole-v1"``, ``"envpool:Pong-v5"``), for messages and logs.
+    name: str
+    #: the backend's parameters, what ``env_params`` overrides (a gymnax ``EnvParams``, envpool's
+    #: ``EnvpoolParams``); None for a backend without any.
+    params: Any = None
+    #: observations are stacks of this many frames on the last axis, one new frame per step and the
+    #: stack refilled with the first frame at an episode start (envpool Atari); 0: not a frame stack.
+    #: The replay memory may then store each frame once (``replay.make_replay(frames=...)``).
+    frame_stack: int = 0
 
     def reset(self, key: jax.Array) -> tuple[Any, TimeStep]: ...
 
     def step(self, state: Any, action: jax.Array, key: jax.Array) -> tuple[Any, TimeStep]: ...
+
+    def prepare_keys(self, keys: jax.Array) -> Any:
+        """``keys [T]`` (the key ``step`` would get at each of T steps) -> what ``step`` takes in their
+        place, slice ``t`` at step ``t``. A backend whose step randomness depends on the key only draws it
+        here for a whole rollout in one batched call (gymnax, see :mod:`jaxrl.envs.gymnax`); the default
+        returns the keys unchanged."""
+        return keys
+
+    def episode_signal(self, state: Any, ts: TimeStep) -> tuple[jax.Array, jax.Array]:
+        """``(reward [B], ended [B])`` that episode statistics count, given the state and time step
+        ``step`` returned. A backend may count episodes apart from the learning signal (envpool Atari:
+        whole games with raw scores, while the agent learns from clipped rewards with a lost life as
+        terminal). Default: the time step's reward, and ``done & valid``."""
+        del state
+        return ts.reward, jnp.logical_and(ts.done, ts.valid)
 
 
 def is_discrete(space: Space) -> bool:

@@ -330,7 +330,7 @@ def _refuse_vmap(what: str):
 
 
 # ---------------------------------------------------------------------------------------- adapter
-class EnvpoolEnv:
+class EnvpoolEnv(base.Env):
     """``num_envs`` envpool environments of ``task`` behind the :mod:`jaxrl.envs.base` contract.
 
     ``env_params``: :class:`EnvpoolParams` (seed and envpool options) or None for the defaults.
@@ -355,9 +355,7 @@ class EnvpoolEnv:
             raise ValueError(f"envpool task {task!r} rejected the options {self.params.options}: {e}") from e
         cfg = spec.config
         self.is_atari = "episodic_life" in cfg._fields
-        # observations are stacks of this many grey frames on the last axis, one new frame per step and
-        # the stack refilled with the first frame at a game start (0: not a frame stack); the replay
-        # memory may then store frames once (replay.make_replay(frames=...), DQNConfig.dedup_frames)
+        # Atari with grey frames: a stack of stack_num frames (base.Env.frame_stack; DQNConfig.dedup_frames)
         self.frame_stack = int(cfg.stack_num) if self.is_atari and cfg.gray_scale else 0
         self.max_episode_steps = int(cfg.max_episode_steps)
         self.observation_space, self._channels_last = _obs_space(spec.state_array_spec)

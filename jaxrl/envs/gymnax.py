@@ -50,7 +50,7 @@ def _default_step(env: Any) -> bool:
     return isinstance(env, Environment) and type(env).step is Environment.step
 
 
-class GymnaxEnv:
+class GymnaxEnv(base.Env):
     """``num_envs`` copies of a gymnax environment, stepped together under ``jax.vmap``."""
 
     stateful = False
@@ -63,8 +63,8 @@ class GymnaxEnv:
         self.observation_space = _convert_space(env.observation_space(self.params))
         self.action_space = _convert_space(env.action_space(self.params))
         self.max_episode_steps = int(getattr(self.params, "max_steps_in_episode", 1000))
-        if _default_step(env):  # only then is step's randomness known ahead (see the module docstring)
-            self.prepare_keys = self._prepare_keys
+        # only then is step's randomness known ahead (see the module docstring)
+        self.draws_ahead = _default_step(env)
 
     def reset(self, key: jax.Array) -> tuple[Any, base.TimeStep]:
         keys = jax.random.split(key, self.num_envs)
@@ -80,9 +80,12 @@ class GymnaxEnv:
         )
         return state, ts
 
-    def _prepare_keys(self, keys: jax.Array) -> PreparedStep:
+    def prepare_keys(self, keys: jax.Array) -> PreparedStep | jax.Array:
         """``keys [T]`` (what ``step`` would be given at each of T steps) -> a :class:`PreparedStep` with
-        leaves ``[T, B, ...]``; pass its ``t``-th slice to ``step`` in place of ``keys[t]``."""
+        leaves ``[T, B, ...]``; pass its ``t``-th slice to ``step`` in place of ``keys[t]``. An
+        environment with its own ``step`` (``draws_ahead`` False) gets its keys back unchanged."""
+        if not self.draws_ahead:
+            return keys
         per_env = jax.vmap(lambda k: jax.random.split(k, self.num_envs))(keys)  # as step does
         pairs = jax.vmap(jax.vmap(jax.random.split))(per_env)  # as gymnax's step does, per env
         key_step, key_reset = pairs[:, :, 0], pairs[:, :, 1]
@@ -105,7 +108,7 @@ class GymnaxEnv:
         return jax.vmap(one)(prep.key_step, state, action, prep.reset_obs, prep.reset_state)
 
     def step(self, state: Any, action: jax.Array, key: Any) -> tuple[Any, base.TimeStep]:
-        """``key``: a PRNG key, or (environments with ``prepare_keys``) a prepared step's slice."""
+        """``key``: a PRNG key, or a slice of what :meth:`prepare_keys` returned."""
         if isinstance(key, PreparedStep):
             out = self._step_prepared(state, action, key)
         else:

@@ -18,10 +18,6 @@ import jax
 
 from jaxrl.envs import base
 
-ENVPOOL_PREFIX = "envpool:"
-GYMNAX_PREFIX = "gymnax:"
-PROBE_PREFIX = "probe:"
-
 
 def gymnax_names() -> list[str]:
     with jax.ensure_compile_time_eval():  # see make()
@@ -68,15 +64,21 @@ class Backend(NamedTuple):
     names: Callable[[], list[str]] | None
     #: its environments keep their state outside JAX (no checkpoint, vmap or sharding of them)
     stateful: bool = False
+    #: for a backend whose names are not listed: how they are written, shown by ``jaxrl envs``
+    pattern: str = ""
 
 
 DEFAULT_BACKEND = "gymnax"
 BACKENDS: dict[str, Backend] = {
     "gymnax": Backend(_make_gymnax, gymnax_names),
     "probe": Backend(_make_probe, lambda: list(_probe_classes())),
-    "envpool": Backend(_make_envpool, None, stateful=True),
+    "envpool": Backend(
+        _make_envpool,
+        None,
+        stateful=True,
+        pattern="envpool:<Task>  (optional extra jaxrl[envpool], e.g. envpool:Pong-v5, envpool:Breakout-v5)",
+    ),
 }
-ENVPOOL_PREFIX, GYMNAX_PREFIX, PROBE_PREFIX = "envpool:", "gymnax:", "probe:"
 
 
 def _split(env: str) -> tuple[Backend, str]:
@@ -88,20 +90,32 @@ def _split(env: str) -> tuple[Backend, str]:
 
 
 def probe_names() -> list[str]:
-    return [PROBE_PREFIX + n for n in _probe_classes()]
+    return ["probe:" + n for n in _probe_classes()]
 
 
 def available_names() -> list[str]:
-    """Every name ``make`` accepts without an optional extra (envpool names are listed by envpool)."""
-    return gymnax_names() + probe_names()
+    """Every name ``make`` accepts from a backend that lists its names (the default backend's without a
+    prefix); see :func:`name_patterns` for the others (envpool's names are listed by envpool)."""
+    out = []
+    for prefix, backend in BACKENDS.items():
+        if backend.names is not None:
+            names = backend.names()
+            out += names if prefix == DEFAULT_BACKEND else [f"{prefix}:{n}" for n in names]
+    return out
+
+
+def name_patterns() -> list[str]:
+    """How the names of the backends that do not list them are written, one line each."""
+    return [b.pattern for b in BACKENDS.values() if b.names is None]
 
 
 def _unknown(name: str) -> ValueError:
     close = difflib.get_close_matches(name, available_names(), n=5, cutoff=0.4)
     hint = f" Did you mean: {', '.join(close)}?" if close else ""
+    others = "; ".join(name_patterns())
     return ValueError(
         f"Unknown environment {name!r}.{hint} Run `jaxrl envs` (or see jaxrl.envs.available_names()) "
-        f"for the full list; envpool tasks are named 'envpool:<Task>', e.g. 'envpool:Pong-v5'."
+        f"for the full list; also accepted: {others}."
     )
 
 
@@ -141,11 +155,9 @@ def _make(env: Any, num_envs: int, env_params: Any = None, **kwargs: Any) -> bas
 
 
 def holds_state_outside_jax(env: Any) -> bool:
-    """True for backends whose state lives outside JAX (envpool), from the name or instance alone:
-    nothing is built (an envpool pool would be)."""
-    if isinstance(env, str):
-        return _split(env)[0].stateful
-    return bool(getattr(env, "stateful", False))
+    """True for backends whose state lives outside JAX (envpool), from the name alone: nothing is built
+    (an envpool pool would be). A gymnax ``Environment`` instance keeps its state in JAX."""
+    return isinstance(env, str) and _split(env)[0].stateful
 
 
 def env_name(env: Any) -> str:

@@ -21,16 +21,12 @@ class EpisodeStatsState(NamedTuple):
     episode_end: jax.Array  # an episode finished with the last step (returned_* hold its figures)
 
 
-class EpisodeStats:
+class EpisodeStats(base.Env):
     """Tracks undiscounted episode return and length; invalid (ignored-action) steps are not counted.
 
-    After ``step``, where ``episode_end`` (``ts.done & ts.valid``) the ``returned_*`` fields hold the
-    finished episode's figures.
-
-    A backend may define ``episode_signal(env_state, ts) -> (reward [B], ended [B])`` to count episodes
-    differently from the learning signal: envpool's Atari counts whole games with raw scores while the
-    agent learns from clipped rewards with a lost life as terminal. Without it: ``(ts.reward,
-    ts.done & ts.valid)``.
+    After ``step``, where ``episode_end`` the ``returned_*`` fields hold the finished episode's figures.
+    What counts as an episode's reward and end is the backend's :meth:`~jaxrl.envs.base.Env.
+    episode_signal` (``ts.reward`` and ``ts.done & ts.valid`` unless the backend says otherwise).
     """
 
     def __init__(self, env: base.Env):
@@ -40,11 +36,16 @@ class EpisodeStats:
         self.action_space = env.action_space
         self.max_episode_steps = env.max_episode_steps
         self.stateful = env.stateful
-        self.name = getattr(env, "name", type(env).__name__)
-        # A backend that draws a rollout's randomness ahead (GymnaxEnv.prepare_keys): ``step`` passes
-        # the key argument through unchanged, so the wrapper offers the same thing.
-        if hasattr(env, "prepare_keys"):
-            self.prepare_keys = env.prepare_keys
+        self.name = env.name
+        self.params = env.params
+        self.frame_stack = env.frame_stack
+
+    def prepare_keys(self, keys: jax.Array) -> Any:
+        # ``step`` passes its key argument through unchanged, so the backend's prepared keys work here.
+        return self.env.prepare_keys(keys)
+
+    def episode_signal(self, state: EpisodeStatsState, ts: base.TimeStep) -> tuple[jax.Array, jax.Array]:
+        return self.env.episode_signal(state.env_state, ts)
 
     def reset(self, key: jax.Array) -> tuple[EpisodeStatsState, base.TimeStep]:
         env_state, ts = self.env.reset(key)
@@ -56,11 +57,7 @@ class EpisodeStats:
         self, state: EpisodeStatsState, action: jax.Array, key: jax.Array
     ) -> tuple[EpisodeStatsState, base.TimeStep]:
         env_state, ts = self.env.step(state.env_state, action, key)
-        signal = getattr(self.env, "episode_signal", None)
-        if signal is None:
-            reward, ended = ts.reward, jnp.logical_and(ts.done, ts.valid)
-        else:
-            reward, ended = signal(env_state, ts)
+        reward, ended = self.env.episode_signal(env_state, ts)
         ret = state.episode_return + jnp.where(ts.valid, reward, 0.0)
         length = state.episode_length + ts.valid.astype(jnp.int32)
         new = EpisodeStatsState(

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 from jaxrl.lm import attention
 from jaxrl.lm.attention import KVCache
 from jaxrl.lm.config import LMConfig
+from jaxrl.networks import matmul
 
 _init = nn.initializers.normal(0.02)
 _ACTIVATIONS = {
@@ -24,6 +25,11 @@ _ACTIVATIONS = {
 }
 
 
+def _dense(features: int, name: str) -> nn.Dense:
+    # bfloat16 weights: bfloat16 products accumulated in float32 (the CPU's fast path, also backward)
+    return nn.Dense(features, kernel_init=_init, name=name, dot_general=matmul.dot_general)
+
+
 class Block(nn.Module):
     cfg: LMConfig
 
@@ -32,13 +38,13 @@ class Block(nn.Module):
         c = self.cfg
         b, t, d = x.shape
         h = nn.LayerNorm(epsilon=c.norm_eps, name="ln_1")(x)
-        qkv = nn.Dense(3 * d, kernel_init=_init, name="c_attn")(h).reshape(b, t, 3 * c.num_heads, c.head_dim)
+        qkv = _dense(3 * d, "c_attn")(h).reshape(b, t, 3 * c.num_heads, c.head_dim)
         q, k, v = jnp.split(qkv, 3, axis=2)
         out, cache = attention.write_and_attend(q, k, v, start, cache, layer, offset)
-        x = x + nn.Dense(d, kernel_init=_init, name="attn_c_proj")(out)
+        x = x + _dense(d, "attn_c_proj")(out)
         h = nn.LayerNorm(epsilon=c.norm_eps, name="ln_2")(x)
-        h = _ACTIVATIONS[c.hidden_act](nn.Dense(c.intermediate_size, kernel_init=_init, name="c_fc")(h))
-        return x + nn.Dense(d, kernel_init=_init, name="mlp_c_proj")(h), cache
+        h = _ACTIVATIONS[c.hidden_act](_dense(c.intermediate_size, "c_fc")(h))
+        return x + _dense(d, "mlp_c_proj")(h), cache
 
 
 class GPT2(nn.Module):
@@ -68,6 +74,8 @@ class GPT2(nn.Module):
 
     def unembed(self, hidden: jax.Array) -> jax.Array:
         """Final hidden states [..., D] -> logits [..., V] (tied to the token embedding)."""
+        if matmul.both_bf16(hidden, self.wte.embedding):  # float32 logits, as in llama.Llama.unembed
+            return matmul.matmul(hidden, self.wte.embedding, True, jnp.float32)
         return self.wte.attend(hidden)
 
     def __call__(self, tokens: jax.Array) -> jax.Array:

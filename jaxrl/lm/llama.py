@@ -16,6 +16,7 @@ import jax.numpy as jnp
 from jaxrl.lm import attention
 from jaxrl.lm.attention import KVCache
 from jaxrl.lm.config import LMConfig
+from jaxrl.networks import matmul
 
 _init = nn.initializers.normal(0.02)
 
@@ -34,7 +35,8 @@ class RMSNorm(nn.Module):
 
 
 def _dense(features: int, bias: bool, name: str) -> nn.Dense:
-    return nn.Dense(features, use_bias=bias, kernel_init=_init, name=name)
+    # bfloat16 weights: bfloat16 products accumulated in float32 (the CPU's fast path, also backward)
+    return nn.Dense(features, use_bias=bias, kernel_init=_init, name=name, dot_general=matmul.dot_general)
 
 
 class Attention(nn.Module):
@@ -95,7 +97,9 @@ class Llama(nn.Module):
         self.layers = [Layer(c, name=f"layers_{i}") for i in range(c.num_layers)]
         self.norm = RMSNorm(c.norm_eps)
         if not c.tie_word_embeddings:
-            self.lm_head = nn.Dense(c.vocab_size, use_bias=False, kernel_init=_init)
+            self.lm_head = nn.Dense(
+                c.vocab_size, use_bias=False, kernel_init=_init, dot_general=matmul.logits_dot_general
+            )
         self.inv_freq = jnp.asarray(c.inv_freq())
 
     def _run(self, tokens, start, cache, offset):
@@ -105,8 +109,12 @@ class Llama(nn.Module):
         return self.norm(x), cache
 
     def unembed(self, hidden: jax.Array) -> jax.Array:
-        """Final hidden states [..., D] -> logits [..., V]."""
+        """Final hidden states [..., D] -> logits [..., V] (float32 for bfloat16 weights: the product is
+        accumulated in float32 and the log-softmax after it wants that precision)."""
         if self.cfg.tie_word_embeddings:
+            emb = self.embed_tokens.embedding
+            if matmul.both_bf16(hidden, emb):
+                return matmul.matmul(hidden, emb, True, jnp.float32)
             return self.embed_tokens.attend(hidden)
         return self.lm_head(hidden)
 

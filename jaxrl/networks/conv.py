@@ -61,23 +61,25 @@ def _conv2d_bwd(stride, residuals, dy):
     # d kernel[i, j, c, o] = sum_{n, p, q} x[n, p*s + i, q*s + j, c] dy[n, p, q, o]:
     # a conv of x as [C_in, H, W, N] ("batch" C_in, "features" N) with dy as an [OH, OW, N, C_out]
     # kernel dilated by the stride, giving [C_in, KH, KW, C_out].
-    x_t = jnp.transpose(x[:, :used_h, :used_w, :], (3, 1, 2, 0))
-    dy_t = jnp.transpose(dy, (1, 2, 0, 3))
-    d_kernel = lax.conv_general_dilated(
-        x_t, dy_t, (1, 1), "VALID", rhs_dilation=(stride, stride), dimension_numbers=_NHWC
-    )
-    d_kernel = jnp.transpose(d_kernel, (1, 2, 0, 3)).astype(kernel.dtype)
+    with jax.named_scope("d_kernel"):  # named for profiles (benchmarks/dqn_update_ops.py)
+        x_t = jnp.transpose(x[:, :used_h, :used_w, :], (3, 1, 2, 0))
+        dy_t = jnp.transpose(dy, (1, 2, 0, 3))
+        d_kernel = lax.conv_general_dilated(
+            x_t, dy_t, (1, 1), "VALID", rhs_dilation=(stride, stride), dimension_numbers=_NHWC
+        )
+        d_kernel = jnp.transpose(d_kernel, (1, 2, 0, 3)).astype(kernel.dtype)
     # d x = (dy dilated by the stride, padded by kernel - 1, plus the rows/cols the forward pass
     # never read) convolved with the flipped kernel, in/out swapped: [KH, KW, C_out, C_in].
-    flipped = jnp.transpose(kernel[::-1, ::-1], (0, 1, 3, 2))
-    d_x = lax.conv_general_dilated(
-        dy,
-        flipped,
-        (1, 1),
-        ((kh - 1, kh - 1 + h - used_h), (kw - 1, kw - 1 + w - used_w)),
-        lhs_dilation=(stride, stride),
-        dimension_numbers=_NHWC,
-    ).astype(x.dtype)
+    with jax.named_scope("d_input"):
+        flipped = jnp.transpose(kernel[::-1, ::-1], (0, 1, 3, 2))
+        d_x = lax.conv_general_dilated(
+            dy,
+            flipped,
+            (1, 1),
+            ((kh - 1, kh - 1 + h - used_h), (kw - 1, kw - 1 + w - used_w)),
+            lhs_dilation=(stride, stride),
+            dimension_numbers=_NHWC,
+        ).astype(x.dtype)
     return d_x, d_kernel
 
 

@@ -307,8 +307,7 @@ def sweep_configs(cfg: Any, sweep: dict[str, Sequence[Any]] | None) -> tuple[lis
 def default_env_params(env: Any) -> Any:
     from jaxrl import envs
 
-    made = envs.make(env, 1)
-    params = getattr(made, "params", None)
+    params = envs.make(env, 1).params
     if params is None:
         raise ValueError(f"environment {env!r} has no env_params to override")
     return params

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
-import datetime
 import math
 import os
 import signal
@@ -42,24 +41,29 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxrl import cpu, parallel, version
-from jaxrl.algos import base, checks, registry
-from jaxrl.envs import registry as env_registry
-from jaxrl.runtime import checkpoint, chunks, configs, logs, rundir
+from jaxrl import cpu, parallel
+from jaxrl.algos import base, registry
+from jaxrl.runtime import checkpoint, chunks, logs, rundir
+from jaxrl.runtime.plan import (  # noqa: F401  (prepare, Plan and the specs: re-exported from here)
+    Plan,
+    config_from_spec,
+    default_run_dir,
+    prepare,
+    prepare_resume,
+    run_spec,
+    target_name,
+)
 from jaxrl.runtime.progress import Progress
 from jaxrl.runtime.rundir import (
     CHECKPOINTS,
-    CONFIG_JSON,
     CURVE_PNG,
     FINAL_STATE,
     SUMMARY_JSON,
-    key_from_spec,
-    key_spec,
     read_spec,
     save_state,
     write_json,
 )
-from jaxrl.runtime.settings import DEFAULTS, RuntimeSettings
+from jaxrl.runtime.settings import DEFAULTS, Schedule
 
 #: a fold_in constant that separates evaluation keys from the training key stream
 EVAL_STREAM = 0x5EED
@@ -118,36 +122,6 @@ class RunResult:
         return logs.read_csv(os.path.join(self.run_dir, logs.METRICS_CSV))
 
 
-# ---------------------------------------------------------------------------------- SPECS
-def run_spec(
-    algo: base.Algorithm, cfg: Any, key: Any, seeds: int, sweep: dict[str, list] | None
-) -> dict[str, Any]:
-    """What determines a run's result; a checkpoint is only resumed into an equal spec."""
-    return {
-        "algo": algo.name,
-        "config": configs.to_dict(cfg),
-        "key": key_spec(key),
-        "seeds": int(seeds),
-        "sweep": {k: list(v) for k, v in (sweep or {}).items()},
-    }
-
-
-def default_run_dir(algo: str, cfg: Any, root: str = "runs") -> str:
-    env = target_name(cfg).replace("/", "_").replace(":", "_")
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    path = os.path.join(root, f"{algo}-{env}-{stamp}")
-    n = 1
-    while os.path.exists(path):
-        n += 1
-        path = os.path.join(root, f"{algo}-{env}-{stamp}-{n}")
-    return path
-
-
-def config_from_spec(spec: dict[str, Any]) -> Any:
-    algo = registry.get(spec["algo"])
-    return configs.from_dict(algo.config, spec["config"])
-
-
 # --------------------------------------------------------------------------------- SIGINT
 class _StopFlag:
     """First Ctrl-C asks the driver to stop after the current chunk; a second one interrupts."""
@@ -173,178 +147,6 @@ class _StopFlag:
     def __exit__(self, *exc: Any) -> None:
         if self._old is not None:
             signal.signal(signal.SIGINT, self._old)
-
-
-# ------------------------------------------------------------------------------------ PLAN
-@dataclasses.dataclass
-class Plan:
-    """A checked run, ready to execute: everything a user can get wrong is found while building it."""
-
-    algo: base.Algorithm
-    cfg: Any  # the base config
-    cfg_arg: Any  # what the chunk program gets: cfg, or the stacked member configs of a sweep
-    key: jax.Array
-    spec: dict[str, Any]  # what determines the result (config.json without "runtime")
-    runtime: dict[str, Any]  # chunking, logging, evaluation and checkpoint cadence
-    members: list[dict[str, Any]]
-    num_points: int  # swept configurations
-    num_iterations: int
-    run_dir: str | None
-    resume: bool
-
-    @property
-    def population(self) -> bool:
-        return len(self.members) > 1
-
-    @property
-    def batched(self) -> bool:
-        return bool(self.spec["sweep"])
-
-    @property
-    def description(self) -> str:
-        pop = f", {len(self.members)} members" if self.population else ""
-        return f"{self.algo.name} on {target_name(self.cfg)}{pop}"
-
-
-def target_name(cfg: Any) -> str:
-    """What a config trains on: its environment's name (or its task, for GRPO-like configs)."""
-    if hasattr(cfg, "env"):
-        return env_registry.env_name(cfg.env)
-    task = getattr(cfg, "task", None)
-    if task is None:
-        return type(cfg).__name__
-    if not isinstance(task, str):
-        return str(getattr(task, "name", type(task).__name__))
-    if task.startswith("jsonl:"):  # a file: its name
-        return os.path.splitext(os.path.basename(task[len("jsonl:") :]))[0]
-    return task.rpartition(":")[2]  # "module:attr" -> attr
-
-
-def _absolute_checkpoint(value: Any) -> Any:
-    """``"hf:<dir>"`` with ``<dir>`` absolute (``~`` expanded); any other value unchanged."""
-    if isinstance(value, str) and value.startswith("hf:") and len(value) > 3:
-        from jaxrl.lm import checkpoint as lm_checkpoint  # lazily: only runs that name a checkpoint
-
-        return lm_checkpoint.HF_PREFIX + str(lm_checkpoint.spec_path(value))
-    return value
-
-
-def _absolute_checkpoints(cfg: Any) -> Any:
-    """``cfg`` with every ``"hf:<dir>"`` field (e.g. ``model``) holding an absolute path."""
-    if not dataclasses.is_dataclass(cfg):
-        return cfg
-    changes = {}
-    for f in dataclasses.fields(cfg):
-        v = getattr(cfg, f.name)
-        if (a := _absolute_checkpoint(v)) is not v:
-            changes[f.name] = a
-    return dataclasses.replace(cfg, **changes) if changes else cfg
-
-
-def prepare(
-    cfg: Any,
-    key: Any = 0,
-    out_dir: str | None = None,
-    *,
-    seeds: int = 1,
-    sweep: dict[str, Sequence[Any]] | None = None,
-    resume: bool = False,
-    chunk_size: int | None = None,
-    log_every: int | None = None,
-    eval_every: int | None = None,
-    eval_episodes: int = DEFAULTS.eval_episodes,
-    checkpoint_every: int = DEFAULTS.checkpoint_every,
-    keep_checkpoints: int = DEFAULTS.keep_checkpoints,
-) -> Plan:
-    """Validate everything and set up the run directory (writes ``config.json``); compiles nothing."""
-    algo = registry.algorithm_for(cfg)
-    key = int(key) if isinstance(key, int | np.integer) else key
-    # "hf:<dir>" checkpoint paths made absolute, so config.json reloads from any working directory
-    cfg = _absolute_checkpoints(cfg)
-    sweep = {k: [_absolute_checkpoint(x) for x in v] for k, v in (sweep or {}).items()}
-    seeds = int(seeds)
-    if seeds < 1:
-        raise ValueError(f"seeds must be >= 1, got {seeds}")
-    for name, v in (("eval_episodes", eval_episodes), ("checkpoint_every", checkpoint_every)):
-        if int(v) < 0:
-            raise ValueError(f"{name} must be >= 0, got {v}")
-    for name, v in (("chunk_size", chunk_size), ("log_every", log_every), ("eval_every", eval_every)):
-        if v is not None and int(v) < (0 if name == "eval_every" else 1):
-            raise ValueError(f"{name} must be a positive integer, got {v}")
-    if int(keep_checkpoints) < 1:
-        raise ValueError(f"keep_checkpoints must be >= 1, got {keep_checkpoints}")
-
-    # CONFIGS: every member validated before anything is traced
-    member_cfgs, points = configs.sweep_configs(cfg, sweep)
-    for c in member_cfgs:
-        checks.validate_config(c, algo.validate)
-    num_iterations = int(algo.num_iterations(cfg))
-    if num_iterations < 1:
-        raise ValueError(
-            f"{algo.name}: the config gives {num_iterations} training iterations; raise total_timesteps"
-        )
-    members = [{"member": c * seeds + s, "seed": s, **p} for c, p in enumerate(points) for s in range(seeds)]
-    if algo.host_loop and len(members) > 1:
-        raise ValueError(
-            f"{algo.name} runs host code between its jitted steps, so it cannot train a vmapped population "
-            f"(seeds={seeds}, sweep={sweep or None}); start one run per seed/value instead"
-        )
-    if not hasattr(cfg, "env"):
-        eval_episodes = 0  # no environment to evaluate greedily on (the algorithm reports its own)
-    cfg_arg = base.stack_configs([c for c in member_cfgs for _ in range(seeds)]) if sweep else cfg
-    spec = run_spec(algo, cfg, key, seeds, sweep)
-
-    runtime = RuntimeSettings(
-        chunk_size, log_every, eval_every, eval_episodes, checkpoint_every, keep_checkpoints
-    ).resolve(num_iterations)
-
-    # RUN DIRECTORY
-    run_dir = None
-    if out_dir is not None:
-        run_dir = os.path.abspath(out_dir)
-        cfg_path = os.path.join(run_dir, CONFIG_JSON)
-        if resume:
-            stored = read_spec(run_dir)
-            changes = configs.diff({k: stored.get(k) for k in spec}, spec)
-            if changes:
-                raise checkpoint.CheckpointError(
-                    f"{cfg_path} describes another run; refusing to resume it with different settings:\n  "
-                    + "\n  ".join(changes)
-                    + "\nResume with `jaxrl train --resume <run_dir>` (it reads config.json), or start a new run."
-                )
-            runtime = {**runtime, **stored.get("runtime", {})}
-        else:
-            if os.path.exists(cfg_path):
-                raise FileExistsError(
-                    f"{run_dir} already holds a run; continue it with `jaxrl train --resume {out_dir}` "
-                    f"(resume=True), or choose another output directory"
-                )
-            if not configs.is_rerunnable(spec["config"]):
-                warnings.warn(
-                    "the config holds Python objects (e.g. an env instance): config.json records them "
-                    "but cannot re-create them",
-                    stacklevel=3,
-                )
-            os.makedirs(run_dir, exist_ok=True)
-            write_json(
-                cfg_path,
-                {**spec, "runtime": runtime, "target": target_name(cfg), "jaxrl_version": _version()},
-            )
-    elif resume:
-        raise ValueError("resume=True needs the run's out_dir")
-    return Plan(
-        algo=algo,
-        cfg=cfg,
-        cfg_arg=cfg_arg,
-        key=base.as_key(key),
-        spec=spec,
-        runtime=runtime,
-        members=members,
-        num_points=len(points),
-        num_iterations=num_iterations,
-        run_dir=run_dir,
-        resume=resume,
-    )
 
 
 # ------------------------------------------------------------------------------------ RUN
@@ -461,6 +263,42 @@ def _describe(e: BaseException) -> str:
     return text if len(text) <= 4000 else text[:4000] + "..."
 
 
+# ------------------------------------------------------------------------------------ EXECUTE
+# _execute is a sequence of steps: each is a module-level function that takes what it needs and returns
+# what it changed. What is set up once (programs, log, checkpointer) travels in a _Tools; where the run
+# stands (state, iteration, env steps, timers) in a frozen _Cursor that every step returns anew.
+
+
+@dataclasses.dataclass
+class _Tools:
+    """What a run sets up once and uses chunk after chunk."""
+
+    schedule: Schedule
+    cfg_arg: Any  # plan.cfg_arg, sharded over devices for a population
+    bar: Progress
+    ckpt: checkpoint.Checkpointer | None  # None: no run directory or checkpoint_every=0
+    log: logs.MetricsLog | None  # None: no run directory
+    chunk_fn: Callable[..., Any]  # (cfg_arg, state, n) -> (state, ChunkOutput)
+    eval_fn: Callable[..., Any] | None  # (cfg_arg, state, key) -> returns; None: no evaluation
+    eval_warm: concurrent.futures.Future | None  # the evaluation program compiling in the background
+    eval_key: jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class _Cursor:
+    """Where a run stands between chunks."""
+
+    state: Any
+    it: int  # iterations done
+    env_steps: np.ndarray  # [M] env steps done per member
+    n_next: int  # the next chunk's length before it is clipped (adaptive unless chunk_size is set)
+    chunks_run: int = 0
+    last_eval: np.ndarray | None = None  # the newest values of the algorithm's own eval metric, [M]
+    train_time: float = 0.0  # running chunks, with logging
+    eval_time: float = 0.0
+    checkpoint_time: float = 0.0
+
+
 def _execute(
     plan: Plan,
     *,
@@ -473,224 +311,393 @@ def _execute(
     stream: Any,
 ) -> RunResult:
     wall0 = time.perf_counter()
-    algo, cfg, cfg_arg, rt = plan.algo, plan.cfg, plan.cfg_arg, plan.runtime
-    population, total, run_dir = plan.population, plan.num_iterations, plan.run_dir
-    capacity, log_every = rt["chunk_capacity"], rt["log_every"]
-    eval_every, eval_episodes = rt["eval_every"], rt["eval_episodes"]
-    checkpoint_every = rt["checkpoint_every"] if run_dir else 0
-    chunk_size = rt["chunk_size"]
-    spi = algo.steps_per_iteration(cfg) if algo.steps_per_iteration else None
-    shown = algo.presentation
-    bar = Progress(
-        total, total * spi if spi else None, enabled=progress, stream=stream, value_name=shown.curve_short
+    schedule = Schedule.of(plan.runtime)
+    bar = _progress_bar(plan, progress, stream)
+    ckpt = _checkpointer(plan, schedule)
+    cfg_arg, state, start, init_time = _initial_state(plan, ckpt, bar)
+    log = _open_log(plan, schedule, start, tensorboard, wandb)
+    tools, state, compile_time = _compile(plan, schedule, cfg_arg, state, bar, ckpt, log)
+    spi = _steps_per_iteration(plan)
+    cur = _Cursor(
+        state=state,
+        it=start,
+        env_steps=np.full(len(plan.members), float(start * spi) if spi else 0.0),
+        n_next=_first_chunk_length(plan, schedule),
+    )
+    bar.start(float(start * spi) if spi else 0.0)
+    try:
+        with _StopFlag() as stop:
+            while cur.it < plan.num_iterations:
+                cur, rows = _train_chunk(plan, tools, cur, chunk_seconds)
+                _show_progress(plan, bar, cur, rows)
+                cur = _call_back(plan, host_callback, cur, rows)
+                if _evaluation_due(plan, schedule, cur.it):
+                    cur, _ = _evaluate(plan, tools, cur)
+                if stop.requested:
+                    cur = _save(plan, tools, cur)
+                    raise KeyboardInterrupt
+                if _checkpoint_due(plan, schedule, cur):
+                    cur = _save(plan, tools, cur)
+    except KeyboardInterrupt:
+        last = ckpt.latest() if ckpt else None
+        _close(plan, tools, "interrupted", cur.it)
+        where = f"; checkpoint of update {last} in {ckpt.directory}" if last else ""
+        hint = f". Continue with: jaxrl train --resume {plan.run_dir}" if last else ""
+        bar.message(f"Interrupted at update {cur.it}/{plan.num_iterations}{where}{hint}")
+        raise
+    except NonFiniteError as e:
+        _close(plan, tools, "nonfinite", cur.it, **e.info)
+        raise
+    except BaseException as e:
+        _close(plan, tools, "error", cur.it, error=_describe(e))
+        raise
+
+    # FINISH: final checkpoint and evaluation, artifacts
+    cur = _save(plan, tools, cur)
+    eval_returns = None
+    if schedule.eval_episodes:
+        cur, eval_returns = _evaluate(plan, tools, cur)
+    _close(plan, tools, "finished", cur.it)
+    result = _result(plan, tools, cur, wall0, init_time, compile_time, eval_returns)
+    _write_artifacts(plan, result, plot, wall0)
+    return result
+
+
+# --------------------------------------------------------------------------- EXECUTE: SETUP
+def _steps_per_iteration(plan: Plan) -> int | None:
+    algo = plan.algo
+    return algo.steps_per_iteration(plan.cfg) if algo.steps_per_iteration else None
+
+
+def _progress_bar(plan: Plan, progress: bool, stream: Any) -> Progress:
+    spi = _steps_per_iteration(plan)
+    total = plan.num_iterations
+    return Progress(
+        total,
+        total * spi if spi else None,
+        enabled=progress,
+        stream=stream,
+        value_name=plan.algo.presentation.curve_short,
     )
 
-    # INIT (and RESTORE)
-    t_init = time.perf_counter()
+
+def _checkpointer(plan: Plan, schedule: Schedule) -> checkpoint.Checkpointer | None:
+    if not (plan.run_dir and schedule.checkpoint_every):
+        return None
+    return checkpoint.Checkpointer(os.path.join(plan.run_dir, CHECKPOINTS), keep=schedule.keep_checkpoints)
+
+
+def _member_keys(plan: Plan) -> tuple[Any, jax.Array]:
+    """``(cfg_arg, keys)`` for init: one key per member of a population (sharded over devices)."""
+    if not plan.population:
+        return plan.cfg_arg, plan.key
+    seeds = plan.spec["seeds"]
+    seed_keys = jax.random.split(plan.key, seeds) if seeds > 1 else plan.key[None]
+    keys = jnp.concatenate([seed_keys] * plan.num_points) if plan.num_points > 1 else seed_keys
+    cfg_arg = plan.cfg_arg
+    if not plan.algo.host_loop:  # several devices: each runs its share of the members
+        keys = parallel.shard_population(keys)
+        if plan.batched:
+            cfg_arg = parallel.shard_population(cfg_arg)
+    return cfg_arg, keys
+
+
+def _initial_state(
+    plan: Plan, ckpt: checkpoint.Checkpointer | None, bar: Progress
+) -> tuple[Any, Any, int, float]:
+    """INIT (and RESTORE): ``(cfg_arg, state, iterations done, seconds taken)``."""
+    t0 = time.perf_counter()
+    algo = plan.algo
     if algo.host_loop:  # its init may run long host-side work (GRPO: a supervised warm-up)
         bar.message(f"Initialising {plan.description}...")
-    key = plan.key
-    if population:
-        seeds = plan.spec["seeds"]
-        seed_keys = jax.random.split(key, seeds) if seeds > 1 else key[None]
-        keys = jnp.concatenate([seed_keys] * plan.num_points) if plan.num_points > 1 else seed_keys
-        if not algo.host_loop:  # several devices: each runs its share of the members
-            keys = parallel.shard_population(keys)
-            if plan.batched:
-                cfg_arg = parallel.shard_population(cfg_arg)
-    else:
-        keys = key
-    state = chunks.make_init_fn(algo, population=population, configs_batched=plan.batched)(cfg_arg, keys)
+    cfg_arg, keys = _member_keys(plan)
+    state = chunks.make_init_fn(algo, population=plan.population, configs_batched=plan.batched)(cfg_arg, keys)
     start = 0
-    ckpt = None
-    if checkpoint_every:
-        ckpt = checkpoint.Checkpointer(os.path.join(run_dir, CHECKPOINTS), keep=rt["keep_checkpoints"])
     if plan.resume:
-        step = ckpt.latest() if ckpt else None
-        if step is not None:
-            fresh = state
-            state, _ = ckpt.restore(step, state, plan.spec)
-            start = int(step)
-            if not population and base.env_is_stateful(cfg):
-                # the environments (envpool) were not in the checkpoint: go on from this process's
-                # freshly reset ones, not from the last time step of episodes that no longer exist
-                state = (algo.restart_envs or base.restart_envs)(cfg, state, fresh)
-            bar.message(f"Resuming {plan.description} from update {start}/{total} ({ckpt.path(step)})")
-        else:
-            bar.message(f"No checkpoint in {run_dir}; starting {plan.description} from the beginning")
-    if population and not algo.host_loop:
+        state, start = _restore(plan, ckpt, state, bar)
+    if plan.population and not algo.host_loop:
         # Every leaf split over the devices as the chunk program's outputs are: the members' initial
         # parameters come out of init replicated (the orthogonal initialiser's per-member loop cannot be
         # partitioned), and a chunk called with another sharding than its previous output compiles a
         # second program (and so would evaluation), inside the timed training.
         state = parallel.shard_population(state)
     jax.block_until_ready(state)
-    init_time = time.perf_counter() - t_init
-    log = None
-    if run_dir:
-        log = logs.MetricsLog(
-            run_dir,
-            plan.members,
-            resume_iteration=start if plan.resume else None,
-            tensorboard=tensorboard,
-            wandb=wandb,
-            wandb_config={**plan.spec, "runtime": rt},
-            run_name=os.path.basename(run_dir),
-            eval_metric=shown.eval_metric,
-        )
+    return cfg_arg, state, start, time.perf_counter() - t0
 
-    # COMPILE: the evaluation program in a background thread (a copy of the state: chunks may donate
-    # theirs), while this thread compiles one chunk program for every chunk length (n=0 runs nothing)
-    eval_key = jax.random.fold_in(key, EVAL_STREAM)
+
+def _restore(plan: Plan, ckpt: checkpoint.Checkpointer | None, fresh: Any, bar: Progress) -> tuple[Any, int]:
+    """The newest checkpoint's state and iteration, or ``(fresh, 0)`` when there is none."""
+    step = ckpt.latest() if ckpt else None
+    if step is None:
+        bar.message(f"No checkpoint in {plan.run_dir}; starting {plan.description} from the beginning")
+        return fresh, 0
+    state, _ = ckpt.restore(step, fresh, plan.spec)
+    if not plan.population and base.env_is_stateful(plan.cfg):
+        # the environments (envpool) were not in the checkpoint: go on from this process's freshly
+        # reset ones, not from the last time step of episodes that no longer exist
+        state = (plan.algo.restart_envs or base.restart_envs)(plan.cfg, state, fresh)
+    bar.message(
+        f"Resuming {plan.description} from update {int(step)}/{plan.num_iterations} ({ckpt.path(step)})"
+    )
+    return state, int(step)
+
+
+def _open_log(
+    plan: Plan, schedule: Schedule, start: int, tensorboard: bool, wandb: bool
+) -> logs.MetricsLog | None:
+    if not plan.run_dir:
+        return None
+    return logs.MetricsLog(
+        plan.run_dir,
+        plan.members,
+        resume_iteration=start if plan.resume else None,
+        tensorboard=tensorboard,
+        wandb=wandb,
+        wandb_config={**plan.spec, "runtime": plan.runtime},
+        run_name=os.path.basename(plan.run_dir),
+        eval_metric=plan.algo.presentation.eval_metric,
+    )
+
+
+def _compile(
+    plan: Plan,
+    schedule: Schedule,
+    cfg_arg: Any,
+    state: Any,
+    bar: Progress,
+    ckpt: checkpoint.Checkpointer | None,
+    log: logs.MetricsLog | None,
+) -> tuple[_Tools, Any, float]:
+    """COMPILE: the evaluation program in a background thread (a copy of the state: chunks may donate
+    theirs), while this thread compiles one chunk program for every chunk length (n=0 runs nothing).
+    Returns the tools, the state (as the chunk program gave it back) and the chunk's compile time."""
+    algo = plan.algo
+    eval_key = jax.random.fold_in(plan.key, EVAL_STREAM)
     eval_fn = eval_warm = None
-    if eval_episodes:
-        eval_fn = chunks.make_eval_fn(eval_episodes, population=population, configs_batched=plan.batched)
+    if schedule.eval_episodes:
+        eval_fn = chunks.make_eval_fn(
+            schedule.eval_episodes, population=plan.population, configs_batched=plan.batched
+        )
         state_copy = jax.tree_util.tree_map(jnp.copy, state)
         pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="jaxrl-eval-compile")
         eval_warm = pool.submit(lambda: jax.block_until_ready(eval_fn(cfg_arg, state_copy, eval_key)))
         pool.shutdown(wait=False)
+    compile_time = 0.0
     if algo.host_loop:
         chunk_fn = chunks.make_host_chunk_fn(algo)
-        compile_time = 0.0
     else:
-        chunk_fn = chunks.make_chunk_fn(algo, capacity, population=population, configs_batched=plan.batched)
-        bar.message(f"Compiling {plan.description} ({total} updates)...")
+        chunk_fn = chunks.make_chunk_fn(
+            algo, schedule.chunk_capacity, population=plan.population, configs_batched=plan.batched
+        )
+        bar.message(f"Compiling {plan.description} ({plan.num_iterations} updates)...")
         t0 = time.perf_counter()
         state, _ = chunk_fn(cfg_arg, state, jnp.int32(0))
         jax.block_until_ready(state)
         compile_time = time.perf_counter() - t0
         bar.message(f"Compiled in {compile_time:.1f} s")
+    tools = _Tools(schedule, cfg_arg, bar, ckpt, log, chunk_fn, eval_fn, eval_warm, eval_key)
+    return tools, state, compile_time
 
-    timers = {"train": 0.0, "eval": 0.0, "checkpoint": 0.0}
-    last_eval: np.ndarray | None = None  # the newest values of shown.eval_metric, [M]
-    it = start
-    env_steps = np.full(len(plan.members), float(start * spi) if spi else 0.0)
-    stop = _StopFlag()
 
-    def evaluate() -> np.ndarray:
-        t = time.perf_counter()
-        eval_warm.result()  # compiled (re-raises its error, if any)
-        r = np.asarray(eval_fn(cfg_arg, state, jax.random.fold_in(eval_key, it)))
-        r = r if population else r[None]
-        if log is not None:
-            log.write_eval(it, env_steps, r)
-        timers["eval"] += time.perf_counter() - t
-        return r
+def _first_chunk_length(plan: Plan, schedule: Schedule) -> int:
+    if schedule.chunk_size:
+        return int(schedule.chunk_size)
+    return max(1, min(schedule.chunk_capacity, math.ceil(plan.num_iterations / 200)))
 
-    def save() -> None:
-        if ckpt is not None and (ckpt.latest() or 0) < it:
-            t = time.perf_counter()
-            ckpt.save(it, state, {"spec": plan.spec, "iteration": it})
-            timers["checkpoint"] += time.perf_counter() - t
 
-    def close(status: str, **info: Any) -> None:
-        bar.close()
-        if ckpt is not None:
-            ckpt.close()
-        if log is not None:
-            log.close()
-        if run_dir and status != "finished":
-            write_json(os.path.join(run_dir, SUMMARY_JSON), {"status": status, "iterations": it, **info})
+# ---------------------------------------------------------------------------- EXECUTE: CHUNKS
+def _chunk_length(plan: Plan, schedule: Schedule, cur: _Cursor) -> int:
+    """The next chunk's length: ``n_next`` clipped to the capacity, the next evaluation and the end."""
+    n = min(cur.n_next, schedule.chunk_capacity, plan.num_iterations - cur.it)
+    if schedule.eval_episodes and schedule.eval_every:
+        n = min(n, schedule.eval_every - cur.it % schedule.eval_every)
+    return n
 
-    n_next = int(chunk_size) if chunk_size else max(1, min(capacity, math.ceil(total / 200)))
-    chunk_index = 0
-    bar.start(float(start * spi) if spi else 0.0)
-    try:
-        with stop:
-            while it < total:
-                # CHUNK: adaptive length, clipped to the next evaluation and to the end
-                n = min(n_next, capacity, total - it)
-                if eval_episodes and eval_every:
-                    n = min(n, eval_every - it % eval_every)
-                t = time.perf_counter()
-                state, out = chunk_fn(cfg_arg, state, jnp.int32(n))
-                metrics, flags = jax.device_get((out.metrics, out.nonfinite))
-                rows = {f: _rows(v, n, population) for f, v in zip(metrics._fields, metrics, strict=True)}
-                flags = _rows(flags, n, population)  # [M, n, C]
-                its = np.arange(it + 1, it + n + 1)
-                bad = np.argwhere(flags.any(axis=2))  # (member, j)
-                logged = (its % log_every == 0) | (its == total)
-                if len(bad):
-                    first = int(bad[:, 1].min())
-                    logged &= its <= its[first]
-                    logged[first] = True
-                if log is not None and logged.any():
-                    log.write(its[logged], {f: v[:, logged] for f, v in rows.items()})
-                    log.flush()
-                if "env_steps" in rows:
-                    env_steps = rows["env_steps"][:, -1].astype(np.float64)
-                if shown.eval_metric in rows:  # the algorithm's own held-out evaluations
-                    values = rows[shown.eval_metric].astype(np.float64)
-                    steps = rows.get("env_steps", np.zeros_like(values)).astype(np.float64)
-                    for j in np.flatnonzero(np.isfinite(values).all(axis=0)):
-                        last_eval = values[:, j]
-                        if log is not None:
-                            log.write_eval_metric(int(its[j]), steps[:, j], last_eval)
-                elapsed = time.perf_counter() - t
-                timers["train"] += elapsed
-                if len(bad):
-                    names = chunks.check_names(metrics, _member(state, population))
-                    raise _nonfinite(bad, flags, names, rows, its, plan, ckpt, it + n)
-                it += n
-                chunk_index += 1
-                if not chunk_size:  # aim at chunk_seconds per chunk, growing at most 4x at a time
-                    n_next = int(max(1, min(capacity, 4 * n, chunk_seconds * n / max(elapsed, 1e-9))))
-                if algo.host_loop and chunk_index == 1 and it < total:
-                    # the first host-loop chunk compiled its programs: time the rest for the ETA
-                    bar.start(float(env_steps.mean()), iteration=it)
-                bar.update(it, float(env_steps.mean()), _recent_return(rows))
-                if host_callback is not None:
-                    new = host_callback(ChunkInfo(it, total, float(env_steps.mean()), state, rows, run_dir))
-                    state = state if new is None else new
-                if eval_episodes and eval_every and it % eval_every == 0 and it < total:
-                    evaluate()
-                if stop.requested:
-                    save()
-                    raise KeyboardInterrupt
-                if checkpoint_every and chunk_index % checkpoint_every == 0 and it < total:
-                    save()
-    except KeyboardInterrupt:
-        last = ckpt.latest() if ckpt else None
-        close("interrupted")
-        where = f"; checkpoint of update {last} in {ckpt.directory}" if last else ""
-        hint = f". Continue with: jaxrl train --resume {run_dir}" if last else ""
-        bar.message(f"Interrupted at update {it}/{total}{where}{hint}")
-        raise
-    except NonFiniteError as e:
-        close("nonfinite", **e.info)
-        raise
-    except BaseException as e:
-        close("error", error=_describe(e))
-        raise
 
-    # FINISH: final checkpoint and evaluation, artifacts
-    save()
-    eval_returns = evaluate() if eval_episodes else None
-    close("finished")
-    result = RunResult(
+def _train_chunk(
+    plan: Plan, tools: _Tools, cur: _Cursor, chunk_seconds: float
+) -> tuple[_Cursor, dict[str, np.ndarray]]:
+    """Run one chunk, log its metrics and check them; the new cursor and the chunk's metric rows
+    (every field ``[M, n]``). Raises :class:`NonFiniteError` (after logging up to the bad update)."""
+    schedule, population = tools.schedule, plan.population
+    n = _chunk_length(plan, schedule, cur)
+    t = time.perf_counter()
+    state, out = tools.chunk_fn(tools.cfg_arg, cur.state, jnp.int32(n))
+    metrics, flags = jax.device_get((out.metrics, out.nonfinite))
+    rows = {f: _rows(v, n, population) for f, v in zip(metrics._fields, metrics, strict=True)}
+    flags = _rows(flags, n, population)  # [M, n, C]
+    its = np.arange(cur.it + 1, cur.it + n + 1)
+    bad = np.argwhere(flags.any(axis=2))  # (member, j)
+    _log_rows(plan, tools.log, schedule, rows, its, bad)
+    env_steps = rows["env_steps"][:, -1].astype(np.float64) if "env_steps" in rows else cur.env_steps
+    last_eval = _log_own_evaluations(plan, tools.log, rows, its, cur.last_eval)
+    elapsed = time.perf_counter() - t
+    if len(bad):
+        names = chunks.check_names(metrics, _member(state, population))
+        raise _nonfinite(bad, flags, names, rows, its, plan, tools.ckpt, cur.it + n)
+    n_next = cur.n_next
+    if not schedule.chunk_size:  # aim at chunk_seconds per chunk, growing at most 4x at a time
+        n_next = int(max(1, min(schedule.chunk_capacity, 4 * n, chunk_seconds * n / max(elapsed, 1e-9))))
+    new = dataclasses.replace(
+        cur,
         state=state,
-        config=cfg_arg,
-        algo=algo.name,
-        run_dir=run_dir,
+        it=cur.it + n,
+        env_steps=env_steps,
+        n_next=n_next,
+        chunks_run=cur.chunks_run + 1,
+        last_eval=last_eval,
+        train_time=cur.train_time + elapsed,
+    )
+    return new, rows
+
+
+def _log_rows(
+    plan: Plan,
+    log: logs.MetricsLog | None,
+    schedule: Schedule,
+    rows: dict[str, np.ndarray],
+    its: np.ndarray,
+    bad: np.ndarray,
+) -> None:
+    """Write every ``log_every``-th iteration (and the last); when a value went non-finite, the rows up to
+    the first bad update, that one included."""
+    logged = (its % schedule.log_every == 0) | (its == plan.num_iterations)
+    if len(bad):
+        first = int(bad[:, 1].min())
+        logged &= its <= its[first]
+        logged[first] = True
+    if log is not None and logged.any():
+        log.write(its[logged], {f: v[:, logged] for f, v in rows.items()})
+        log.flush()
+
+
+def _log_own_evaluations(
+    plan: Plan,
+    log: logs.MetricsLog | None,
+    rows: dict[str, np.ndarray],
+    its: np.ndarray,
+    last_eval: np.ndarray | None,
+) -> np.ndarray | None:
+    """The algorithm's own held-out evaluations in this chunk (the finite values of its eval metric):
+    logged; the newest returned (``last_eval`` if the chunk has none)."""
+    name = plan.algo.presentation.eval_metric
+    if name not in rows:
+        return last_eval
+    values = rows[name].astype(np.float64)
+    steps = rows.get("env_steps", np.zeros_like(values)).astype(np.float64)
+    for j in np.flatnonzero(np.isfinite(values).all(axis=0)):
+        last_eval = values[:, j]
+        if log is not None:
+            log.write_eval_metric(int(its[j]), steps[:, j], last_eval)
+    return last_eval
+
+
+def _show_progress(plan: Plan, bar: Progress, cur: _Cursor, rows: dict[str, np.ndarray]) -> None:
+    if plan.algo.host_loop and cur.chunks_run == 1 and cur.it < plan.num_iterations:
+        # the first host-loop chunk compiled its programs: time the rest for the ETA
+        bar.start(float(cur.env_steps.mean()), iteration=cur.it)
+    bar.update(cur.it, float(cur.env_steps.mean()), _recent_return(rows))
+
+
+def _call_back(
+    plan: Plan, host_callback: Callable[[ChunkInfo], Any] | None, cur: _Cursor, rows: dict[str, np.ndarray]
+) -> _Cursor:
+    """Run the user's ``host_callback``; it may hand back a new state."""
+    if host_callback is None:
+        return cur
+    info = ChunkInfo(cur.it, plan.num_iterations, float(cur.env_steps.mean()), cur.state, rows, plan.run_dir)
+    new = host_callback(info)
+    return cur if new is None else dataclasses.replace(cur, state=new)
+
+
+def _evaluation_due(plan: Plan, schedule: Schedule, it: int) -> bool:
+    """A periodic greedy evaluation after this chunk (the final one is run after the loop)."""
+    return (
+        bool(schedule.eval_episodes and schedule.eval_every)
+        and it % schedule.eval_every == 0
+        and (it < plan.num_iterations)
+    )
+
+
+def _checkpoint_due(plan: Plan, schedule: Schedule, cur: _Cursor) -> bool:
+    return (
+        bool(plan.run_dir and schedule.checkpoint_every)
+        and cur.chunks_run % schedule.checkpoint_every == 0
+        and cur.it < plan.num_iterations
+    )
+
+
+def _evaluate(plan: Plan, tools: _Tools, cur: _Cursor) -> tuple[_Cursor, np.ndarray]:
+    """Greedy evaluation of the current state: returns ``[M, eval_episodes]``, written to eval.csv."""
+    t = time.perf_counter()
+    tools.eval_warm.result()  # compiled (re-raises its error, if any)
+    r = np.asarray(tools.eval_fn(tools.cfg_arg, cur.state, jax.random.fold_in(tools.eval_key, cur.it)))
+    r = r if plan.population else r[None]
+    if tools.log is not None:
+        tools.log.write_eval(cur.it, cur.env_steps, r)
+    return dataclasses.replace(cur, eval_time=cur.eval_time + time.perf_counter() - t), r
+
+
+def _save(plan: Plan, tools: _Tools, cur: _Cursor) -> _Cursor:
+    """A checkpoint of the current state, unless there is one of this iteration already."""
+    ckpt = tools.ckpt
+    if ckpt is None or (ckpt.latest() or 0) >= cur.it:
+        return cur
+    t = time.perf_counter()
+    ckpt.save(cur.it, cur.state, {"spec": plan.spec, "iteration": cur.it})
+    return dataclasses.replace(cur, checkpoint_time=cur.checkpoint_time + time.perf_counter() - t)
+
+
+# ---------------------------------------------------------------------------- EXECUTE: FINISH
+def _close(plan: Plan, tools: _Tools, status: str, it: int, **info: Any) -> None:
+    """Close the bar, checkpointer and log; a run that did not finish writes its summary.json here."""
+    tools.bar.close()
+    if tools.ckpt is not None:
+        tools.ckpt.close()
+    if tools.log is not None:
+        tools.log.close()
+    if plan.run_dir and status != "finished":
+        write_json(os.path.join(plan.run_dir, SUMMARY_JSON), {"status": status, "iterations": it, **info})
+
+
+def _result(
+    plan: Plan,
+    tools: _Tools,
+    cur: _Cursor,
+    wall0: float,
+    init_time: float,
+    compile_time: float,
+    eval_returns: np.ndarray | None,
+) -> RunResult:
+    name = plan.algo.presentation.eval_metric
+    return RunResult(
+        state=cur.state,
+        config=tools.cfg_arg,
+        algo=plan.algo.name,
+        run_dir=plan.run_dir,
         members=plan.members,
-        iterations=it,
-        env_steps=float(env_steps.mean()),
+        iterations=cur.it,
+        env_steps=float(cur.env_steps.mean()),
         wall_time=time.perf_counter() - wall0,
         compile_time=compile_time,
-        train_time=timers["train"],
-        eval_time=timers["eval"],
+        train_time=cur.train_time,
+        eval_time=cur.eval_time,
         init_time=init_time,
-        checkpoint_time=timers["checkpoint"],
+        checkpoint_time=cur.checkpoint_time,
         eval_returns=eval_returns,
-        eval_metric={shown.eval_metric: last_eval.tolist()} if last_eval is not None else None,
+        eval_metric={name: cur.last_eval.tolist()} if cur.last_eval is not None else None,
     )
-    if run_dir:
-        save_state(os.path.join(run_dir, FINAL_STATE), state)
-        if plot:
-            _plot(run_dir)
-        result.wall_time = time.perf_counter() - wall0
-        write_json(os.path.join(run_dir, SUMMARY_JSON), _summary(result))
-    return result
+
+
+def _write_artifacts(plan: Plan, result: RunResult, plot: bool, wall0: float) -> None:
+    """final_state.msgpack, curve.png and summary.json in the run directory (none without one)."""
+    if not plan.run_dir:
+        return
+    save_state(os.path.join(plan.run_dir, FINAL_STATE), result.state)
+    if plot:
+        _plot(plan.run_dir)
+    result.wall_time = time.perf_counter() - wall0
+    write_json(os.path.join(plan.run_dir, SUMMARY_JSON), _summary(result))
 
 
 def _rows(x: Any, n: int, population: bool) -> np.ndarray:
@@ -710,10 +717,6 @@ def _recent_return(rows: dict[str, np.ndarray]) -> float | None:
 
 def _member(state: Any, population: bool) -> Any:
     return jax.tree_util.tree_map(lambda x: x[0], state) if population else state
-
-
-def _version() -> str:
-    return version.__version__
 
 
 def _nonfinite(
@@ -822,24 +825,6 @@ def load_state(run_dir: str) -> tuple[Any, Any]:
     For a population the config is stacked (sweeps) and state leaves have a leading member axis.
     """
     return rundir.load_state(run_dir, registry.get(read_spec(run_dir)["algo"]))
-
-
-def prepare_resume(run_dir: str) -> Plan:
-    """The :class:`Plan` that continues ``run_dir`` with the settings stored in its config.json."""
-    spec = read_spec(run_dir)
-    cfg = config_from_spec(spec)
-    key = spec["key"]["seed"] if "seed" in spec["key"] else key_from_spec(spec["key"])
-    rt = spec.get("runtime", {})
-    names = ("chunk_size", "log_every", "eval_every", "eval_episodes", "checkpoint_every", "keep_checkpoints")
-    return prepare(
-        cfg,
-        key,
-        run_dir,
-        seeds=spec.get("seeds", 1),
-        sweep=spec.get("sweep") or None,
-        resume=True,
-        **{k: rt[k] for k in names if k in rt},
-    )
 
 
 def resume(run_dir: str, **options: Any) -> RunResult:

@@ -49,3 +49,21 @@ class RuntimeSettings:
 
 
 DEFAULTS = RuntimeSettings()
+
+
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+    """A run's resolved settings (``config.json``'s ``runtime``, see :meth:`RuntimeSettings.resolve`)
+    as the driver reads them."""
+
+    chunk_size: int | None  # fixed iterations per chunk (None: adaptive)
+    chunk_capacity: int  # the chunk program's scan length (the longest chunk)
+    log_every: int
+    eval_every: int  # 0: final evaluation only
+    eval_episodes: int  # 0: no evaluation
+    checkpoint_every: int  # chunks between checkpoints; 0: never
+    keep_checkpoints: int
+
+    @classmethod
+    def of(cls, runtime: dict[str, Any]) -> Schedule:
+        return cls(**{f.name: runtime[f.name] for f in dataclasses.fields(cls)})

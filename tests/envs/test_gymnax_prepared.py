@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from jaxrl import envs, policies, rollout
-from jaxrl.envs.gymnax import GymnaxEnv
+from jaxrl.envs import base
+from jaxrl.envs.gymnax import GymnaxEnv, PreparedStep
 from jaxrl.networks.heads import PolicyOutput
 
 
@@ -25,7 +26,7 @@ def _compare(a, b):
 @pytest.mark.parametrize("name", ["CartPole-v1", "Pendulum-v1"])
 def test_prepared_step_equals_keyed_step(name):
     env = envs.make(name, 3, None)
-    assert hasattr(env, "prepare_keys")
+    assert env.draws_ahead
     state, _ = env.reset(jax.random.key(0))
     keys = jax.random.split(jax.random.key(1), 250)  # CartPole episodes end within 250 random steps
     if envs.is_discrete(env.action_space):
@@ -48,8 +49,14 @@ def test_env_with_its_own_step_is_not_prepared():
         def step(self, key, state, action, params=None):
             return super().step(key, state, action, params)
 
-    assert not hasattr(GymnaxEnv(OwnStep(), None, 2), "prepare_keys")
-    assert hasattr(envs.EpisodeStats(envs.make("CartPole-v1", 2, None)), "prepare_keys")
+    own = GymnaxEnv(OwnStep(), None, 2)
+    keys = jax.random.split(jax.random.key(0), 3)
+    assert not own.draws_ahead and own.prepare_keys(keys) is keys  # stepped with its keys, as given
+    prepared = envs.EpisodeStats(envs.make("CartPole-v1", 2, None)).prepare_keys(keys)
+    assert isinstance(prepared, PreparedStep) and prepared.key_step.shape == (
+        3,
+        2,
+    )  # the wrapper passes it on
 
 
 @pytest.mark.parametrize("discrete", [True, False])
@@ -64,7 +71,7 @@ def test_sampling_from_drawn_noise_equals_policies_sample(discrete):
 
 
 def test_rollout_with_noise_and_prepared_env_equals_keyed_rollout():
-    class Hide:  # the same env without prepare_keys: the rollout then steps with plain keys
+    class Hide(base.Env):  # the same env with the default prepare_keys: the rollout steps with plain keys
         def __init__(self, env):
             self._env = env
             self.num_envs, self.action_space = env.num_envs, env.action_space
