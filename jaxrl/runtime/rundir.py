@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxrl.algos import base
+from jaxrl.algos import base, stacking
 from jaxrl.runtime import checkpoint, configs
 
 CONFIG_JSON = "config.json"
@@ -94,7 +94,7 @@ def load_state(run_dir: str, algo: base.Algorithm) -> tuple[Any, Any]:
     n = seeds * len(points)
     key = jax.random.key(0)
     if n > 1:
-        cfg_arg = base.stack_configs([c for c in member_cfgs for _ in range(seeds)]) if sweep else cfg
+        cfg_arg = stacking.stack_configs([c for c in member_cfgs for _ in range(seeds)]) if sweep else cfg
         template = jax.eval_shape(
             jax.vmap(algo.init, in_axes=(0 if sweep else None, 0)), cfg_arg, jax.random.split(key, n)
         )
