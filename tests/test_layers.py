@@ -205,3 +205,16 @@ def test_algos_base_holds_only_the_algorithm_contract():
     for module, names in moved.items():
         for name in names:
             assert getattr(base, name) is getattr(module, name), name
+
+
+def test_readme_layout_names_every_module():
+    """The README's layout section lists every module file (a new module goes there too)."""
+    readme = (ROOT.parent / "README.md").read_text()
+    start = readme.index("## Layout")
+    block = readme[readme.index("```", start) : readme.index("```", readme.index("```", start) + 3)]
+    missing = sorted(
+        str(p.relative_to(ROOT.parent))
+        for p in ROOT.rglob("*.py")
+        if p.name != "__init__.py" and p.name not in block
+    )
+    assert not missing, f"README.md's layout section does not name: {missing}"
