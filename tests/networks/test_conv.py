@@ -125,3 +125,31 @@ def test_impl_choice():
         use_cpu_conv("fast")
     with pytest.raises(ValueError, match="conv impl"):
         ConvTorso(((4, 3, 1),), 8, conv_impl="cudnn").init(jax.random.key(0), jnp.zeros((5, 5, 1)))
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="XLA CPU compiled-program check")
+def test_dqn_update_computes_no_gradient_for_the_frames():
+    # A DQN Nature-CNN update (online Q(s) forward + backward, target Q(s') forward) on uint8 frames:
+    # 3 + 3 forward convolutions, 3 kernel gradients and only 2 input gradients (conv 3 -> conv 2 ->
+    # conv 1's output); the frames' own gradient (conv 1's input gradient, an 84x84 convolution as
+    # costly as its forward pass) must not be computed. Checked inside a rolled scan, where
+    # jaxrl.train runs the update.
+    from jaxrl.algos import dqn
+    from jaxrl.algos.offpolicy import Batch
+    from jaxrl.networks.q import QNetwork
+
+    cfg = dqn.Config(env="CartPole-v1", loss="l2")  # only the loss settings are read
+    net = QNetwork(num_actions=6, torso="nature_cnn")
+    frames = jnp.zeros((2, 84, 84, 4), jnp.uint8)
+    batch = Batch(frames, jnp.zeros(2, jnp.int32), jnp.ones(2), jnp.zeros(2, bool), frames + 1, jnp.ones(2))
+    params = net.init(jax.random.key(0), frames)
+    learner = dqn.Learner(params, params, dqn._optimizer(cfg).init(params))
+
+    def scanned(lr, b):
+        batches = jax.tree.map(lambda a: jnp.stack([a, a]), b)
+        return jax.lax.scan(lambda c, bb: dqn.update(cfg, net, c, bb), lr, batches)
+
+    hlo = jax.jit(scanned).lower(learner, batch).compile().as_text()
+    convs = re.findall(r"= (f32\[[\d,]+\])\{[\d,]*\} convolution\(", hlo)
+    assert len(convs) == 11, convs
+    assert "f32[2,84,84,4]" not in convs
