@@ -11,7 +11,10 @@ Per layer (forward, kernel gradient ``dW``, input gradient ``dX`` where the upda
   ``im2col``: patches ``[N*400, 256]`` built from the uint32 view and one matmul with the
   ``[256, 32]`` kernel (its gradient is a matmul too; no input gradient: the frames are not differentiated);
   ``im2col_bf16``: the same matmul in bfloat16 with float32 accumulation (AVX512-BF16 where XLA uses it);
-* layers 2 (4x4/2 on 20x20x32) and 3 (3x3/1 on 9x9x64): ``im2col`` (strided slices + concatenate + matmul).
+* layers 2 (4x4/2 on 20x20x32) and 3 (3x3/1 on 9x9x64): ``im2col`` (strided slices + concatenate + matmul);
+  ``subpixel_dx``: ``conv2d`` with the input gradient written without an lhs-dilated convolution (which
+  XLA leaves to its own emitter): an explicitly padded VALID convolution, and for a stride ``s`` one
+  convolution producing the ``s*s`` output phases as channels, then depth-to-space.
 
 Whole update (``dqn_update_ops.make_update``: online Q(s) forward/backward, target Q(s') forward,
 Adam): ``f32`` (the default) against ``bf16`` (parameters cast to bfloat16 inside the loss, frames
@@ -84,6 +87,41 @@ def im2col(x, w, stride):
     return (p.reshape(-1, p.shape[-1]) @ w.reshape(-1, w.shape[-1])).reshape(x.shape[0], oh, ow, -1)
 
 
+def dx_subpixel(kernel, dy, stride, h, w):
+    """``d x`` of a VALID ``stride`` convolution without lhs dilation: ``dx[n, s*u + r, s*v + t, c] =
+    sum_{a, b, o} dy[n, u - a, v - b, o] kernel[s*a + r, s*b + t, c, o]``, all ``(r, t)`` phases in one
+    convolution (``s*s*C_in`` output channels), then depth-to-space."""
+    kh, kw, cin, cout = kernel.shape
+    n, oh, ow, _ = dy.shape
+    s = stride
+    ka, kb = -(-kh // s), -(-kw // s)
+    k = jnp.pad(kernel, ((0, ka * s - kh), (0, kb * s - kw), (0, 0), (0, 0)))
+    k = k.reshape(ka, s, kb, s, cin, cout)[::-1, :, ::-1]  # [a, r, b, t, c, o], a and b flipped
+    k = jnp.transpose(k, (0, 2, 5, 1, 3, 4)).reshape(ka, kb, cout, s * s * cin)
+    dyp = jnp.pad(dy, ((0, 0), (ka - 1, ka - 1), (kb - 1, kb - 1), (0, 0)))
+    z = lax.conv_general_dilated(dyp, k, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    u, v = z.shape[1:3]
+    z = z.reshape(n, u, v, s, s, cin).transpose(0, 1, 3, 2, 4, 5).reshape(n, u * s, v * s, cin)[:, :h, :w]
+    return jnp.pad(z, ((0, 0), (0, h - z.shape[1]), (0, w - z.shape[2]), (0, 0)))
+
+
+def conv2d_subpixel_dx(stride):
+    @jax.custom_vjp
+    def f(x, w):
+        return conv2d(x, w, stride)
+
+    def fwd(x, w):
+        return f(x, w), (x, w)
+
+    def bwd(res, dy):
+        x, w = res
+        d_w = jax.vjp(lambda w: conv2d(x, w, stride), w)[1](dy)[0]
+        return dx_subpixel(w, dy, stride, x.shape[1], x.shape[2]), d_w
+
+    f.defvjp(fwd, bwd)
+    return f
+
+
 LAYER1 = {
     "conv2d": lambda x, w: conv2d(scale(x), w, 4),
     "s2d": lambda x, w: conv2d(scale(s2d_frames(x)), s2d_kernel(w), 1),
@@ -106,13 +144,21 @@ def layer_programs():
         "layer2": (
             jax.random.normal(k[2], (N, 20, 20, 32)),
             jax.random.normal(k[1], (4, 4, 32, 64)) * 0.05,
-            {"conv2d": lambda x, w: conv2d(x, w, 2), "im2col": lambda x, w: im2col(x, w, 2)},
+            {
+                "conv2d": lambda x, w: conv2d(x, w, 2),
+                "im2col": lambda x, w: im2col(x, w, 2),
+                "subpixel_dx": conv2d_subpixel_dx(2),
+            },
             True,
         ),
         "layer3": (
             jax.random.normal(k[3], (N, 9, 9, 64)),
             jax.random.normal(k[1], (3, 3, 64, 64)) * 0.05,
-            {"conv2d": lambda x, w: conv2d(x, w, 1), "im2col": lambda x, w: im2col(x, w, 1)},
+            {
+                "conv2d": lambda x, w: conv2d(x, w, 1),
+                "im2col": lambda x, w: im2col(x, w, 1),
+                "subpixel_dx": conv2d_subpixel_dx(1),
+            },
             True,
         ),
     }
@@ -130,6 +176,9 @@ def layer_programs():
                 (x, w, dy),
             )
             if with_dx:
+                dx = jax.vjp(lambda x, f=f, w=w: f(x, w), x)[1](dy)[0]
+                dx_ref = jax.vjp(lambda x, g=variants["conv2d"], w=w: g(x, w), x)[1](dy)[0]
+                errors[f"{layer} {name} dX"] = float(jnp.abs(dx - dx_ref).max() / jnp.abs(dx_ref).max())
                 progs[f"{layer} {name} dX"] = (
                     jax.jit(lambda x, w, dy, f=f: jax.vjp(lambda x: f(x, w), x)[1](dy)[0]),
                     (x, w, dy),

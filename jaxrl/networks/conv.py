@@ -1,7 +1,7 @@
 """A 2-D convolution whose gradients XLA CPU runs fast inside loops.
 
-XLA CPU has one fast convolution kernel (Eigen), which takes the canonical layout
-``NHWC x HWIO -> NHWC``. At top level XLA rewrites the two gradient convolutions of
+XLA CPU's fast convolution kernels (Eigen's; since jaxlib 0.10 mostly YNNPACK's) take the canonical
+layout ``NHWC x HWIO -> NHWC``. At top level XLA rewrites the two gradient convolutions of
 ``lax.conv_general_dilated`` into that layout; inside a while loop (a rolled ``lax.scan``, which is
 where every ``jaxrl.train`` update runs) it does not, and they fall to a generic emitter 10-18x
 slower (``benchmarks/RESULTS.md``, "CPU convolutions"). :func:`conv2d` is the same convolution with a
