@@ -156,8 +156,12 @@ class Networks(NamedTuple):
     critic: Critic
 
     def q(self, critic_params: Any, obs: jax.Array, action: jax.Array) -> jax.Array:
-        """Both critics: ``[2, ...]``."""
-        return jax.vmap(self.critic.apply, in_axes=(0, None, None))(critic_params, obs, action)
+        """Both critics: ``[2, ...]``. The inputs are broadcast to ``[2, ...]`` rather than shared
+        (``in_axes=None``): shared, XLA computes the two first layers as one wide product and then transposes
+        every hidden activation to and from the critic-major layout, a copy per layer and pass."""
+        num = jax.tree_util.tree_leaves(critic_params)[0].shape[0]
+        obs, action = (jnp.broadcast_to(x, (num, *x.shape)) for x in (obs, action))
+        return jax.vmap(self.critic.apply)(critic_params, obs, action)
 
 
 def make_networks(cfg: Config, env: envs.Env) -> Networks:
