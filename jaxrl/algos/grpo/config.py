@@ -54,7 +54,9 @@ class Config:
     # the built-in transformer: qkv proj fc fc_out)
     lora_targets: tuple[str, ...] = struct.field(pytree_node=False, default=lora.DEFAULT_TARGETS)
     # "bfloat16": sample and run the forward/backward passes on a bfloat16 copy of the float32 weights
-    # (the optimizer and its state stay float32; log-probabilities and the ratio are float32)
+    # (the optimizer and its state stay float32; log-probabilities and the ratio are float32). Weight
+    # products run bf16 x bf16 with float32 accumulation (jaxrl.networks.matmul: ~2x float32 on a CPU
+    # with avx512_bf16), the KV cache is bf16; gradients differ from float32's by a few percent
     compute_dtype: str = struct.field(pytree_node=False, default="float32")
     # devices to shard over, FSDP-style (parameters and Adam state split across them, completions
     # data-parallel; jaxrl.algos.grpo.sharding); 0 or 1: one device
