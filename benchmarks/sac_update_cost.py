@@ -72,7 +72,7 @@ def main() -> None:
 
         def run(lr, b, key):
             def body(lr, k):
-                lr, losses = sac.update(cfg, nets, lr, b, k, -1.0)
+                lr, losses = sac.update(cfg, nets, lr, sac.Minibatch(b, k))
                 return lr, losses.critic_loss
 
             return jax.lax.scan(body, lr, jax.random.split(key, args.steps))

@@ -172,8 +172,9 @@ def make_networks(cfg: Config, env: envs.Env) -> Networks:
 make_env = env_building.make_env  # cfg.env, num_envs wide, with episode statistics
 
 
-def target_entropy(cfg: Config, env: envs.Env) -> float:
-    return -cfg.target_entropy_scale * envs.num_actions(env.action_space)
+def target_entropy(cfg: Config, nets: Networks) -> float:
+    """``-target_entropy_scale * |A|`` (Haarnoja et al. 2018's heuristic at scale 1)."""
+    return -cfg.target_entropy_scale * nets.actor.action_dim
 
 
 # -------------------------------------------------------------------------------------- POLICY
@@ -250,12 +251,19 @@ def _optimizer(cfg: Config) -> optax.GradientTransformation:
     return optax.flatten(optim.make_optimizer(cfg.learning_rate, cfg.max_grad_norm, eps=1e-8))
 
 
-def update(
-    cfg: Config, nets: Networks, learner: Learner, batch: offpolicy.Batch, key: jax.Array, target: float
-) -> tuple[Learner, Losses]:
-    """One gradient step of critics, actor and temperature on ``batch``, then the Polyak target update.
-    The actor's step uses the critics just updated (as in the paper's Algorithm 1)."""
-    k_critic, k_actor = jax.random.split(key)
+class Minibatch(NamedTuple):
+    """One gradient step's input: replayed transitions and the key of the policy's action noise, so that
+    ``update`` has the signature every RL algorithm's has."""
+
+    transitions: offpolicy.Batch
+    key: jax.Array
+
+
+def update(cfg: Config, nets: Networks, learner: Learner, minibatch: Minibatch) -> tuple[Learner, Losses]:
+    """One gradient step of critics, actor and temperature on ``minibatch``, then the Polyak target
+    update. The actor's step uses the critics just updated (as in the paper's Algorithm 1)."""
+    batch, target = minibatch.transitions, target_entropy(cfg, nets)
+    k_critic, k_actor = jax.random.split(minibatch.key)
     opt = _optimizer(cfg)
 
     (c_loss, q_mean), grads = jax.value_and_grad(critic_loss, has_aux=True)(
@@ -354,8 +362,7 @@ def train_step(cfg: Config, state: State) -> tuple[State, Metrics]:
 
     # LEARN (minibatches drawn outside the cond so that the replay memory is not one of its operands)
     batches = offpolicy.sample_batches(buf, replay_state, k_sample, cfg.gradient_steps, cfg.minibatch_size)
-    keys = jax.random.split(k_upd, cfg.gradient_steps)
-    target = target_entropy(cfg, env)
+    minibatches = Minibatch(batches, jax.random.split(k_upd, cfg.gradient_steps))
     learner = Learner(
         state.actor_params,
         state.critic_params,
@@ -367,8 +374,7 @@ def train_step(cfg: Config, state: State) -> tuple[State, Metrics]:
     )
 
     def learn(learner):
-        step = lambda lr, xs: update(cfg, nets, lr, xs[0], xs[1], target)
-        learner, losses = jax.lax.scan(step, learner, (batches, keys))
+        learner, losses = jax.lax.scan(lambda lr, mb: update(cfg, nets, lr, mb), learner, minibatches)
         return learner, jax.tree_util.tree_map(jnp.mean, losses)
 
     def skip(learner):

@@ -126,7 +126,7 @@ class TestLosses:
     def test_update_moves_targets_by_tau(self):
         cfg, nets, learner, b = _setup()
         new, losses = jax.jit(sac.update, static_argnums=(0, 1))(
-            cfg, nets, learner, b, jax.random.key(0), -1.0
+            cfg, nets, learner, sac.Minibatch(b, jax.random.key(0))
         )
         want = jax.tree_util.tree_map(
             lambda o, t: cfg.tau * o + (1 - cfg.tau) * t, new.critic_params, learner.target_critic_params
