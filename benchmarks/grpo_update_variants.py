@@ -3,7 +3,8 @@
 The decisions behind the GRPO update's log-prob path (``jaxrl/algos/grpo/logprobs.py``), measured on one
 XLA thread: every position vs the completion window only, the head chunked and rematerialised
 (``chunked_log_probs``) vs one float32 ``[B, T, V]`` block, and bfloat16 matmuls (head only, or every
-parameter cast as ``compute_dtype="bfloat16"`` does) against float32. Each line: the best of 3 calls
+parameter cast as ``compute_dtype="bfloat16"`` does, whose products run through
+``jaxrl.networks.matmul``) against float32. Each line: the best of 3 calls
 after compilation, the loss, and the largest gradient error relative to the first variant's.
 
     python -c "import sys; sys.path.insert(0, 'benchmarks'); import grpo_hf_vs_peers as b; b.make_checkpoint('CKPT')"
@@ -71,6 +72,7 @@ def main() -> None:
         "window_chunked_bf16_head": lambda p: window(p, head_bf16=True),
         "window_one_block_bf16_head": lambda p: window(p, remat=False, head_bf16=True),
         "bf16_params_window_chunked": lambda p: window(bf16(p)),
+        "bf16_params_window_one_block": lambda p: window(bf16(p), remat=False),
         "bf16_params_every_position": lambda p: T.token_log_probs(policy, bf16(p), tokens, 1.0),
     }
     ref = None

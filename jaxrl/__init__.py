@@ -10,7 +10,6 @@ Every algorithm is a pure, jit-compiled, vmappable function::
 
 from jaxrl import envs, losses
 from jaxrl.algos.a2c import Config as A2CConfig
-from jaxrl.algos.base import stack_configs
 from jaxrl.algos.dqn import Config as DQNConfig
 from jaxrl.algos.grpo import CharTokenizer, Problem, Task, register_reward_source, register_task
 from jaxrl.algos.grpo import Config as GRPOConfig
@@ -19,6 +18,7 @@ from jaxrl.algos.qlearning import Config as QLearningConfig
 from jaxrl.algos.reinforce import Config as ReinforceConfig
 from jaxrl.algos.reward_model import Config as RewardModelConfig
 from jaxrl.algos.sac import Config as SACConfig
+from jaxrl.algos.stacking import stack_configs
 from jaxrl.api import make_policy, make_value_fn, train
 from jaxrl.evaluation import evaluate
 from jaxrl.runtime.driver import load_state, resume, run

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxrl import envs, rollout
-from jaxrl.algos import base, checks, registry
+from jaxrl.algos import checks, prng, registry
 
 
 def evaluate(
@@ -48,7 +48,7 @@ def run_episodes(
     if max_steps is not None and int(max_steps) < 1:
         raise ValueError(f"evaluate: max_steps must be a positive integer, got {max_steps!r}")
     checks.check_env_params(cfg)
-    key = base.as_key(key)
+    key = prng.as_key(key)
     # evaluation=True: backends with training-only shaping (envpool Atari: episodic life, reward
     # clipping) return full-episode raw scores; other backends ignore it.
     env = envs.EpisodeStats(envs.make(cfg.env, num_episodes, cfg.env_params, evaluation=True))

@@ -27,7 +27,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxrl.algos import base, checks, registry
+from jaxrl.algos import checks, env_building, prng, registry
 from jaxrl.sharding import (  # noqa: F401  (re-exported: the sharding helpers are part of this API)
     DATA_AXIS,
     POP_AXIS,
@@ -49,7 +49,7 @@ def _refuse_stateful_env(cfg: Any, what: str) -> None:
     """Environments whose state lives outside JAX (envpool: one C++ pool per process, stepped on the
     host) can be neither copied per member nor split over devices; say so before tracing anything."""
     name = getattr(cfg, "env", None)
-    if base.env_is_stateful(cfg):
+    if env_building.env_is_stateful(cfg):
         raise ValueError(
             f"{what} cannot run {name}: its environments hold their state outside JAX "
             f"(an envpool pool, one per run, stepped on the host), so they can be neither vmapped into "
@@ -91,7 +91,7 @@ def train_population(
     mesh = mesh or make_mesh(POP_AXIS)
     axis = mesh.axis_names[0]
     n_dev = mesh.shape[axis]
-    keys = base.as_key(keys)
+    keys = prng.as_key(keys)
     n = int(keys.shape[0])
     stacked = _is_stacked(cfgs)
     if stacked:
@@ -151,7 +151,7 @@ def train_data_parallel(cfg: Any, key: Any, *, mesh: Mesh | None = None) -> tupl
     if mb is not None and mb % n_dev:
         raise ValueError(f"the minibatch size ({mb}) must divide by the {n_dev} devices for data parallelism")
 
-    return _data_parallel_fn(mesh)(cfg, base.as_key(key))
+    return _data_parallel_fn(mesh)(cfg, prng.as_key(key))
 
 
 @functools.lru_cache(maxsize=16)

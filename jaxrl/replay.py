@@ -61,6 +61,7 @@ An end store adds 4 bytes per transition (its slot index) and ``end_slots * num_
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -141,6 +142,25 @@ def _spec(x: Any) -> tuple[tuple[int, ...], Any]:
     return tuple(x.shape), jnp.dtype(x.dtype)
 
 
+@dataclasses.dataclass(frozen=True)
+class _Layout:
+    """What :func:`make_replay` derives from its arguments; the buffer's functions below take it first."""
+
+    capacity: int
+    num_envs: int
+    rows: int
+    successor: bool
+    treedef: Any  # of the stored transition (with ``frames``: one frame in place of the stack)
+    specs: tuple  # (shape, dtype) of each stored leaf, without the [rows, num_envs] axes
+    end_store: bool
+    end_def: Any
+    end_specs: tuple
+    end_slots: int
+    frames: str | None
+    stack_spec: tuple | None  # (shape, dtype) of the whole stack (with ``frames``)
+    k_stack: int  # K frames per stack (with ``frames``), else 0
+
+
 def make_replay(
     capacity: int,
     example_transition: Any,
@@ -206,191 +226,220 @@ def make_replay(
     end_specs = [_spec(x) for x in end_leaves]
     end_bytes = sum(int(np.prod(s)) * np.dtype(d).itemsize for s, d in end_specs)
     end_nbytes = (end_slots * num_envs * (end_bytes + 4) + capacity * 4) if end_example is not None else 0
-    columns = jnp.arange(num_envs)
     frames_nbytes = 0
     if frames is not None:
         frames_nbytes = (
             (k_stack - 1) * num_envs * int(np.prod(stack_spec[0][:-1])) * np.dtype(stack_spec[1]).itemsize
         )
-
-    def init() -> ReplayState:
-        data = [jnp.zeros((rows, num_envs) + s, d) for s, d in specs]
-        return ReplayState(
-            data=jax.tree_util.tree_unflatten(treedef, data),
-            valid=jnp.zeros((rows, num_envs), bool),
-            position=jnp.zeros((), jnp.int32),
-            size=jnp.zeros((), jnp.int32),
-            ends=None if end_example is None else _init_ends(),
-            age=None if frames is None else jnp.full((rows, num_envs), -1, jnp.int8),
-            recent=None
-            if frames is None
-            else jnp.zeros((k_stack - 1, num_envs) + stack_spec[0][:-1], stack_spec[1]),
-        )
-
-    def _init_ends() -> EndStore:
-        data = [jnp.zeros((end_slots, num_envs) + s, d) for s, d in end_specs]
-        return EndStore(
-            data=jax.tree_util.tree_unflatten(end_def, data),
-            row=jnp.full((end_slots, num_envs), -1, jnp.int32),
-            slot=jnp.full((rows, num_envs), -1, jnp.int32),
-            next=jnp.zeros((num_envs,), jnp.int32),
-        )
-
-    def _check(what: str, tree: Any, tdef: Any, tspecs: list) -> None:
-        t_leaves, t_def = jax.tree_util.tree_flatten(tree)
-        if t_def != tdef:
-            raise ValueError(f"replay add: {what} structure {t_def} differs from the example's {tdef}")
-        for i, (x, (s, d)) in enumerate(zip(t_leaves, tspecs, strict=True)):
-            if tuple(x.shape) != (num_envs,) + s or x.dtype != d:
-                raise ValueError(
-                    f"replay add: {what} leaf {i} has shape {tuple(x.shape)} dtype {x.dtype}; expected "
-                    f"{(num_envs,) + s} {d} (num_envs first, then the example's shape and dtype)"
-                )
-
-    def _add_ends(ends: EndStore, position: jax.Array, end: Any, has_end: jax.Array) -> EndStore:
-        """Keep ``end`` for the environments in ``has_end``, each in its own next slot."""
-        slot = ends.next  # [B]
-        put = lambda buf, x: buf.at[slot, columns].set(
-            jnp.where(has_end.reshape((num_envs,) + (1,) * (x.ndim - 1)), x, buf[slot, columns])
-        )
-        return EndStore(
-            data=jax.tree_util.tree_map(put, ends.data, end),
-            row=put(ends.row, jnp.full((num_envs,), position, jnp.int32)),
-            slot=jax.lax.dynamic_update_index_in_dim(ends.slot, jnp.where(has_end, slot, -1), position, 0),
-            next=(slot + has_end.astype(jnp.int32)) % end_slots,
-        )
-
-    def add(
-        state: ReplayState,
-        batch: Any,
-        valid: jax.Array | None = None,
-        end: Any = None,
-        has_end: jax.Array | None = None,
-    ) -> ReplayState:
-        """Write one row: ``batch`` leaves ``[num_envs, ...]`` (shapes/dtypes as the example), and
-        ``valid [num_envs]`` bool (default all True). Overwrites the oldest row when full. With an end
-        store, ``end`` (leaves ``[num_envs, ...]`` like ``end_example``) is kept where ``has_end [num_envs]``.
-        With ``frames``, that field of ``batch`` is the whole stack; only its newest frame is stored."""
-        age = recent = None
-        if frames is not None:
-            stack = getattr(batch, frames)
-            if tuple(stack.shape) != (num_envs,) + stack_spec[0] or stack.dtype != stack_spec[1]:
-                raise ValueError(
-                    f"replay add: {frames} has shape {tuple(stack.shape)} dtype {stack.dtype}; expected "
-                    f"{(num_envs,) + stack_spec[0]} {stack_spec[1]} (num_envs first, then the example's)"
-                )
-            batch = batch._replace(**{frames: stack[..., -1]})
-            age, recent = _frame_age(state, stack)
-        _check("batch", batch, treedef, specs)
-        if (end is None) != (end_example is None) or (end is None) != (has_end is None):
-            raise ValueError("replay add: pass end and has_end exactly when the buffer has an end store")
-        if end is not None:
-            _check("end", end, end_def, end_specs)
-        if valid is None:
-            valid = jnp.ones((num_envs,), bool)
-        if tuple(valid.shape) != (num_envs,):
-            raise ValueError(f"replay add: valid must have shape ({num_envs},), got {tuple(valid.shape)}")
-        write = lambda buf, x: jax.lax.dynamic_update_index_in_dim(buf, x, state.position, 0)
-        data = jax.tree_util.tree_map(write, state.data, batch)
-        ends = None if end is None else _add_ends(state.ends, state.position, end, has_end.astype(bool))
-        return ReplayState(
-            data=data,
-            valid=write(state.valid, valid.astype(bool)),
-            position=(state.position + 1) % rows,
-            size=jnp.minimum(state.size + 1, rows),
-            ends=ends,
-            age=None if age is None else write(state.age, age),
-            recent=recent,
-        )
-
-    def _stack(lagged: jax.Array, age: jax.Array) -> jax.Array:
-        """Stacks ``[N, ..., K]`` from ``lagged [K, N, ...]`` (entry ``j``: the newest frame ``j`` rows back)
-        and ``age [N]``: channel ``K-1-k`` is entry ``min(k, age)``, oldest channel first."""
-        age = age.reshape(age.shape + (1,) * (lagged.ndim - 2))
-        chans = [lagged[0]]
-        for k in range(1, k_stack):  # selects, not a gather (XLA:CPU gathers byte by byte)
-            chans.append(jnp.where(age >= k, lagged[k], chans[-1]))
-        return jnp.stack(chans[::-1], axis=-1)
-
-    def _frame_age(state: ReplayState, stack: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """``age [num_envs]`` int8 of the stacks about to be written at ``position`` (see "Frame stacks"),
-        -1 where rebuilding them from the previous rows would not give them back exactly; and the
-        recent-frames ring after this write. The previous rows' frames come from ``state.recent`` (equal to
-        the store's rows ``position - 1 .. position - K + 1``, zeros where unwritten, as the store's are),
-        so the frame store is only written here, in place."""
-        lagged = jnp.concatenate([stack[None, ..., -1], state.recent], axis=0)  # [K, num_envs, ...]
-        same = (stack == stack[..., -1:]).reshape(num_envs, -1).all(axis=1)  # all K channels equal
-        prev_age = state.age[(state.position - 1) % rows]
-        # after a row that was not exact (or none), assume a full history: exact again K-1 steps on
-        age = jnp.where(prev_age >= 0, jnp.minimum(prev_age + 1, k_stack - 1), k_stack - 1)
-        age = jnp.where(same, 0, age).astype(jnp.int32)
-        exact = (_stack(lagged, age) == stack).reshape(num_envs, -1).all(axis=1)
-        exact = jnp.logical_and(exact, age <= state.size)  # the rows it reads were written
-        return jnp.where(exact, age, -1).astype(jnp.int8), lagged[: k_stack - 1]
-
-    def sample(state: ReplayState, key: jax.Array, batch_size: int) -> Sample:
-        """``batch_size`` slots drawn uniformly with replacement among the written rows (and, with
-        ``successor``, excluding the newest row); ``weight`` 0 marks invalid or unwritten slots."""
-        oldest = (state.position - state.size) % rows
-        n = state.size - 1 if successor else state.size  # sampleable rows, oldest first
-        # one draw over the n * num_envs sampleable slots, then a 1-D gather on the flattened buffer
-        i = jax.random.randint(key, (batch_size,), 0, jnp.maximum(n, 1) * num_envs)
-        s = read(state, (oldest + i // num_envs) % rows, i % num_envs)
-        return s._replace(weight=s.weight * (n > 0))
-
-    def read(state: ReplayState, row: jax.Array, env: jax.Array) -> Sample:
-        """The transitions in slots ``(row [N], env [N])`` as a :class:`Sample` (what ``sample`` returns
-        for the slots it draws); ``weight`` 0 where a slot is invalid or unwritten, or (``frames``) its
-        stack, or its successor's, cannot be rebuilt exactly."""
-        row, env = jnp.asarray(row, jnp.int32), jnp.asarray(env, jnp.int32)
-
-        def get(x: jax.Array, r: jax.Array) -> jax.Array:
-            flat = (r % rows) * num_envs + env  # in bounds for envs in range
-            return x.reshape((capacity,) + x.shape[2:]).at[flat].get(mode="promise_in_bounds")
-
-        def take(r: jax.Array) -> tuple[Any, jax.Array]:
-            """Row ``r``'s transitions and, with ``frames``, whether their stacks are exact (else True)."""
-            item = jax.tree_util.tree_map(lambda x: get(x, r), state.data)
-            if frames is None:
-                return item, jnp.ones(r.shape, bool)
-            # rebuild the stack from the newest frames of this and earlier rows, all still in the ring
-            age = get(state.age, r).astype(jnp.int32)
-            since_oldest = (r - (state.position - state.size)) % rows
-            exact = (age >= 0) & (age <= since_oldest)
-            stored = getattr(state.data, frames)
-            at = jnp.maximum(age, 0)
-            lagged = [get(stored, r - jnp.minimum(k, at)) for k in range(k_stack - 1, -1, -1)]
-            return item._replace(**{frames: jnp.stack(lagged, axis=-1)}), exact
-
-        item, ok = take(row)
-        ok = ok & get(state.valid, row)
-        next_item = None
-        if successor:
-            next_item, next_exact = take((row + 1) % rows)
-            ok = ok & next_exact  # s' is rebuilt too (with frames): both stacks must be exact
-        weight = ok.astype(jnp.float32)
-        index = row * num_envs + env
-        if end_example is None:
-            return Sample(item=item, next_item=next_item, weight=weight, index=index)
-        ends = state.ends
-        slot = ends.slot[row, env]  # [N]; -1 where the transition kept no entry
-        at = jnp.maximum(slot, 0)
-        has_end = jnp.logical_and(slot >= 0, ends.row[at, env] == row)  # not overwritten since
-        end = jax.tree_util.tree_map(lambda x: x[at, env], ends.data)
-        return Sample(item=item, next_item=next_item, weight=weight, end=end, has_end=has_end, index=index)
-
+    lay = _Layout(
+        capacity=capacity,
+        num_envs=num_envs,
+        rows=rows,
+        successor=successor,
+        treedef=treedef,
+        specs=tuple(specs),
+        end_store=end_example is not None,
+        end_def=end_def,
+        end_specs=tuple(end_specs),
+        end_slots=end_slots,
+        frames=frames,
+        stack_spec=stack_spec,
+        k_stack=k_stack,
+    )
     return ReplayBuffer(
         capacity=capacity,
         num_envs=num_envs,
         rows=rows,
         successor=successor,
         bytes_per_transition=bytes_per_transition,
-        init=init,
-        add=add,
-        sample=sample,
+        init=functools.partial(_init, lay),
+        add=functools.partial(_add, lay),
+        sample=functools.partial(_sample, lay),
         end_slots=end_slots,
         end_nbytes=end_nbytes,
-        read=read,
+        read=functools.partial(_read, lay),
         frame_stack=k_stack,
         frames_nbytes=frames_nbytes,
     )
+
+
+def _init(lay: _Layout) -> ReplayState:
+    data = [jnp.zeros((lay.rows, lay.num_envs) + s, d) for s, d in lay.specs]
+    return ReplayState(
+        data=jax.tree_util.tree_unflatten(lay.treedef, data),
+        valid=jnp.zeros((lay.rows, lay.num_envs), bool),
+        position=jnp.zeros((), jnp.int32),
+        size=jnp.zeros((), jnp.int32),
+        ends=_init_ends(lay) if lay.end_store else None,
+        age=None if lay.frames is None else jnp.full((lay.rows, lay.num_envs), -1, jnp.int8),
+        recent=None
+        if lay.frames is None
+        else jnp.zeros((lay.k_stack - 1, lay.num_envs) + lay.stack_spec[0][:-1], lay.stack_spec[1]),
+    )
+
+
+def _init_ends(lay: _Layout) -> EndStore:
+    data = [jnp.zeros((lay.end_slots, lay.num_envs) + s, d) for s, d in lay.end_specs]
+    return EndStore(
+        data=jax.tree_util.tree_unflatten(lay.end_def, data),
+        row=jnp.full((lay.end_slots, lay.num_envs), -1, jnp.int32),
+        slot=jnp.full((lay.rows, lay.num_envs), -1, jnp.int32),
+        next=jnp.zeros((lay.num_envs,), jnp.int32),
+    )
+
+
+def _check(lay: _Layout, what: str, tree: Any, tdef: Any, tspecs: tuple) -> None:
+    t_leaves, t_def = jax.tree_util.tree_flatten(tree)
+    if t_def != tdef:
+        raise ValueError(f"replay add: {what} structure {t_def} differs from the example's {tdef}")
+    for i, (x, (s, d)) in enumerate(zip(t_leaves, tspecs, strict=True)):
+        if tuple(x.shape) != (lay.num_envs,) + s or x.dtype != d:
+            raise ValueError(
+                f"replay add: {what} leaf {i} has shape {tuple(x.shape)} dtype {x.dtype}; expected "
+                f"{(lay.num_envs,) + s} {d} (num_envs first, then the example's shape and dtype)"
+            )
+
+
+def _add_ends(lay: _Layout, ends: EndStore, position: jax.Array, end: Any, has_end: jax.Array) -> EndStore:
+    """Keep ``end`` for the environments in ``has_end``, each in its own next slot."""
+    num_envs, columns = lay.num_envs, jnp.arange(lay.num_envs)
+    slot = ends.next  # [B]
+    put = lambda buf, x: buf.at[slot, columns].set(
+        jnp.where(has_end.reshape((num_envs,) + (1,) * (x.ndim - 1)), x, buf[slot, columns])
+    )
+    return EndStore(
+        data=jax.tree_util.tree_map(put, ends.data, end),
+        row=put(ends.row, jnp.full((num_envs,), position, jnp.int32)),
+        slot=jax.lax.dynamic_update_index_in_dim(ends.slot, jnp.where(has_end, slot, -1), position, 0),
+        next=(slot + has_end.astype(jnp.int32)) % lay.end_slots,
+    )
+
+
+def _add(
+    lay: _Layout,
+    state: ReplayState,
+    batch: Any,
+    valid: jax.Array | None = None,
+    end: Any = None,
+    has_end: jax.Array | None = None,
+) -> ReplayState:
+    """Write one row: ``batch`` leaves ``[num_envs, ...]`` (shapes/dtypes as the example), and
+    ``valid [num_envs]`` bool (default all True). Overwrites the oldest row when full. With an end
+    store, ``end`` (leaves ``[num_envs, ...]`` like ``end_example``) is kept where ``has_end [num_envs]``.
+    With ``frames``, that field of ``batch`` is the whole stack; only its newest frame is stored."""
+    num_envs, frames = lay.num_envs, lay.frames
+    age = recent = None
+    if frames is not None:
+        stack = getattr(batch, frames)
+        if tuple(stack.shape) != (num_envs,) + lay.stack_spec[0] or stack.dtype != lay.stack_spec[1]:
+            raise ValueError(
+                f"replay add: {frames} has shape {tuple(stack.shape)} dtype {stack.dtype}; expected "
+                f"{(num_envs,) + lay.stack_spec[0]} {lay.stack_spec[1]} (num_envs first, then the example's)"
+            )
+        batch = batch._replace(**{frames: stack[..., -1]})
+        age, recent = _frame_age(lay, state, stack)
+    _check(lay, "batch", batch, lay.treedef, lay.specs)
+    if (end is None) != (not lay.end_store) or (end is None) != (has_end is None):
+        raise ValueError("replay add: pass end and has_end exactly when the buffer has an end store")
+    if end is not None:
+        _check(lay, "end", end, lay.end_def, lay.end_specs)
+    if valid is None:
+        valid = jnp.ones((num_envs,), bool)
+    if tuple(valid.shape) != (num_envs,):
+        raise ValueError(f"replay add: valid must have shape ({num_envs},), got {tuple(valid.shape)}")
+    write = lambda buf, x: jax.lax.dynamic_update_index_in_dim(buf, x, state.position, 0)
+    data = jax.tree_util.tree_map(write, state.data, batch)
+    ends = None if end is None else _add_ends(lay, state.ends, state.position, end, has_end.astype(bool))
+    return ReplayState(
+        data=data,
+        valid=write(state.valid, valid.astype(bool)),
+        position=(state.position + 1) % lay.rows,
+        size=jnp.minimum(state.size + 1, lay.rows),
+        ends=ends,
+        age=None if age is None else write(state.age, age),
+        recent=recent,
+    )
+
+
+def _stack(k_stack: int, lagged: jax.Array, age: jax.Array) -> jax.Array:
+    """Stacks ``[N, ..., K]`` from ``lagged [K, N, ...]`` (entry ``j``: the newest frame ``j`` rows back)
+    and ``age [N]``: channel ``K-1-k`` is entry ``min(k, age)``, oldest channel first."""
+    age = age.reshape(age.shape + (1,) * (lagged.ndim - 2))
+    chans = [lagged[0]]
+    for k in range(1, k_stack):  # selects, not a gather (XLA:CPU gathers byte by byte)
+        chans.append(jnp.where(age >= k, lagged[k], chans[-1]))
+    return jnp.stack(chans[::-1], axis=-1)
+
+
+def _frame_age(lay: _Layout, state: ReplayState, stack: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``age [num_envs]`` int8 of the stacks about to be written at ``position`` (see "Frame stacks"),
+    -1 where rebuilding them from the previous rows would not give them back exactly; and the
+    recent-frames ring after this write. The previous rows' frames come from ``state.recent`` (equal to
+    the store's rows ``position - 1 .. position - K + 1``, zeros where unwritten, as the store's are),
+    so the frame store is only written here, in place."""
+    num_envs, k_stack = lay.num_envs, lay.k_stack
+    lagged = jnp.concatenate([stack[None, ..., -1], state.recent], axis=0)  # [K, num_envs, ...]
+    same = (stack == stack[..., -1:]).reshape(num_envs, -1).all(axis=1)  # all K channels equal
+    prev_age = state.age[(state.position - 1) % lay.rows]
+    # after a row that was not exact (or none), assume a full history: exact again K-1 steps on
+    age = jnp.where(prev_age >= 0, jnp.minimum(prev_age + 1, k_stack - 1), k_stack - 1)
+    age = jnp.where(same, 0, age).astype(jnp.int32)
+    exact = (_stack(k_stack, lagged, age) == stack).reshape(num_envs, -1).all(axis=1)
+    exact = jnp.logical_and(exact, age <= state.size)  # the rows it reads were written
+    return jnp.where(exact, age, -1).astype(jnp.int8), lagged[: k_stack - 1]
+
+
+def _sample(lay: _Layout, state: ReplayState, key: jax.Array, batch_size: int) -> Sample:
+    """``batch_size`` slots drawn uniformly with replacement among the written rows (and, with
+    ``successor``, excluding the newest row); ``weight`` 0 marks invalid or unwritten slots."""
+    rows, num_envs = lay.rows, lay.num_envs
+    oldest = (state.position - state.size) % rows
+    n = state.size - 1 if lay.successor else state.size  # sampleable rows, oldest first
+    # one draw over the n * num_envs sampleable slots, then a 1-D gather on the flattened buffer
+    i = jax.random.randint(key, (batch_size,), 0, jnp.maximum(n, 1) * num_envs)
+    s = _read(lay, state, (oldest + i // num_envs) % rows, i % num_envs)
+    return s._replace(weight=s.weight * (n > 0))
+
+
+def _get(lay: _Layout, x: jax.Array, r: jax.Array, env: jax.Array) -> jax.Array:
+    """``x [rows, num_envs, ...]`` at slots ``(r [N] mod rows, env [N])``, as a 1-D gather."""
+    flat = (r % lay.rows) * lay.num_envs + env  # in bounds for envs in range
+    return x.reshape((lay.capacity,) + x.shape[2:]).at[flat].get(mode="promise_in_bounds")
+
+
+def _take(lay: _Layout, state: ReplayState, r: jax.Array, env: jax.Array) -> tuple[Any, jax.Array]:
+    """Row ``r``'s transitions and, with ``frames``, whether their stacks are exact (else True)."""
+    item = jax.tree_util.tree_map(lambda x: _get(lay, x, r, env), state.data)
+    if lay.frames is None:
+        return item, jnp.ones(r.shape, bool)
+    # rebuild the stack from the newest frames of this and earlier rows, all still in the ring
+    age = _get(lay, state.age, r, env).astype(jnp.int32)
+    since_oldest = (r - (state.position - state.size)) % lay.rows
+    exact = (age >= 0) & (age <= since_oldest)
+    stored = getattr(state.data, lay.frames)
+    at = jnp.maximum(age, 0)
+    lagged = [_get(lay, stored, r - jnp.minimum(k, at), env) for k in range(lay.k_stack - 1, -1, -1)]
+    return item._replace(**{lay.frames: jnp.stack(lagged, axis=-1)}), exact
+
+
+def _read(lay: _Layout, state: ReplayState, row: jax.Array, env: jax.Array) -> Sample:
+    """The transitions in slots ``(row [N], env [N])`` as a :class:`Sample` (what ``sample`` returns
+    for the slots it draws); ``weight`` 0 where a slot is invalid or unwritten, or (``frames``) its
+    stack, or its successor's, cannot be rebuilt exactly."""
+    row, env = jnp.asarray(row, jnp.int32), jnp.asarray(env, jnp.int32)
+    item, ok = _take(lay, state, row, env)
+    ok = ok & _get(lay, state.valid, row, env)
+    next_item = None
+    if lay.successor:
+        next_item, next_exact = _take(lay, state, (row + 1) % lay.rows, env)
+        ok = ok & next_exact  # s' is rebuilt too (with frames): both stacks must be exact
+    weight = ok.astype(jnp.float32)
+    index = row * lay.num_envs + env
+    if not lay.end_store:
+        return Sample(item=item, next_item=next_item, weight=weight, index=index)
+    ends = state.ends
+    slot = ends.slot[row, env]  # [N]; -1 where the transition kept no entry
+    at = jnp.maximum(slot, 0)
+    has_end = jnp.logical_and(slot >= 0, ends.row[at, env] == row)  # not overwritten since
+    end = jax.tree_util.tree_map(lambda x: x[at, env], ends.data)
+    return Sample(item=item, next_item=next_item, weight=weight, end=end, has_end=has_end, index=index)

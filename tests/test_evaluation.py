@@ -16,7 +16,7 @@ def reference(cfg, state, key, num_episodes, deterministic, max_steps=None):
     """The previous implementation: a scan over the whole horizon; also each env's first episode end."""
     env = envs.EpisodeStats(envs.make(cfg.env, num_episodes, cfg.env_params, evaluation=True))
     act = ppo.make_policy(cfg, state, deterministic=deterministic)
-    k_reset, k_run = jax.random.split(jaxrl.algos.base.as_key(key))
+    k_reset, k_run = jax.random.split(jaxrl.algos.prng.as_key(key))
     carry = rollout.reset(env, k_reset)
     horizon = int(max_steps or env.max_episode_steps + 1)
 

@@ -18,7 +18,7 @@ import optax
 from flax import struct
 
 from jaxrl import envs, optim, policies, rollout
-from jaxrl.algos import base, checks
+from jaxrl.algos import base, checks, env_building, named_metrics
 from jaxrl.networks.heads import ActorCritic
 
 
@@ -66,7 +66,7 @@ class State(NamedTuple):
     last_return: jax.Array  # [] float32 mean return of the last finished episodes (NaN before any)
 
 
-@base.metrics_type
+@named_metrics.metrics_type
 class Metrics(NamedTuple):
     episode_return: jax.Array  # mean return of episodes finished this iteration (carried forward)
     env_steps: jax.Array  # env steps so far
@@ -77,7 +77,7 @@ class Metrics(NamedTuple):
 
 
 # ------------------------------------------------------------------------------------ BUILDING
-make_env = base.make_env  # cfg.env, num_envs wide, with episode statistics
+make_env = env_building.make_env  # cfg.env, num_envs wide, with episode statistics
 
 
 def make_network(cfg: Config, env: envs.Env) -> ActorCritic:
@@ -86,8 +86,8 @@ def make_network(cfg: Config, env: envs.Env) -> ActorCritic:
 
 def validate(cfg: Config) -> None:
     envs.check_name(cfg.env)
-    base.check_positive_ints("A2CConfig", cfg, "total_timesteps", "num_envs", "rollout_steps")
-    base.check_one_iteration(
+    checks.check_positive_ints("A2CConfig", cfg, "total_timesteps", "num_envs", "rollout_steps")
+    checks.check_one_iteration(
         cfg,
         "A2CConfig",
         cfg.env_steps_per_iteration,
@@ -95,9 +95,9 @@ def validate(cfg: Config) -> None:
         "num_envs * rollout_steps",
         "raise it or shrink the rollout",
     )
-    base.check_positive(cfg, "learning_rate", "max_grad_norm", "reward_scale")
-    base.check_range(cfg, "gamma", 0.0, 1.0)
-    base.check_range(cfg, "gae_lambda", 0.0, 1.0)
+    checks.check_positive(cfg, "learning_rate", "max_grad_norm", "reward_scale")
+    checks.check_range(cfg, "gamma", 0.0, 1.0)
+    checks.check_range(cfg, "gae_lambda", 0.0, 1.0)
 
 
 def _optimizer(cfg: Config) -> optax.GradientTransformation:
@@ -110,7 +110,7 @@ def _optimizer(cfg: Config) -> optax.GradientTransformation:
 def init(cfg: Config, key: jax.Array) -> State:
     env = make_env(cfg)
     net = make_network(cfg, env)
-    carry, params, key = base.init_env_and_params(env, net, key)
+    carry, params, key = env_building.init_env_and_params(env, net, key)
     return State(
         params=params,
         opt_state=_optimizer(cfg).init(params),

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import numbers
 import types
 import typing
@@ -23,6 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from jaxrl.errors import UserFunctionError  # noqa: F401  (raised by user-function checks; here for callers)
@@ -180,3 +182,59 @@ def check_env_params(cfg: Any) -> None:
             raise ValueError(
                 f"env_params.{name} must be a positive integer (the episode's step limit), got {v!r}"
             )
+
+
+# ------------------------------------------------------------ range checks for Algorithm.validate
+def is_concrete(x: Any) -> bool:
+    return not isinstance(x, jax.core.Tracer)
+
+
+def check_positive_ints(label: str, cfg: Any, *names: str) -> None:
+    """Raise for the named (static, integer) fields of ``cfg`` that are not positive; ``label`` is the
+    config's public name (``"PPOConfig"``)."""
+    for name in names:
+        if int(getattr(cfg, name)) <= 0:
+            raise ValueError(f"{label}.{name} must be a positive integer, got {getattr(cfg, name)!r}")
+
+
+def check_one_iteration(cfg: Any, label: str, per_iteration: int, what: str, made_of: str, fix: str) -> None:
+    """Raise if ``cfg.total_timesteps`` is less than one iteration of ``per_iteration`` env steps
+    (``what``: "rollout" or "iteration", ``made_of``: the product that sizes it, ``fix``: what to do)."""
+    if cfg.total_timesteps < per_iteration:
+        raise ValueError(
+            f"{label}.total_timesteps ({cfg.total_timesteps}) is smaller than one {what} "
+            f"({made_of} = {per_iteration}); {fix}"
+        )
+
+
+def check_positive(cfg: Any, *names: str) -> None:
+    """Raise for non-positive (or non-finite) values of the named config fields, where concrete."""
+    for name in names:
+        v = getattr(cfg, name)
+        if v is None or not is_concrete(v) or jnp.ndim(v) > 0:
+            continue
+        if not (math.isfinite(float(v)) and float(v) > 0):
+            raise ValueError(f"{type(cfg).__name__}.{name} must be a positive number, got {v!r}")
+
+
+def check_range(cfg: Any, name: str, lo: float, hi: float) -> None:
+    v = getattr(cfg, name)
+    if v is None or not is_concrete(v) or jnp.ndim(v) > 0:
+        return
+    if not (lo <= float(v) <= hi):
+        raise ValueError(f"{type(cfg).__name__}.{name} must be in [{lo}, {hi}], got {v!r}")
+
+
+def check_divides(cfg: Any, total: int, parts: int, what: str) -> None:
+    if parts <= 0 or total % parts:
+        raise ValueError(
+            f"{type(cfg).__name__}: {what} ({total}) must divide evenly into {parts}; {_fix(total, parts)}"
+        )
+
+
+def _fix(total: int, parts: int) -> str:
+    if parts <= 0:
+        return "use a positive number"
+    divisors = [d for d in range(1, total + 1) if total % d == 0]
+    near = sorted(divisors, key=lambda d: abs(d - parts))[:3]
+    return f"choose one of {sorted(near)} instead of {parts}"

@@ -24,7 +24,7 @@ import optax
 from flax import struct
 
 from jaxrl import envs, losses, optim, replay, rollout, schedules
-from jaxrl.algos import base, checks, offpolicy
+from jaxrl.algos import base, checks, env_building, named_metrics, offpolicy
 from jaxrl.envs import registry
 from jaxrl.networks import q as qnet
 
@@ -104,7 +104,7 @@ class State(NamedTuple):
     last_return: jax.Array  # [] float32 mean return of the last finished episodes (NaN before any)
 
 
-@base.metrics_type
+@named_metrics.metrics_type
 class Metrics(NamedTuple):
     episode_return: jax.Array  # mean return of episodes finished this iteration (carried forward)
     env_steps: jax.Array  # env steps so far
@@ -118,7 +118,7 @@ Batch = offpolicy.Batch  # a training minibatch with true next observations
 
 
 # ------------------------------------------------------------------------------------ BUILDING
-make_env = base.make_env  # cfg.env, num_envs wide, with episode statistics
+make_env = env_building.make_env  # cfg.env, num_envs wide, with episode statistics
 
 
 def make_network(cfg: Config, env: envs.Env) -> qnet.QNetwork:
@@ -159,7 +159,7 @@ def make_buffer(
 def validate(cfg: Config) -> None:
     envs.check_name(cfg.env)
     sizes = ("total_timesteps", "num_envs", "buffer_size", "minibatch_size", "train_frequency")
-    base.check_positive_ints("DQNConfig", cfg, *sizes, "target_update_period")
+    checks.check_positive_ints("DQNConfig", cfg, *sizes, "target_update_period")
     if cfg.learning_starts < 0:
         raise ValueError(f"DQNConfig.learning_starts must be >= 0, got {cfg.learning_starts}")
     if cfg.train_frequency % cfg.num_envs and cfg.num_envs % cfg.train_frequency:
@@ -172,7 +172,7 @@ def validate(cfg: Config) -> None:
             f"DQNConfig.buffer_size ({cfg.buffer_size}) must be a multiple of num_envs ({cfg.num_envs}); "
             f"use {max(1, cfg.buffer_size // cfg.num_envs) * cfg.num_envs}"
         )
-    base.check_one_iteration(
+    checks.check_one_iteration(
         cfg,
         "DQNConfig",
         cfg.env_steps_per_iteration,
@@ -213,11 +213,11 @@ def validate(cfg: Config) -> None:
         raise ValueError(
             f"the Nature CNN needs images of at least 36x36 (84x84 as in the paper), got {shape}"
         )
-    base.check_positive(cfg, "learning_rate", "max_grad_norm")
-    base.check_range(cfg, "gamma", 0.0, 1.0)
-    base.check_range(cfg, "tau", 0.0, 1.0)
+    checks.check_positive(cfg, "learning_rate", "max_grad_norm")
+    checks.check_range(cfg, "gamma", 0.0, 1.0)
+    checks.check_range(cfg, "tau", 0.0, 1.0)
     for name in ("epsilon_start", "epsilon_end", "exploration_fraction"):
-        base.check_range(cfg, name, 0.0, 1.0)
+        checks.check_range(cfg, name, 0.0, 1.0)
 
 
 def _optimizer(cfg: Config) -> optax.GradientTransformation:
@@ -235,7 +235,7 @@ def epsilon(cfg: Config, env_steps: jax.Array) -> jax.Array:
 def init(cfg: Config, key: jax.Array) -> State:
     env = make_env(cfg)
     net = make_network(cfg, env)
-    carry, params, key = base.init_env_and_params(env, net, key)
+    carry, params, key = env_building.init_env_and_params(env, net, key)
     return State(
         params=params,
         target_params=params,

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxrl import replay, rollout
-from jaxrl.algos import base
+from jaxrl.algos import env_building
 
 
 class Stored(NamedTuple):
@@ -134,11 +134,11 @@ def update_target(online: Any, target: Any, tau: jax.Array | float, refresh: jax
 
 
 def restart_envs(cfg: Any, restored: Any, fresh: Any) -> Any:
-    """:func:`base.restart_envs`, and with ``cfg.store_next_obs=False`` the newest replay row (in
+    """:func:`env_building.restart_envs`, and with ``cfg.store_next_obs=False`` the newest replay row (in
     ``state.replay``) made invalid: its s' would be read from the next row, which now holds the
     restarted episodes' first observations (one transition per environment dropped, so none joins two
     episodes)."""
-    state = base.restart_envs(cfg, restored, fresh)
+    state = env_building.restart_envs(cfg, restored, fresh)
     if getattr(cfg, "store_next_obs", True):
         return state
     rs = state.replay

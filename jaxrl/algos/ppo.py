@@ -16,7 +16,7 @@ from flax import struct
 from jax.flatten_util import ravel_pytree
 
 from jaxrl import batching, envs, normalization, optim, policies, rollout
-from jaxrl.algos import base, checks
+from jaxrl.algos import base, checks, env_building, named_metrics
 from jaxrl.losses import policy as policy_losses
 from jaxrl.networks.heads import ActorCritic
 
@@ -77,7 +77,7 @@ class State(NamedTuple):
     last_return: jax.Array  # [] float32 mean return of the last finished episodes (NaN before any)
 
 
-@base.metrics_type
+@named_metrics.metrics_type
 class Metrics(NamedTuple):
     episode_return: jax.Array  # mean return of episodes finished this iteration (carried forward)
     env_steps: jax.Array  # env steps so far
@@ -100,7 +100,7 @@ class Batch(NamedTuple):
 
 
 # ------------------------------------------------------------------------------------ BUILDING
-make_env = base.make_env  # cfg.env, num_envs wide, with episode statistics
+make_env = env_building.make_env  # cfg.env, num_envs wide, with episode statistics
 
 
 def make_network(cfg: Config, env: envs.Env) -> ActorCritic:
@@ -114,8 +114,8 @@ def make_network(cfg: Config, env: envs.Env) -> ActorCritic:
 def validate(cfg: Config) -> None:
     envs.check_name(cfg.env)
     sizes = ("total_timesteps", "num_envs", "rollout_steps", "num_epochs", "num_minibatches")
-    base.check_positive_ints("PPOConfig", cfg, *sizes)
-    base.check_one_iteration(
+    checks.check_positive_ints("PPOConfig", cfg, *sizes)
+    checks.check_one_iteration(
         cfg,
         "PPOConfig",
         cfg.env_steps_per_iteration,
@@ -123,12 +123,12 @@ def validate(cfg: Config) -> None:
         "num_envs * rollout_steps",
         "raise it or shrink the rollout",
     )
-    base.check_divides(cfg, cfg.env_steps_per_iteration, cfg.num_minibatches, "num_envs * rollout_steps")
+    checks.check_divides(cfg, cfg.env_steps_per_iteration, cfg.num_minibatches, "num_envs * rollout_steps")
     if cfg.network not in NETWORKS:
         raise ValueError(f"PPOConfig.network must be one of {NETWORKS}, got {cfg.network!r}")
-    base.check_positive(cfg, "learning_rate", "clip_eps", "max_grad_norm")
-    base.check_range(cfg, "gamma", 0.0, 1.0)
-    base.check_range(cfg, "gae_lambda", 0.0, 1.0)
+    checks.check_positive(cfg, "learning_rate", "clip_eps", "max_grad_norm")
+    checks.check_range(cfg, "gamma", 0.0, 1.0)
+    checks.check_range(cfg, "gae_lambda", 0.0, 1.0)
 
 
 def _prep(cfg: Config, stats: normalization.RunningStats, obs: jax.Array) -> jax.Array:
@@ -179,7 +179,7 @@ def _unflatten_like(flat_tree: Any, template: Any, params: Any, unravel: Any) ->
 def init(cfg: Config, key: jax.Array) -> State:
     env = make_env(cfg)
     net = make_network(cfg, env)
-    carry, params, key = base.init_env_and_params(env, net, key)
+    carry, params, key = env_building.init_env_and_params(env, net, key)
     return State(
         params=params,
         opt_state=_optimizer(cfg).init(params),

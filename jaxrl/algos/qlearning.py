@@ -19,7 +19,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from jaxrl import envs, losses, rollout, schedules
-from jaxrl.algos import base, checks
+from jaxrl.algos import base, checks, env_building, named_metrics
 from jaxrl.envs import registry
 from jaxrl.networks import q as qnet
 
@@ -61,7 +61,7 @@ class State(NamedTuple):
     last_return: jax.Array  # [] float32 mean return of the last finished episodes (NaN before any)
 
 
-@base.metrics_type
+@named_metrics.metrics_type
 class Metrics(NamedTuple):
     episode_return: jax.Array  # mean return of episodes finished this iteration (carried forward)
     env_steps: jax.Array  # env steps so far
@@ -70,13 +70,13 @@ class Metrics(NamedTuple):
 
 
 # ------------------------------------------------------------------------------------ BUILDING
-make_env = base.make_env  # cfg.env, num_envs wide, with episode statistics
+make_env = env_building.make_env  # cfg.env, num_envs wide, with episode statistics
 
 
 def validate(cfg: Config) -> None:
     envs.check_name(cfg.env)
-    base.check_positive_ints("QLearningConfig", cfg, "total_timesteps", "num_envs", "rollout_steps")
-    base.check_one_iteration(
+    checks.check_positive_ints("QLearningConfig", cfg, "total_timesteps", "num_envs", "rollout_steps")
+    checks.check_one_iteration(
         cfg,
         "QLearningConfig",
         cfg.env_steps_per_iteration,
@@ -96,11 +96,11 @@ def validate(cfg: Config) -> None:
             f"Q-learning needs a discrete action space, but {name} has {env.action_space}; use "
             f"PPOConfig (Gaussian policy) for continuous actions"
         )
-    base.check_positive(cfg, "learning_rate")
-    base.check_range(cfg, "learning_rate", 0.0, 1.0)
-    base.check_range(cfg, "gamma", 0.0, 1.0)
+    checks.check_positive(cfg, "learning_rate")
+    checks.check_range(cfg, "learning_rate", 0.0, 1.0)
+    checks.check_range(cfg, "gamma", 0.0, 1.0)
     for name in ("epsilon_start", "epsilon_end", "exploration_fraction"):
-        base.check_range(cfg, name, 0.0, 1.0)
+        checks.check_range(cfg, name, 0.0, 1.0)
 
 
 def _table_shape(cfg: Config) -> tuple[int, int]:

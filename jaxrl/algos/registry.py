@@ -12,7 +12,7 @@ import jax
 import numpy as np
 
 import jaxrl.algos  # noqa: F401  (importing the algorithms registers them)
-from jaxrl.algos import base, checks
+from jaxrl.algos import base, checks, prng
 
 
 def algorithms() -> dict[str, base.Algorithm]:
@@ -40,7 +40,7 @@ def train(cfg: Any, key: Any) -> tuple[Any, Any]:
     ``host_loop`` algorithms, which loop in Python)."""
     algo = algorithm_for(cfg)
     checks.validate_config(cfg, algo.validate)
-    state = algo.init(cfg, base.as_key(key))
+    state = algo.init(cfg, prng.as_key(key))
     return run_iterations(algo, cfg, state, algo.num_iterations(cfg))
 
 

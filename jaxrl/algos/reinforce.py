@@ -24,7 +24,7 @@ import optax
 from flax import struct
 
 from jaxrl import envs, optim, policies, rollout
-from jaxrl.algos import base, checks
+from jaxrl.algos import base, checks, env_building, named_metrics
 from jaxrl.losses import returns as returns_losses
 from jaxrl.networks.heads import ActorCritic
 
@@ -65,7 +65,7 @@ class State(NamedTuple):
     last_return: jax.Array  # [] float32 mean return of the last finished episodes (NaN before any)
 
 
-@base.metrics_type
+@named_metrics.metrics_type
 class Metrics(NamedTuple):
     episode_return: jax.Array  # mean return of the episodes finished (and used) this iteration
     env_steps: jax.Array  # env steps so far, including the masked-out unfinished tails
@@ -78,7 +78,7 @@ class Metrics(NamedTuple):
 
 
 # ------------------------------------------------------------------------------------ BUILDING
-make_env = base.make_env  # cfg.env, num_envs wide, with episode statistics
+make_env = env_building.make_env  # cfg.env, num_envs wide, with episode statistics
 
 
 def make_network(cfg: Config, env: envs.Env) -> ActorCritic:
@@ -98,7 +98,7 @@ def steps_per_iteration(cfg: Config) -> int:
 
 def validate(cfg: Config) -> None:
     envs.check_name(cfg.env)
-    base.check_positive_ints("ReinforceConfig", cfg, "total_timesteps", "num_envs")
+    checks.check_positive_ints("ReinforceConfig", cfg, "total_timesteps", "num_envs")
     limit = envs.make(cfg.env, 1, cfg.env_params).max_episode_steps
     if cfg.rollout_steps is not None and int(cfg.rollout_steps) < limit:
         raise ValueError(
@@ -106,7 +106,7 @@ def validate(cfg: Config) -> None:
             f"episodes longer than the rollout would never finish inside it and never be learned from. "
             f"Use rollout_steps=None (the time limit) or a larger value."
         )
-    base.check_one_iteration(
+    checks.check_one_iteration(
         cfg,
         "ReinforceConfig",
         steps_per_iteration(cfg),
@@ -114,8 +114,8 @@ def validate(cfg: Config) -> None:
         "num_envs * rollout length",
         "raise it or use fewer envs",
     )
-    base.check_positive(cfg, "learning_rate", "max_grad_norm", "reward_scale")
-    base.check_range(cfg, "gamma", 0.0, 1.0)
+    checks.check_positive(cfg, "learning_rate", "max_grad_norm", "reward_scale")
+    checks.check_range(cfg, "gamma", 0.0, 1.0)
 
 
 def _optimizer(cfg: Config) -> optax.GradientTransformation:

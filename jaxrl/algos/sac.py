@@ -31,7 +31,7 @@ import optax
 from flax import struct
 
 from jaxrl import envs, optim, replay, rollout
-from jaxrl.algos import base, offpolicy
+from jaxrl.algos import base, checks, env_building, named_metrics, offpolicy
 from jaxrl.envs import registry
 from jaxrl.networks import mlp
 
@@ -110,7 +110,7 @@ class Losses(NamedTuple):
     q_value: jax.Array  # mean Q_1(s, a) of the minibatch
 
 
-@base.metrics_type
+@named_metrics.metrics_type
 class Metrics(NamedTuple):
     episode_return: jax.Array  # mean return of episodes finished this iteration (carried forward)
     env_steps: jax.Array  # env steps so far
@@ -156,8 +156,12 @@ class Networks(NamedTuple):
     critic: Critic
 
     def q(self, critic_params: Any, obs: jax.Array, action: jax.Array) -> jax.Array:
-        """Both critics: ``[2, ...]``."""
-        return jax.vmap(self.critic.apply, in_axes=(0, None, None))(critic_params, obs, action)
+        """Both critics: ``[2, ...]``. The inputs are broadcast to ``[2, ...]`` rather than shared
+        (``in_axes=None``): shared, XLA computes the two first layers as one wide product and then transposes
+        every hidden activation to and from the critic-major layout, a copy per layer and pass."""
+        num = jax.tree_util.tree_leaves(critic_params)[0].shape[0]
+        obs, action = (jnp.broadcast_to(x, (num, *x.shape)) for x in (obs, action))
+        return jax.vmap(self.critic.apply)(critic_params, obs, action)
 
 
 def make_networks(cfg: Config, env: envs.Env) -> Networks:
@@ -165,7 +169,7 @@ def make_networks(cfg: Config, env: envs.Env) -> Networks:
     return Networks(Actor(dim, tuple(cfg.hidden), cfg.activation), Critic(tuple(cfg.hidden), cfg.activation))
 
 
-make_env = base.make_env  # cfg.env, num_envs wide, with episode statistics
+make_env = env_building.make_env  # cfg.env, num_envs wide, with episode statistics
 
 
 def target_entropy(cfg: Config, env: envs.Env) -> float:
@@ -395,7 +399,7 @@ def validate(cfg: Config) -> None:
         "buffer_size",
         "minibatch_size",
     )
-    base.check_positive_ints("SACConfig", cfg, *sizes)
+    checks.check_positive_ints("SACConfig", cfg, *sizes)
     if cfg.learning_starts < 0:
         raise ValueError(f"SACConfig.learning_starts must be >= 0, got {cfg.learning_starts}")
     if cfg.buffer_size % cfg.num_envs:
@@ -403,7 +407,7 @@ def validate(cfg: Config) -> None:
             f"SACConfig.buffer_size ({cfg.buffer_size}) must be a multiple of num_envs ({cfg.num_envs}); "
             f"use {max(1, cfg.buffer_size // cfg.num_envs) * cfg.num_envs}"
         )
-    base.check_one_iteration(
+    checks.check_one_iteration(
         cfg, "SACConfig", cfg.env_steps_per_iteration, "iteration", "num_envs * rollout_steps", "raise it"
     )
     env = envs.make(cfg.env, 1, cfg.env_params)
@@ -419,10 +423,10 @@ def validate(cfg: Config) -> None:
         )
     if len(tuple(cfg.hidden)) == 0:
         raise ValueError("SACConfig.hidden needs at least one layer size")
-    base.check_positive(cfg, "learning_rate", "max_grad_norm", "init_alpha")
-    base.check_range(cfg, "gamma", 0.0, 1.0)
-    base.check_range(cfg, "tau", 0.0, 1.0)
-    base.check_range(cfg, "target_entropy_scale", -10.0, 10.0)
+    checks.check_positive(cfg, "learning_rate", "max_grad_norm", "init_alpha")
+    checks.check_range(cfg, "gamma", 0.0, 1.0)
+    checks.check_range(cfg, "tau", 0.0, 1.0)
+    checks.check_range(cfg, "target_entropy_scale", -10.0, 10.0)
 
 
 # -------------------------------------------------------------------------------------- ACTING

@@ -34,6 +34,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxrl.networks import matmul
+
 # --------------------------------------------------------------------------------------- CONFIG
 #: Built-in sizes: (num_layers, num_heads, d_model). "tiny" is the TRL peer's GPT-2 (2 layers, 4 heads, 128).
 SIZES: dict[str, tuple[int, int, int]] = {
@@ -130,10 +132,12 @@ class Block(nn.Module):
         # GPT-2 scales the residual output projections by 1/sqrt(2 * num_layers).
         out_init = nn.initializers.normal(0.02 / math.sqrt(2 * c.num_layers))
         self.ln1, self.ln2 = nn.LayerNorm(), nn.LayerNorm()
-        self.qkv = nn.Dense(3 * c.d_model, kernel_init=init)
-        self.proj = nn.Dense(c.d_model, kernel_init=out_init)
-        self.fc = nn.Dense(c.ff_dim, kernel_init=init)
-        self.fc_out = nn.Dense(c.d_model, kernel_init=out_init)
+        # bfloat16 weights: bfloat16 products accumulated in float32 (float32 ones unchanged)
+        dg = matmul.dot_general
+        self.qkv = nn.Dense(3 * c.d_model, kernel_init=init, dot_general=dg)
+        self.proj = nn.Dense(c.d_model, kernel_init=out_init, dot_general=dg)
+        self.fc = nn.Dense(c.ff_dim, kernel_init=init, dot_general=dg)
+        self.fc_out = nn.Dense(c.d_model, kernel_init=out_init, dot_general=dg)
 
     def __call__(
         self,
@@ -174,7 +178,12 @@ class Transformer(nn.Module):
         self.pos_embed = self.param("pos_embed", nn.initializers.normal(0.01), (c.max_len, c.d_model))
         self.blocks = [Block(c, name=f"block_{i}") for i in range(c.num_layers)]
         self.ln_f = nn.LayerNorm()
-        self.head = nn.Dense(c.vocab_size, use_bias=False, kernel_init=nn.initializers.normal(0.02))
+        self.head = nn.Dense(
+            c.vocab_size,
+            use_bias=False,
+            kernel_init=nn.initializers.normal(0.02),
+            dot_general=matmul.logits_dot_general,  # bfloat16 weights: float32 logits
+        )
 
     def _run(
         self,

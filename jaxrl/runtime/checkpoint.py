@@ -43,15 +43,18 @@ def to_host(tree: Any) -> list[np.ndarray]:
     return [np.array(x, copy=True) for x in jax.device_get(leaves)]
 
 
-def from_host(leaves: list[np.ndarray], template: Any) -> Any:
+def from_host(leaves: list[np.ndarray], template: Any, key_impl: Any = None) -> Any:
     """Inverse of :func:`to_host`: ``template`` (a state of the same structure) gives the tree and
-    the PRNG implementation of key leaves."""
+    the PRNG implementation of key leaves; ``key_impl`` gives it instead, for a template of
+    ``jax.ShapeDtypeStruct`` leaves (``jax.eval_shape``), which do not carry one."""
     tmpl, treedef = jax.tree_util.tree_flatten(template)
     out = []
     for x, t in zip(leaves, tmpl, strict=True):
-        out.append(
-            jax.random.wrap_key_data(x, impl=jax.random.key_impl(t)) if _is_key(t) else jax.numpy.asarray(x)
-        )
+        if _is_key(t):
+            impl = key_impl if key_impl is not None else jax.random.key_impl(t)
+            out.append(jax.random.wrap_key_data(x, impl=impl))
+        else:
+            out.append(jax.numpy.asarray(x))
     return jax.tree_util.tree_unflatten(treedef, out)
 
 

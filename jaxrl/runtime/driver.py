@@ -42,7 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxrl import cpu, parallel
-from jaxrl.algos import base, registry
+from jaxrl.algos import env_building, registry
 from jaxrl.runtime import checkpoint, chunks, logs, rundir
 from jaxrl.runtime.plan import (  # noqa: F401  (prepare, Plan and the specs: re-exported from here)
     Plan,
@@ -432,10 +432,10 @@ def _restore(plan: Plan, ckpt: checkpoint.Checkpointer | None, fresh: Any, bar: 
         bar.message(f"No checkpoint in {plan.run_dir}; starting {plan.description} from the beginning")
         return fresh, 0
     state, _ = ckpt.restore(step, fresh, plan.spec)
-    if not plan.population and base.env_is_stateful(plan.cfg):
+    if not plan.population and env_building.env_is_stateful(plan.cfg):
         # the environments (envpool) were not in the checkpoint: go on from this process's freshly
         # reset ones, not from the last time step of episodes that no longer exist
-        state = (plan.algo.restart_envs or base.restart_envs)(plan.cfg, state, fresh)
+        state = (plan.algo.restart_envs or env_building.restart_envs)(plan.cfg, state, fresh)
     bar.message(
         f"Resuming {plan.description} from update {int(step)}/{plan.num_iterations} ({ckpt.path(step)})"
     )

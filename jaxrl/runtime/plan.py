@@ -18,7 +18,7 @@ import jax
 import numpy as np
 
 from jaxrl import version
-from jaxrl.algos import base, checks, registry
+from jaxrl.algos import base, checks, prng, registry, stacking
 from jaxrl.envs import registry as env_registry
 from jaxrl.runtime import checkpoint, configs
 from jaxrl.runtime.rundir import CONFIG_JSON, key_from_spec, key_spec, read_spec, write_json
@@ -171,7 +171,7 @@ def prepare(
         )
     if not hasattr(cfg, "env"):
         eval_episodes = 0  # no environment to evaluate greedily on (the algorithm reports its own)
-    cfg_arg = base.stack_configs([c for c in member_cfgs for _ in range(seeds)]) if sweep else cfg
+    cfg_arg = stacking.stack_configs([c for c in member_cfgs for _ in range(seeds)]) if sweep else cfg
     spec = run_spec(algo, cfg, key, seeds, sweep)
 
     runtime = RuntimeSettings(
@@ -216,7 +216,7 @@ def prepare(
         algo=algo,
         cfg=cfg,
         cfg_arg=cfg_arg,
-        key=base.as_key(key),
+        key=prng.as_key(key),
         spec=spec,
         runtime=runtime,
         members=members,

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxrl.algos import base
+from jaxrl.algos import base, stacking
 from jaxrl.runtime import checkpoint, configs
 
 CONFIG_JSON = "config.json"
@@ -92,9 +92,9 @@ def load_state(run_dir: str, algo: base.Algorithm) -> tuple[Any, Any]:
     seeds, sweep = spec.get("seeds", 1), spec.get("sweep") or {}
     member_cfgs, points = configs.sweep_configs(cfg, sweep)
     n = seeds * len(points)
-    key = jax.random.key(0)
+    key = key_from_spec(spec["key"])  # the template's keys have the run's implementation (and shape)
     if n > 1:
-        cfg_arg = base.stack_configs([c for c in member_cfgs for _ in range(seeds)]) if sweep else cfg
+        cfg_arg = stacking.stack_configs([c for c in member_cfgs for _ in range(seeds)]) if sweep else cfg
         template = jax.eval_shape(
             jax.vmap(algo.init, in_axes=(0 if sweep else None, 0)), cfg_arg, jax.random.split(key, n)
         )
@@ -112,11 +112,7 @@ def load_state(run_dir: str, algo: base.Algorithm) -> tuple[Any, Any]:
         raise checkpoint.CheckpointError(
             f"{run_dir}/{FINAL_STATE} does not match the state of {spec['algo']}"
         )
-    tmpl_leaves, treedef = jax.tree_util.tree_flatten(template)
-    out = []
-    for x, t in zip(leaves, tmpl_leaves, strict=True):
-        if jax.dtypes.issubdtype(t.dtype, jax.dtypes.prng_key):
-            out.append(jax.random.wrap_key_data(x, impl=spec["key"].get("impl")))
-        else:
-            out.append(jnp.asarray(x))
-    return cfg_arg, jax.tree_util.tree_unflatten(treedef, out)
+    typed = jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
+    return cfg_arg, checkpoint.from_host(
+        leaves, template, key_impl=jax.random.key_impl(key) if typed else None
+    )

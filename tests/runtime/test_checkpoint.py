@@ -131,3 +131,14 @@ def test_resume_spec_round_trips_keys():
             assert np.array_equal(jax.random.key_data(back), jax.random.key_data(want))
         else:
             assert np.array_equal(back, want)
+
+
+def test_load_state_of_a_run_with_another_key_implementation(tmp_path):
+    # the saved state's keys are rbg keys (4 words, not threefry's 2): the template that reads them is
+    # built from the run's own key, and they come back as rbg keys equal to the run's
+    key = jax.random.key(5, impl="rbg")
+    out = str(tmp_path / "rbg")
+    res = runtime.run(tiny_config(), key, out, chunk_size=CHUNK, eval_episodes=0, progress=False, plot=False)
+    _, state = runtime.load_state(out)
+    assert str(jax.random.key_impl(state.key)) == str(jax.random.key_impl(key))
+    assert leaves_equal(state, res.state)

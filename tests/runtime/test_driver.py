@@ -17,7 +17,7 @@ from runtime_tiny import CHUNK, ITERATIONS, leaves_equal, tiny_config
 
 import jaxrl
 from jaxrl import runtime
-from jaxrl.algos import base, registry
+from jaxrl.algos import base, named_metrics, registry
 from jaxrl.runtime import chunks, driver, logs
 
 
@@ -202,7 +202,7 @@ class _HState(NamedTuple):
     iteration: jax.Array
 
 
-@base.metrics_type
+@named_metrics.metrics_type
 class _HMetrics(NamedTuple):
     episode_return: jax.Array
     env_steps: jax.Array
@@ -262,7 +262,7 @@ def test_host_loop_nonfinite_parameters_stop_the_run(host_algo):
         runtime.run(_HConfig(scale=1e38), 0, None, chunk_size=4, progress=False)
 
 
-@base.metrics_type
+@named_metrics.metrics_type
 class _AccMetrics(NamedTuple):
     episode_return: jax.Array
     env_steps: jax.Array

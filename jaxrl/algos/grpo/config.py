@@ -8,7 +8,7 @@ from collections.abc import Callable
 from flax import struct
 
 from jaxrl import tasks
-from jaxrl.algos import base
+from jaxrl.algos import checks
 from jaxrl.losses import grpo as grpo_losses
 from jaxrl.networks import lora, transformer
 from jaxrl.tasks import jsonl
@@ -54,7 +54,9 @@ class Config:
     # the built-in transformer: qkv proj fc fc_out)
     lora_targets: tuple[str, ...] = struct.field(pytree_node=False, default=lora.DEFAULT_TARGETS)
     # "bfloat16": sample and run the forward/backward passes on a bfloat16 copy of the float32 weights
-    # (the optimizer and its state stay float32; log-probabilities and the ratio are float32)
+    # (the optimizer and its state stay float32; log-probabilities and the ratio are float32). Weight
+    # products run bf16 x bf16 with float32 accumulation (jaxrl.networks.matmul: ~2x float32 on a CPU
+    # with avx512_bf16), the KV cache is bf16; gradients differ from float32's by a few percent
     compute_dtype: str = struct.field(pytree_node=False, default="float32")
     # devices to shard over, FSDP-style (parameters and Adam state split across them, completions
     # data-parallel; jaxrl.algos.grpo.sharding); 0 or 1: one device
@@ -234,11 +236,11 @@ def validate(cfg: Config) -> None:
         raise ValueError(f"GRPOConfig.advantage_scale must be one of {grpo_losses.ADVANTAGE_SCALES}")
     if cfg.aggregation not in grpo_losses.AGGREGATIONS:
         raise ValueError(f"GRPOConfig.aggregation must be one of {grpo_losses.AGGREGATIONS}")
-    base.check_positive(cfg, "learning_rate", "temperature", "max_grad_norm", "advantage_eps")
-    base.check_range(cfg, "beta", 0.0, float("inf"))
-    base.check_range(cfg, "clip_eps_low", 0.0, 1.0)
-    base.check_range(cfg, "clip_eps_high", 0.0, float("inf"))
-    base.check_range(cfg, "top_p", 1e-6, 1.0)
+    checks.check_positive(cfg, "learning_rate", "temperature", "max_grad_norm", "advantage_eps")
+    checks.check_range(cfg, "beta", 0.0, float("inf"))
+    checks.check_range(cfg, "clip_eps_low", 0.0, 1.0)
+    checks.check_range(cfg, "clip_eps_high", 0.0, float("inf"))
+    checks.check_range(cfg, "top_p", 1e-6, 1.0)
     if cfg.fsdp_devices > 1:
         import jax
 

@@ -25,7 +25,7 @@ import optax
 
 from jaxrl import optim, sandbox, schedules
 from jaxrl import tasks as task_lib
-from jaxrl.algos import base
+from jaxrl.algos import named_metrics, prng
 from jaxrl.algos.grpo import config as config_lib
 from jaxrl.algos.grpo import logprobs as logprobs_lib
 from jaxrl.algos.grpo import rewards as reward_sources
@@ -46,7 +46,7 @@ class State(NamedTuple):
     warmup_accuracy: jax.Array  # [] held-out greedy accuracy after the warm-up (before GRPO)
 
 
-@base.metrics_type
+@named_metrics.metrics_type
 class Metrics(NamedTuple):
     """One iteration's figures as NumPy scalars (``jaxrl.train`` stacks them into ``[iterations]``)."""
 
@@ -405,7 +405,7 @@ def demonstrations(cfg: Config, key: jax.Array) -> tuple[np.ndarray, np.ndarray]
 
 def init_demonstrations(cfg: Config, key: Any) -> tuple[np.ndarray, np.ndarray]:
     """The demonstrations ``init(cfg, key)`` warms up on (to continue the warm-up later)."""
-    return demonstrations(cfg, jax.random.split(base.as_key(key), 4)[1])
+    return demonstrations(cfg, jax.random.split(prng.as_key(key), 4)[1])
 
 
 def warmup_lr_scale(cfg: Config) -> np.ndarray:
@@ -632,7 +632,7 @@ def make_policy(cfg: Config, state: State, *, deterministic: bool = True):
     def act(prompts: str | Sequence[str], key: jax.Array | None = None):
         single = isinstance(prompts, str)
         problems = [task_lib.Problem(p) for p in ([prompts] if single else prompts)]
-        key = jax.random.key(0) if key is None else base.as_key(key)
+        key = jax.random.key(0) if key is None else prng.as_key(key)
         texts, _ = generate(cfg, state.params, problems, key, greedy=deterministic)
         return texts[0] if single else texts
 

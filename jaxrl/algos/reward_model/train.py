@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxrl import batching, optim
-from jaxrl.algos import base, grpo
+from jaxrl.algos import checks, grpo, named_metrics
 from jaxrl.algos.reward_model.config import READOUTS, Config, is_hf
 from jaxrl.algos.reward_model.data import dataset
 from jaxrl.algos.reward_model.network import RewardModel, answer_log_probs, make_network
@@ -27,7 +27,7 @@ class State(NamedTuple):
     iteration: jax.Array  # [] int32 epochs done
 
 
-@base.metrics_type
+@named_metrics.metrics_type
 class Metrics(NamedTuple):
     episode_return: jax.Array  # held-out pair accuracy (the headline number; = eval_accuracy)
     env_steps: jax.Array  # training pairs seen so far
@@ -82,9 +82,9 @@ def validate(cfg: Config) -> None:
             f"RewardModelConfig.model must be one of {sorted(transformer.SIZES)} or 'hf:<checkpoint dir>', "
             f"got {cfg.model!r}"
         )
-    base.check_positive(cfg, "learning_rate", "max_grad_norm")
-    base.check_range(cfg, "margin", 0.0, float("inf"))
-    base.check_range(cfg, "lm_coef", 0.0, float("inf"))
+    checks.check_positive(cfg, "learning_rate", "max_grad_norm")
+    checks.check_range(cfg, "margin", 0.0, float("inf"))
+    checks.check_range(cfg, "lm_coef", 0.0, float("inf"))
     if not 0.0 < cfg.eval_fraction < 1.0:
         raise ValueError(f"RewardModelConfig.eval_fraction must be in (0, 1), got {cfg.eval_fraction!r}")
     dataset(cfg)
