@@ -216,6 +216,16 @@ def write_json(stem: str, payload: dict[str, Any]) -> Path:
     return path
 
 
+def write_run(out: str | Path, args: Any, **results: Any) -> Path:
+    """``results`` with the command line, the machine and ``vars(args)``, as JSON at ``out``."""
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    command = " ".join(["python", *sys.argv])
+    payload = {"command": command, "machine": machine_info(), "args": vars(args), **results}
+    path.write_text(json.dumps(payload, indent=2, default=float) + "\n")
+    return path
+
+
 def table(rows: Sequence[Timing], columns: Sequence[tuple[str, Callable[[Timing], str]]] = ()) -> str:
     """A Markdown table of timings (extra columns: ``(header, row -> text)``)."""
     cols = [

@@ -244,22 +244,7 @@ def main() -> None:
     median = {k: statistics.median(r[k] for r in rounds) for k in progs}
     for k, v in median.items():
         print(f"  {v:7.2f} ms CPU  {k}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(
-        json.dumps(
-            {
-                "command": " ".join(["python", *sys.argv]),
-                "machine": H.machine_info(),
-                "args": vars(args),
-                "forward_rel_error": errors,
-                "rounds": rounds,
-                "median_cpu_ms": median,
-            },
-            indent=2,
-        )
-        + "\n"
-    )
+    H.write_run(args.out, args, forward_rel_error=errors, rounds=rounds, median_cpu_ms=median)
 
 
 if __name__ == "__main__":

@@ -222,21 +222,7 @@ def main() -> None:
         for lab, ms in summary[impl]["ops_wall_ms"].items():
             if ms >= 0.05:
                 print(f"  {ms:7.2f}  {lab}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(
-        json.dumps(
-            {
-                "command": " ".join(["python", *sys.argv]),
-                "machine": H.machine_info(),
-                "args": vars(args),
-                "rounds": rounds,
-                "median": summary,
-            },
-            indent=2,
-        )
-        + "\n"
-    )
+    H.write_run(args.out, args, rounds=rounds, median=summary)
 
 
 if __name__ == "__main__":
