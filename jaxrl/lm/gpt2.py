@@ -74,9 +74,7 @@ class GPT2(nn.Module):
 
     def unembed(self, hidden: jax.Array) -> jax.Array:
         """Final hidden states [..., D] -> logits [..., V] (tied to the token embedding)."""
-        if matmul.both_bf16(hidden, self.wte.embedding):  # float32 logits, as in llama.Llama.unembed
-            return matmul.matmul(hidden, self.wte.embedding, True, jnp.float32)
-        return self.wte.attend(hidden)
+        return matmul.tied_logits(self.wte, hidden)
 
     def __call__(self, tokens: jax.Array) -> jax.Array:
         return self.unembed(self._run(tokens, 0, None, None)[0])

@@ -112,10 +112,7 @@ class Llama(nn.Module):
         """Final hidden states [..., D] -> logits [..., V] (float32 for bfloat16 weights: the product is
         accumulated in float32 and the log-softmax after it wants that precision)."""
         if self.cfg.tie_word_embeddings:
-            emb = self.embed_tokens.embedding
-            if matmul.both_bf16(hidden, emb):
-                return matmul.matmul(hidden, emb, True, jnp.float32)
-            return self.embed_tokens.attend(hidden)
+            return matmul.tied_logits(self.embed_tokens, hidden)
         return self.lm_head(hidden)
 
     def __call__(self, tokens: jax.Array) -> jax.Array:

@@ -92,3 +92,12 @@ def dot_general(
 def logits_dot_general(lhs: jax.Array, rhs: jax.Array, dimension_numbers: Any, **kwargs: Any) -> jax.Array:
     """:func:`dot_general` whose bfloat16 products come out in float32 (an output head's logits)."""
     return dot_general(lhs, rhs, dimension_numbers, out_dtype=jnp.float32, **kwargs)
+
+
+def tied_logits(embed: Any, hidden: jax.Array) -> jax.Array:
+    """Logits of an output head tied to the token embedding ``embed`` (a ``flax.linen.Embed``):
+    ``hidden [..., D] -> [..., V]``, float32 through :func:`matmul` for bfloat16 weights (the log-softmax
+    after it wants that precision), ``embed.attend`` unchanged otherwise."""
+    if both_bf16(hidden, embed.embedding):
+        return matmul(hidden, embed.embedding, True, jnp.float32)
+    return embed.attend(hidden)
