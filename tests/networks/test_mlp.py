@@ -13,7 +13,9 @@ def _silu64(x):
 
 
 def test_silu_equals_x_sigmoid_x_and_its_derivative():
-    x = np.concatenate([np.linspace(-40.0, 40.0, 20_001), [0.0, -0.0, 1e-30, -1e-30, 3.0, -3.0]]).astype(np.float32)
+    x = np.concatenate([np.linspace(-40.0, 40.0, 20_001), [0.0, -0.0, 1e-30, -1e-30, 3.0, -3.0]]).astype(
+        np.float32
+    )
     y_ref, d_ref = _silu64(x.astype(np.float64))
     for f in (mlp.silu, jax.jit(mlp.silu)):
         y = np.asarray(f(jnp.asarray(x)), np.float64)
