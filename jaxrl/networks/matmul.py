@@ -46,11 +46,26 @@ def _matmul_fwd(x, w, transpose_w, out_dtype):
     return matmul(x, w, transpose_w, out_dtype), (x, w)
 
 
+def _transpose(a: jax.Array) -> jax.Array:
+    """``a.T`` of a 2-D array, written so that XLA materialises it. XLA folds a plain transpose into the
+    product that reads it (``x.T @ g`` becomes a product contracting both operands' first axes), and its
+    CPU backend runs that form only in float32 (both bfloat16 operands converted: half the speed); a
+    transpose spelled through a reshape is not folded, and the product keeps its bfloat16 kernel."""
+    m, k = a.shape
+    a = a.astype(_BF16)
+    if k % 2 == 0:
+        return a.reshape(m, k // 2, 2).transpose(1, 2, 0).reshape(k, m)
+    if m % 2 == 0:
+        return a.reshape(m // 2, 2, k).transpose(2, 0, 1).reshape(k, m)
+    return a.T
+
+
 def _matmul_bwd(transpose_w, out_dtype, res, g):
     x, w = res
     dx = _dot(g, w, (g.ndim - 1, 0 if transpose_w else 1)).astype(x.dtype)  # g @ w.T (g @ w)
     x2, g2 = x.reshape(-1, x.shape[-1]), g.reshape(-1, g.shape[-1])
-    dw = _dot(g2, x2, (0, 0)) if transpose_w else _dot(x2, g2, (0, 0))  # [N, K] or [K, N]
+    # dw = g2.T @ x2 [N, K] or x2.T @ g2 [K, N], the transposed operand materialised (see _transpose)
+    dw = _dot(_transpose(g2), x2, (1, 0)) if transpose_w else _dot(_transpose(x2), g2, (1, 0))
     return dx, dw.astype(w.dtype)
 
 

@@ -1,6 +1,8 @@
 """jaxrl.networks.matmul: bfloat16 products with float32 accumulation, forward and backward; float32
 products untouched."""
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -70,3 +72,21 @@ def test_dot_general_leaves_float32_products_alone_and_routes_bf16_dense_ones():
     bdims = (((2,), (1,)), ((0,), (0,)))
     wb3 = jnp.asarray(rng.normal(size=(4, 12, 5)), BF16)
     np.testing.assert_array_equal(matmul.dot_general(xb, wb3, bdims), lax.dot_general(xb, wb3, bdims))
+
+
+@pytest.mark.parametrize("transpose_w", [False, True])
+def test_compiled_backward_keeps_every_product_in_bfloat16(transpose_w):
+    """XLA folds a plain ``x.T`` into the weight-gradient product, and its CPU backend then converts both
+    bfloat16 operands to float32 (half the speed): every product of the compiled gradient must still
+    read bfloat16 operands."""
+    if jax.default_backend() != "cpu":
+        pytest.skip("checks XLA's CPU lowering")
+    rng = np.random.default_rng(2)
+    x = jnp.asarray(rng.normal(size=(4, 32, 64)), BF16)
+    w = jnp.asarray(rng.normal(size=(48, 64) if transpose_w else (64, 48)), BF16)
+    loss = lambda a, b: jnp.sum(jnp.tanh(matmul.matmul(a, b, transpose_w, jnp.float32)))  # noqa: E731
+    text = jax.jit(jax.grad(loss, (0, 1))).lower(x, w).compile().as_text()
+    dtype = dict(re.findall(r"%([\w.\-]+) = (\w+)\[", text))  # instruction -> element type
+    dots = re.findall(r"= \w+\[[\d,]*\]\{[\d,]*\} dot\(%([\w.\-]+), %([\w.\-]+)\)", text)
+    assert len(dots) == 3, text
+    assert all(dtype[a] == "bf16" and dtype[b] == "bf16" for a, b in dots), dots
