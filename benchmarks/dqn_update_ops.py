@@ -9,7 +9,7 @@ For each implementation (``--impls``; see ``jaxrl.networks.conv``) it prints and
 * the split by compiled op: XLA's profiler (``jax.profiler``) times every op of ``--calls`` top-level
   updates, and each op is labelled from the compiled HLO with its layer and pass (``fwd`` = a forward
   pass, online or target network; ``d_kernel``/``d_input`` = gradients) and whether XLA runs it through
-  its YNNPACK library (``ynn``) or its own emitters.
+  its YNNPACK library (``ynn``) or its own emitters, or in ``jaxrl.networks.conv_kernels`` (``kernels``).
 
 Figures are wall time per op as the profiler sees it (CPU time per update for the totals): on a shared
 machine give the load (printed) with them.
@@ -91,7 +91,13 @@ def op_labels(compiled_text: str) -> dict[str, str]:
     for line in compiled_text.splitlines():
         m = re.match(r"\s*(?:ROOT )?%([\w.\-]+) = (\S+) ", line)
         meta = re.search(r'op_name="([^"]+)"', line)
-        if not m or not meta or not re.search(r"__ynn_fusion|convolution\(|dot\(", line):
+        if not m or not meta or not re.search(r"__ynn_fusion|convolution\(|dot\(|jaxrl_conv_", line):
+            continue
+        kernel = re.search(r'custom_call_target="jaxrl_conv_(\w+)"', line)
+        if kernel:  # jaxrl.networks.conv_kernels' AVX-512 kernels
+            layer = _LAYER.search(meta.group(1))
+            kind = {"forward": "fwd", "kernel_grad": "d_kernel", "input_grad": "d_input"}[kernel.group(1)]
+            labels[m.group(1)] = f"{layer.group(1).strip('/') if layer else '?'} {kind} kernels"
             continue
         if not re.search(r"conv_general_dilated|dot_general", meta.group(1)) and "dot(" not in line:
             continue  # a library fusion of a reduction (bias gradients)

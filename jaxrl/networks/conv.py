@@ -19,6 +19,12 @@ general). :class:`Conv` is a drop-in for ``flax.linen.Conv`` (VALID padding, sam
 shapes) that uses :func:`conv2d` on the CPU backend and the plain ``lax`` convolution elsewhere
 (cuDNN picks its own layouts; the plain path stays the default on GPU/TPU).
 
+On x86 CPUs with AVX-512 and a C++ compiler, :func:`conv2d`'s forward pass and both gradients run in
+hand-written kernels instead (:mod:`jaxrl.networks.conv_kernels`: direct convolutions that use the
+FMA units better than XLA's library does for these shapes, on XLA's intra-op threads), where the
+output channels are multiples of 16; elsewhere, and with ``JAXRL_CONV_KERNELS=0``, the XLA
+convolutions above. Both agree to float32 rounding (the sums run in another order).
+
 A ``custom_vjp`` supports reverse mode only: ``jax.jvp``/``jax.jacfwd`` through :func:`conv2d` raise;
 use ``impl="lax"`` where forward-mode derivatives are needed.
 """
@@ -33,6 +39,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from jaxrl.networks import conv_kernels
+
 _NHWC = ("NHWC", "HWIO", "NHWC")
 IMPLS = ("auto", "lax", "cpu")
 
@@ -45,11 +53,19 @@ def _conv(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
 def conv2d(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
     """VALID 2-D convolution, ``x: [N, H, W, C_in]``, ``kernel: [KH, KW, C_in, C_out]`` ->
     ``[N, OH, OW, C_out]`` with ``OH = (H - KH) // stride + 1``; gradients in the canonical layout."""
-    return _conv(x, kernel, stride)
+    return _forward(x, kernel, stride)
+
+
+def _forward(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
+    if not conv_kernels.supports(x, kernel):
+        return _conv(x, kernel, stride)
+    return lax.platform_dependent(
+        x, kernel, cpu=partial(conv_kernels.forward, stride=stride), default=partial(_conv, stride=stride)
+    )
 
 
 def _conv2d_fwd(x, kernel, stride):
-    return _conv(x, kernel, stride), (x, kernel)
+    return _forward(x, kernel, stride), (x, kernel)
 
 
 def _conv2d_bwd(stride, residuals, dy):
@@ -62,25 +78,52 @@ def _conv2d_bwd(stride, residuals, dy):
     # a conv of x as [C_in, H, W, N] ("batch" C_in, "features" N) with dy as an [OH, OW, N, C_out]
     # kernel dilated by the stride, giving [C_in, KH, KW, C_out].
     with jax.named_scope("d_kernel"):  # named for profiles (benchmarks/dqn_update_ops.py)
-        x_t = jnp.transpose(x[:, :used_h, :used_w, :], (3, 1, 2, 0))
-        dy_t = jnp.transpose(dy, (1, 2, 0, 3))
-        d_kernel = lax.conv_general_dilated(
-            x_t, dy_t, (1, 1), "VALID", rhs_dilation=(stride, stride), dimension_numbers=_NHWC
-        )
-        d_kernel = jnp.transpose(d_kernel, (1, 2, 0, 3)).astype(kernel.dtype)
+        d_kernel = _kernel_grad(x, dy, kernel, stride, used_h, used_w)
     # d x = (dy dilated by the stride, padded by kernel - 1, plus the rows/cols the forward pass
     # never read) convolved with the flipped kernel, in/out swapped: [KH, KW, C_out, C_in].
     with jax.named_scope("d_input"):
-        flipped = jnp.transpose(kernel[::-1, ::-1], (0, 1, 3, 2))
-        d_x = lax.conv_general_dilated(
-            dy,
-            flipped,
-            (1, 1),
-            ((kh - 1, kh - 1 + h - used_h), (kw - 1, kw - 1 + w - used_w)),
-            lhs_dilation=(stride, stride),
-            dimension_numbers=_NHWC,
-        ).astype(x.dtype)
+        d_x = _input_grad(x, dy, kernel, stride, used_h, used_w)
     return d_x, d_kernel
+
+
+def _xla_input_grad(dy, kernel, x, stride, used_h, used_w):
+    kh, kw = kernel.shape[:2]
+    h, w = x.shape[1:3]
+    flipped = jnp.transpose(kernel[::-1, ::-1], (0, 1, 3, 2))
+    return lax.conv_general_dilated(
+        dy,
+        flipped,
+        (1, 1),
+        ((kh - 1, kh - 1 + h - used_h), (kw - 1, kw - 1 + w - used_w)),
+        lhs_dilation=(stride, stride),
+        dimension_numbers=_NHWC,
+    ).astype(x.dtype)
+
+
+def _input_grad(x, dy, kernel, stride, used_h, used_w):
+    xla = partial(_xla_input_grad, x=x, stride=stride, used_h=used_h, used_w=used_w)
+    usable = conv_kernels.supports(x, kernel) and conv_kernels.supports_input_grad(kernel)
+    if not (usable and dy.dtype == jnp.float32):
+        return xla(dy, kernel)
+    cpu = partial(conv_kernels.input_grad, x_shape=x.shape, stride=stride)
+    return lax.platform_dependent(dy, kernel, cpu=cpu, default=xla)
+
+
+def _xla_kernel_grad(x, dy, kernel, stride, used_h, used_w):
+    x_t = jnp.transpose(x[:, :used_h, :used_w, :], (3, 1, 2, 0))
+    dy_t = jnp.transpose(dy, (1, 2, 0, 3))
+    d_kernel = lax.conv_general_dilated(
+        x_t, dy_t, (1, 1), "VALID", rhs_dilation=(stride, stride), dimension_numbers=_NHWC
+    )
+    return jnp.transpose(d_kernel, (1, 2, 0, 3)).astype(kernel.dtype)
+
+
+def _kernel_grad(x, dy, kernel, stride, used_h, used_w):
+    xla = partial(_xla_kernel_grad, kernel=kernel, stride=stride, used_h=used_h, used_w=used_w)
+    if not (conv_kernels.supports(x, kernel) and dy.dtype == jnp.float32):
+        return xla(x, dy)
+    cpu = partial(conv_kernels.kernel_grad, kernel_shape=kernel.shape, stride=stride)
+    return lax.platform_dependent(x, dy, cpu=cpu, default=xla)
 
 
 conv2d.defvjp(_conv2d_fwd, _conv2d_bwd)

@@ -10,10 +10,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxrl.networks import conv as conv_mod
+from jaxrl.networks import conv_kernels
 from jaxrl.networks.cnn import ConvTorso
-from jaxrl.networks.conv import Conv, use_cpu_conv
+from jaxrl.networks.conv import Conv, conv2d, use_cpu_conv
 
 TOL = dict(rtol=2e-5, atol=2e-6)
+# the AVX-512 kernels (conv_kernels) sum in another order than XLA: float32 rounding relative to the
+# size of the summed terms, so the absolute tolerance scales with each array's largest entry
+SCALED_ATOL = 1e-5
 
 
 def flax_conv(features, kernel, stride):
@@ -21,7 +26,12 @@ def flax_conv(features, kernel, stride):
 
 
 def close(a, b):
-    jax.tree.map(lambda x, y: np.testing.assert_allclose(np.asarray(x), np.asarray(y), **TOL), a, b)
+    def check(x, y):
+        x, y = np.asarray(x), np.asarray(y)
+        atol = TOL["atol"] + SCALED_ATOL * float(np.abs(y).max(initial=0.0))
+        np.testing.assert_allclose(x, y, rtol=TOL["rtol"], atol=atol)
+
+    jax.tree.map(check, a, b)
 
 
 # (H, W, C_in, features, kernel, stride): the three Nature-CNN layers, MinAtar's, and shapes where the
@@ -57,10 +67,10 @@ def test_gradients_equal_flax_conv_under_jit(h, w, c, features, kernel, stride):
     assert float(jnp.abs(g_ref[1]).max()) > 0 and float(jnp.abs(g_ref[0]["params"]["kernel"]).max()) > 0
 
 
-def torso_pair():
+def torso_pair(convs=((6, 4, 2), (5, 3, 1))):
     """ConvTorso with the CPU conv and with plain flax.linen.Conv (impl="lax"), two conv layers so the
-    input gradient of the second one is exercised, on 12x12x3 float images."""
-    convs = ((6, 4, 2), (5, 3, 1))
+    input gradient of the second one is exercised, on 12x12x3 float images. The default channels are
+    not multiples of 16 (XLA's convolutions inside conv2d); ``KERNEL_CONVS`` take the AVX-512 kernels."""
     ours, ref = ConvTorso(convs, 8, conv_impl="cpu"), ConvTorso(convs, 8, conv_impl="lax")
     x = jax.random.normal(jax.random.key(1), (4, 2, 12, 12, 3))  # [steps, batch, H, W, C]
     params = ref.init(jax.random.key(0), x[0])
@@ -77,8 +87,12 @@ def sgd_scan(net, params, xs):
     return jax.lax.scan(body, params, xs)
 
 
-def test_torso_gradients_equal_under_vmap_and_inside_scan():
-    ours, ref, params, x = torso_pair()
+KERNEL_CONVS = ((16, 4, 2), (32, 3, 1))
+
+
+@pytest.mark.parametrize("convs", [None, KERNEL_CONVS], ids=["xla_convs", "kernel_convs"])
+def test_torso_gradients_equal_under_vmap_and_inside_scan(convs):
+    ours, ref, params, x = torso_pair(*([convs] if convs else []))
     # parameter trees are flax.linen.Conv's (Conv_0, Conv_1, Dense_0): checkpoints load either way
     assert jax.tree.map(jnp.shape, ours.init(jax.random.key(0), x[0])) == jax.tree.map(jnp.shape, params)
     assert sorted(params["params"]) == ["Conv_0", "Conv_1", "Dense_0"]
@@ -150,6 +164,37 @@ def test_dqn_update_computes_no_gradient_for_the_frames():
         return jax.lax.scan(lambda c, bb: dqn.update(cfg, net, c, bb), lr, batches)
 
     hlo = jax.jit(scanned).lower(learner, batch).compile().as_text()
-    convs = re.findall(r"= (f32\[[\d,]+\])\{[\d,]*\} convolution\(", hlo)
+    # XLA convolutions, and the AVX-512 kernels' custom calls where they are in use (conv_kernels)
+    convs = re.findall(r"= (f32\[[\d,]+\])\{[\d,]*\} (?:convolution\(|custom-call\(.*jaxrl_conv_)", hlo)
     assert len(convs) == 11, convs
     assert "f32[2,84,84,4]" not in convs
+
+
+@pytest.mark.skipif(not conv_kernels.available(), reason="no AVX-512 CPU or no C++ compiler here")
+@pytest.mark.parametrize(
+    "h, w, c, features, kernel, stride",
+    [c for c in CASES if c[3] % 16 == 0] + [(9, 11, 5, 48, 2, 2), (11, 13, 16, 16, 2, 3)],
+)
+def test_kernels_equal_xla_and_are_used_by_default(h, w, c, features, kernel, stride):
+    # the kernels directly, against XLA's convolution and its gradients, with leading vmap axes; the
+    # last two shapes leave input rows/cols unread (zero input gradient there), the last one with gaps
+    kx, kk, kd = jax.random.split(jax.random.key(features), 3)
+    x = jax.random.uniform(kx, (2, 3, h, w, c))
+    k = jax.random.normal(kk, (2, kernel, kernel, c, features))
+    y_ref = jax.vmap(lambda x, k: conv_mod._conv(x, k, stride))(x, k)
+    dy = jax.random.normal(kd, y_ref.shape)
+    dk_ref = jax.vmap(lambda x, k, dy: jax.vjp(lambda k: conv_mod._conv(x, k, stride), k)[1](dy)[0])(x, k, dy)
+    y = jax.jit(jax.vmap(lambda x, k: conv_kernels.forward(x, k, stride)))(x, k)
+    dk = jax.jit(jax.vmap(lambda x, dy: conv_kernels.kernel_grad(x, dy, k.shape[1:], stride)))(x, dy)
+    close((y, dk), (y_ref, dk_ref))
+    # conv2d's compiled gradients call them on the CPU backend
+    grads = jax.jit(jax.grad(lambda x, k: jnp.sum(conv2d(x, k, stride) ** 2), argnums=(0, 1)))
+    hlo = grads.lower(x[0], k[0]).compile().as_text()
+    assert "jaxrl_conv_forward" in hlo and "jaxrl_conv_kernel_grad" in hlo
+    if conv_kernels.supports_input_grad(k):
+        dx_ref = jax.vmap(lambda x, k, dy: jax.vjp(lambda x: conv_mod._conv(x, k, stride), x)[1](dy)[0])(
+            x, k, dy
+        )
+        dx = jax.jit(jax.vmap(lambda dy, k: conv_kernels.input_grad(dy, k, x.shape[1:], stride)))(dy, k)
+        close(dx, dx_ref)
+        assert "jaxrl_conv_input_grad" in hlo

@@ -1,0 +1,368 @@
+// Direct VALID 2-D convolution on x86 CPUs with AVX-512: the forward pass and the kernel gradient, as
+// XLA FFI handlers ("jaxrl_conv_fwd", "jaxrl_conv_dkernel"). Built and loaded by
+// jaxrl/networks/conv_kernels.py; see its docstring for why.
+//
+// Layout: x [B, N, H, W, C], kernel [B, KH, KW, C, O], y [B, N, OH, OW, O] (B: leading axes that
+// jax.vmap adds, folded into one; B = 1 unbatched). For one kernel row kh, the input a pixel reads
+// is one contiguous run of L = KW * C floats (x[n, oh*S + kh, ow*S : ow*S + KW, :]), so
+//   y[p, o]            = sum_kh sum_{j < L} x[base(p) + kh*W*C + j] * k[kh, j, o]
+//   dk[kh, j, o]       = sum_p x[base(p) + kh*W*C + j] * dy[p, o]
+// with base(p) = ((n*H + oh*S)*W + ow*S)*C. Both are register-blocked outer products: output channels
+// in zmm vectors (16 floats), pixels (forward) or kernel rows (gradient) broadcast from memory.
+// Requires O % 16 == 0 (the Python side checks and falls back otherwise).
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+
+namespace {
+
+struct Geometry {
+  int64_t n, h, w, c, kh, kw, o, s, oh, ow;
+  int64_t pixels() const { return n * oh * ow; }
+  int64_t run() const { return kw * c; }         // L: contiguous floats per kernel row
+  int64_t row_stride() const { return w * c; }   // floats between input rows
+  int64_t base(int64_t p) const {                // start of pixel p's patch in x
+    int64_t q = p % (oh * ow), b = p / (oh * ow);
+    return ((b * h + (q / ow) * s) * w + (q % ow) * s) * c;
+  }
+};
+
+// Runs fn(i) for i in [0, count) on the caller and XLA's intra-op pool. The caller never waits for a
+// scheduled task to start (XLA may run this op on a pool thread, and two such ops waiting for each
+// other's tasks would deadlock): it takes items itself and waits only for items other threads have
+// already taken. Tasks that start late find nothing left and touch only the shared counters.
+template <typename F>
+void ParallelFor(ffi::ThreadPool& pool, int64_t count, F fn) {
+  int64_t helpers = std::min<int64_t>(std::max<int64_t>(pool.num_threads(), 1), count) - 1;
+  if (helpers <= 0) {
+    for (int64_t i = 0; i < count; ++i) fn(i);
+    return;
+  }
+  struct Shared {
+    std::atomic<int64_t> next{0}, done{0};
+    std::mutex mu;
+    std::condition_variable cv;
+  };
+  auto shared = std::make_shared<Shared>();
+  F* body = &fn;
+  // a helper only dereferences body after claiming an item, which the caller is still waiting for
+  auto work = [](Shared& st, F* f, int64_t n) {
+    for (int64_t i; (i = st.next.fetch_add(1)) < n;) {
+      (*f)(i);
+      if (st.done.fetch_add(1) + 1 == n) {
+        std::lock_guard<std::mutex> lock(st.mu);
+        st.cv.notify_all();
+      }
+    }
+  };
+  for (int64_t t = 0; t < helpers; ++t)
+    pool.Schedule([shared, body, count, work]() { work(*shared, body, count); });
+  work(*shared, body, count);
+  std::unique_lock<std::mutex> lock(shared->mu);
+  shared->cv.wait(lock, [&] { return shared->done.load() == count; });
+}
+
+// y for RB pixels (p0..p0+RB-1) and 16*OV output channels from o0.
+template <int RB, int OV>
+inline void ForwardBlock(const Geometry& g, const float* x, const float* k, float* y, int64_t p0,
+                         int64_t o0) {
+  const float* xp[RB];
+  for (int r = 0; r < RB; ++r) xp[r] = x + g.base(p0 + r);
+  __m512 acc[RB][OV];
+#pragma GCC unroll 16
+  for (int r = 0; r < RB; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < OV; ++v) acc[r][v] = _mm512_setzero_ps();
+  const int64_t L = g.run(), rs = g.row_stride();
+  for (int64_t i = 0; i < g.kh; ++i) {
+    const float* kr = k + i * L * g.o + o0;
+    for (int64_t j = 0; j < L; ++j) {
+      __m512 kv[OV];
+#pragma GCC unroll 4
+      for (int v = 0; v < OV; ++v) kv[v] = _mm512_loadu_ps(kr + j * g.o + 16 * v);
+#pragma GCC unroll 16
+      for (int r = 0; r < RB; ++r) {
+        __m512 xv = _mm512_set1_ps(xp[r][i * rs + j]);
+#pragma GCC unroll 4
+        for (int v = 0; v < OV; ++v) acc[r][v] = _mm512_fmadd_ps(xv, kv[v], acc[r][v]);
+      }
+    }
+  }
+#pragma GCC unroll 16
+  for (int r = 0; r < RB; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < OV; ++v) _mm512_storeu_ps(y + (p0 + r) * g.o + o0 + 16 * v, acc[r][v]);
+}
+
+template <int RB, int OV>
+void ForwardRange(const Geometry& g, const float* x, const float* k, float* y, int64_t p_begin,
+                  int64_t p_end, int64_t o0) {
+  int64_t p = p_begin;
+  for (; p + RB <= p_end; p += RB) ForwardBlock<RB, OV>(g, x, k, y, p, o0);
+  for (; p < p_end; ++p) ForwardBlock<1, OV>(g, x, k, y, p, o0);
+}
+
+constexpr int64_t kForwardTile = 96;  // pixels per parallel task
+constexpr int64_t kGradTile = 128;    // pixels whose dy rows stay in L1 while all kernel rows pass
+
+template <int RB, int OV>
+void Forward(ffi::ThreadPool& pool, const Geometry& g, int64_t batch, const float* x,
+             const float* k, float* y) {
+  const int64_t tiles = (g.pixels() + kForwardTile - 1) / kForwardTile;
+  const int64_t chunks = g.o / (16 * OV);
+  ParallelFor(pool, batch * tiles * chunks, [&](int64_t t) {
+    int64_t b = t / (tiles * chunks), rest = t % (tiles * chunks);
+    int64_t tile = rest / chunks, chunk = rest % chunks;
+    int64_t p0 = tile * kForwardTile, p1 = std::min(p0 + kForwardTile, g.pixels());
+    ForwardRange<RB, OV>(g, x + b * g.n * g.h * g.w * g.c, k + b * g.kh * g.run() * g.o,
+                         y + b * g.pixels() * g.o, p0, p1, chunk * 16 * OV);
+  });
+}
+
+// dk rows r0..r0+RJ-1 (of KH*L; RJ divides L, so one kernel row kh), channels o0..o0+16*OV-1, summed
+// over pixels [p0, p1); adds to dk unless first.
+template <int RJ, int OV>
+inline void GradBlock(const Geometry& g, const int64_t* base, const float* x, const float* dy,
+                      float* dk, int64_t r0, int64_t o0, int64_t p0, int64_t p1, bool first) {
+  const int64_t L = g.run();
+  const int64_t off = (r0 / L) * g.row_stride() + r0 % L;
+  __m512 acc[RJ][OV];
+#pragma GCC unroll 16
+  for (int r = 0; r < RJ; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < OV; ++v)
+      acc[r][v] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(dk + (r0 + r) * g.o + o0 + 16 * v);
+  for (int64_t p = p0; p < p1; ++p) {
+    const float* xr = x + base[p] + off;
+    __m512 dv[OV];
+#pragma GCC unroll 4
+    for (int v = 0; v < OV; ++v) dv[v] = _mm512_loadu_ps(dy + p * g.o + o0 + 16 * v);
+#pragma GCC unroll 16
+    for (int r = 0; r < RJ; ++r) {
+      __m512 xv = _mm512_set1_ps(xr[r]);
+#pragma GCC unroll 4
+      for (int v = 0; v < OV; ++v) acc[r][v] = _mm512_fmadd_ps(xv, dv[v], acc[r][v]);
+    }
+  }
+#pragma GCC unroll 16
+  for (int r = 0; r < RJ; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < OV; ++v) _mm512_storeu_ps(dk + (r0 + r) * g.o + o0 + 16 * v, acc[r][v]);
+}
+
+template <int RJ, int OV>
+void KernelGrad(ffi::ThreadPool& pool, const Geometry& g, int64_t batch, const float* x,
+                const float* dy, float* dk) {
+  const int64_t P = g.pixels();
+  std::vector<int64_t> base(P);
+  for (int64_t p = 0; p < P; ++p) base[p] = g.base(p);
+  const int64_t row_blocks = g.kh * g.run() / RJ, chunks = g.o / (16 * OV);
+  const int64_t units = row_blocks * chunks;
+  // each task owns a set of (row block, channel chunk) units of one batch entry and walks all pixels
+  // tile by tile, so a tile's dy stays in cache while its units pass over it
+  const int64_t groups = std::max<int64_t>(1, std::min<int64_t>(pool.num_threads(), units));
+  ParallelFor(pool, batch * groups, [&](int64_t t) {
+    int64_t b = t / groups, grp = t % groups;
+    int64_t u0 = grp * units / groups, u1 = (grp + 1) * units / groups;
+    const float* xb = x + b * g.n * g.h * g.w * g.c;
+    const float* dyb = dy + b * P * g.o;
+    float* dkb = dk + b * g.kh * g.run() * g.o;
+    for (int64_t p0 = 0; p0 < P; p0 += kGradTile) {
+      int64_t p1 = std::min(p0 + kGradTile, P);
+      for (int64_t u = u0; u < u1; ++u)
+        GradBlock<RJ, OV>(g, base.data(), xb, dyb, dkb, (u / chunks) * RJ, (u % chunks) * 16 * OV,
+                          p0, p1, p0 == 0);
+    }
+  });
+}
+
+// dx for one image: for RB pixels and kernel row kh, the 16*JV input floats from j0 of each pixel's
+// run get sum_o dy[p, o] * kt[kh, o, j] added (kt: the kernel as [KH, O, L]); runs of neighbouring
+// pixels overlap when the stride is below the kernel, hence the read-add-write.
+template <int RB, int JV>
+inline void InputGradBlock(const Geometry& g, const float* dy, const float* kt, float* dx,
+                           int64_t p0, int64_t kh, int64_t j0) {
+  __m512 acc[RB][JV];
+#pragma GCC unroll 16
+  for (int r = 0; r < RB; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < JV; ++v) acc[r][v] = _mm512_setzero_ps();
+  const int64_t L = g.run();
+  const float* kr = kt + kh * g.o * L + j0;
+  for (int64_t o = 0; o < g.o; ++o) {
+    __m512 kv[JV];
+#pragma GCC unroll 4
+    for (int v = 0; v < JV; ++v) kv[v] = _mm512_loadu_ps(kr + o * L + 16 * v);
+#pragma GCC unroll 16
+    for (int r = 0; r < RB; ++r) {
+      __m512 dv = _mm512_set1_ps(dy[(p0 + r) * g.o + o]);
+#pragma GCC unroll 4
+      for (int v = 0; v < JV; ++v) acc[r][v] = _mm512_fmadd_ps(dv, kv[v], acc[r][v]);
+    }
+  }
+  for (int r = 0; r < RB; ++r) {
+    float* out = dx + g.base(p0 + r) + kh * g.row_stride() + j0;
+#pragma GCC unroll 4
+    for (int v = 0; v < JV; ++v)
+      _mm512_storeu_ps(out + 16 * v, _mm512_add_ps(_mm512_loadu_ps(out + 16 * v), acc[r][v]));
+  }
+}
+
+template <int RB, int JV>
+void InputGrad(ffi::ThreadPool& pool, const Geometry& g, int64_t batch, const float* dy,
+               const float* k, float* dx) {
+  const int64_t L = g.run(), R = g.kh * L, image = g.h * g.w * g.c, pix = g.oh * g.ow;
+  // the kernel as [B, KH, O, L], so a kernel row's run is contiguous per output channel
+  std::vector<float> kt(batch * R * g.o);
+  for (int64_t b = 0; b < batch; ++b)
+    for (int64_t r = 0; r < R; ++r)
+      for (int64_t o = 0; o < g.o; ++o)
+        kt[b * R * g.o + ((r / L) * g.o + o) * L + r % L] = k[(b * R + r) * g.o + o];
+  Geometry one = g;
+  one.n = 1;
+  ParallelFor(pool, batch * g.n, [&](int64_t t) {
+    int64_t b = t / g.n;
+    float* dxi = dx + t * image;
+    const float* dyi = dy + t * pix * g.o;
+    const float* kti = kt.data() + b * R * g.o;
+    std::fill(dxi, dxi + image, 0.0f);
+    for (int64_t p = 0; p < pix; p += RB) {
+      for (int64_t kh = 0; kh < g.kh; ++kh)
+        for (int64_t j0 = 0; j0 < L; j0 += 16 * JV) {
+          if (p + RB <= pix)
+            InputGradBlock<RB, JV>(one, dyi, kti, dxi, p, kh, j0);
+          else
+            for (int64_t q = p; q < pix; ++q) InputGradBlock<1, JV>(one, dyi, kti, dxi, q, kh, j0);
+        }
+    }
+  });
+}
+
+// Splits a buffer's dimensions into the folded leading axes and the trailing four.
+int64_t Leading(ffi::Span<const int64_t> d) {
+  int64_t b = 1;
+  for (size_t i = 0; i + 4 < d.size(); ++i) b *= d[i];
+  return b;
+}
+
+ffi::Error ConvForwardImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> k,
+                           ffi::ResultBuffer<ffi::F32> y, int64_t stride) {
+  auto xd = x.dimensions(), kd = k.dimensions(), yd = y->dimensions();
+  size_t rx = xd.size(), rk = kd.size(), ry = yd.size();
+  if (rx < 4 || rk != rx || ry != rx) return ffi::Error::InvalidArgument("conv: rank mismatch");
+  Geometry g{xd[rx - 4], xd[rx - 3], xd[rx - 2], xd[rx - 1], kd[rk - 4], kd[rk - 3],
+             kd[rk - 1], stride, yd[ry - 3], yd[ry - 2]};
+  if (g.o % 16 != 0 || kd[rk - 2] != g.c)
+    return ffi::Error::InvalidArgument("conv: needs C_out % 16 == 0 and matching C_in");
+  int64_t batch = Leading(xd);
+  const float* xp = x.typed_data();
+  const float* kp = k.typed_data();
+  float* yp = y->typed_data();
+  if (g.o % 64 == 0)
+    Forward<6, 4>(pool, g, batch, xp, kp, yp);
+  else if (g.o % 32 == 0)
+    Forward<12, 2>(pool, g, batch, xp, kp, yp);
+  else
+    Forward<16, 1>(pool, g, batch, xp, kp, yp);
+  return ffi::Error::Success();
+}
+
+ffi::Error ConvKernelGradImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x,
+                              ffi::Buffer<ffi::F32> dy, ffi::ResultBuffer<ffi::F32> dk,
+                              int64_t stride) {
+  auto xd = x.dimensions(), dd = dy.dimensions(), kd = dk->dimensions();
+  size_t rx = xd.size(), rd = dd.size(), rk = kd.size();
+  if (rx < 4 || rd != rx || rk != rx) return ffi::Error::InvalidArgument("conv: rank mismatch");
+  Geometry g{xd[rx - 4], xd[rx - 3], xd[rx - 2], xd[rx - 1], kd[rk - 4], kd[rk - 3],
+             kd[rk - 1], stride, dd[rd - 3], dd[rd - 2]};
+  if (g.o % 16 != 0 || kd[rk - 2] != g.c)
+    return ffi::Error::InvalidArgument("conv: needs C_out % 16 == 0 and matching C_in");
+  int64_t batch = Leading(xd);
+  const float* xp = x.typed_data();
+  const float* dp = dy.typed_data();
+  float* kp = dk->typed_data();
+  const int64_t L = g.run();
+  // the most kernel rows per block (at most 8, dividing L: a block stays in one kernel row)
+  int64_t rj = 8;
+  while (L % rj != 0) --rj;
+  if (g.o % 64 == 0 && L % 4 == 0) {
+    KernelGrad<4, 4>(pool, g, batch, xp, dp, kp);
+  } else if (g.o % 32 == 0 && rj == 8) {
+    KernelGrad<8, 2>(pool, g, batch, xp, dp, kp);
+  } else {
+    switch (rj) {
+      case 8: KernelGrad<8, 1>(pool, g, batch, xp, dp, kp); break;
+      case 7: KernelGrad<7, 1>(pool, g, batch, xp, dp, kp); break;
+      case 6: KernelGrad<6, 1>(pool, g, batch, xp, dp, kp); break;
+      case 5: KernelGrad<5, 1>(pool, g, batch, xp, dp, kp); break;
+      case 4: KernelGrad<4, 1>(pool, g, batch, xp, dp, kp); break;
+      case 3: KernelGrad<3, 1>(pool, g, batch, xp, dp, kp); break;
+      case 2: KernelGrad<2, 1>(pool, g, batch, xp, dp, kp); break;
+      default: KernelGrad<1, 1>(pool, g, batch, xp, dp, kp); break;
+    }
+  }
+  return ffi::Error::Success();
+}
+
+ffi::Error ConvInputGradImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> dy,
+                             ffi::Buffer<ffi::F32> k, ffi::ResultBuffer<ffi::F32> dx,
+                             int64_t stride) {
+  auto dd = dy.dimensions(), kd = k.dimensions(), xd = dx->dimensions();
+  size_t rx = xd.size(), rd = dd.size(), rk = kd.size();
+  if (rx < 4 || rd != rx || rk != rx) return ffi::Error::InvalidArgument("conv: rank mismatch");
+  Geometry g{xd[rx - 4], xd[rx - 3], xd[rx - 2], xd[rx - 1], kd[rk - 4], kd[rk - 3],
+             kd[rk - 1], stride, dd[rd - 3], dd[rd - 2]};
+  if (g.o % 16 != 0 || g.run() % 16 != 0 || kd[rk - 2] != g.c)
+    return ffi::Error::InvalidArgument("conv: needs C_out % 16 == 0 and KW * C_in % 16 == 0");
+  int64_t batch = Leading(xd);
+  const int64_t vectors = g.run() / 16;
+  const float* dp = dy.typed_data();
+  const float* kp = k.typed_data();
+  float* xp = dx->typed_data();
+  if (vectors % 4 == 0)
+    InputGrad<6, 4>(pool, g, batch, dp, kp, xp);
+  else if (vectors % 3 == 0)
+    InputGrad<8, 3>(pool, g, batch, dp, kp, xp);
+  else if (vectors % 2 == 0)
+    InputGrad<12, 2>(pool, g, batch, dp, kp, xp);
+  else
+    InputGrad<16, 1>(pool, g, batch, dp, kp, xp);
+  return ffi::Error::Success();
+}
+
+}  // namespace
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxrlConvInputGrad, ConvInputGradImpl,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Attr<int64_t>("stride"));
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxrlConvForward, ConvForwardImpl,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Attr<int64_t>("stride"));
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxrlConvKernelGrad, ConvKernelGradImpl,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Attr<int64_t>("stride"));
