@@ -170,8 +170,9 @@ void KernelGrad(ffi::ThreadPool& pool, const Geometry& g, int64_t batch, const f
   const int64_t row_blocks = g.kh * g.run() / RJ, chunks = g.o / (16 * OV);
   const int64_t units = row_blocks * chunks;
   // each task owns a set of (row block, channel chunk) units of one batch entry and walks all pixels
-  // tile by tile, so a tile's dy stays in cache while its units pass over it
-  const int64_t groups = std::max<int64_t>(1, std::min<int64_t>(pool.num_threads(), units));
+  // tile by tile, so a tile's dy stays in cache while its units pass over it; 4 tasks per thread, so
+  // a thread that starts late (its core busy with another op) leaves the rest to the others
+  const int64_t groups = std::max<int64_t>(1, std::min<int64_t>(4 * pool.num_threads(), units));
   ParallelFor(pool, batch * groups, [&](int64_t t) {
     int64_t b = t / groups, grp = t % groups;
     int64_t u0 = grp * units / groups, u1 = (grp + 1) * units / groups;
