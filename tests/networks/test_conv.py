@@ -198,3 +198,21 @@ def test_kernels_equal_xla_and_are_used_by_default(h, w, c, features, kernel, st
         dx = jax.jit(jax.vmap(lambda dy, k: conv_kernels.input_grad(dy, k, x.shape[1:], stride)))(dy, k)
         close(dx, dx_ref)
         assert "jaxrl_conv_input_grad" in hlo
+
+
+@pytest.mark.skipif(not conv_kernels.available(), reason="no AVX-512 CPU or no C++ compiler here")
+def test_other_backends_never_see_the_cpu_kernels():
+    # conv2d's gradient lowered for GPU takes XLA's convolutions (cuDNN there), for the CPU the kernels;
+    # lowered for both, the kernels sit only in the CPU branch of the platform switch
+    x, k = jnp.ones((2, 84, 84, 4)), jnp.full((8, 8, 4, 32), 0.01)
+    grad = jax.jit(jax.grad(lambda k, x: jnp.sum(conv2d(x, k, 4) ** 2)))
+    names = ("jaxrl_conv_forward", "jaxrl_conv_kernel_grad", "jaxrl_conv_input_grad")
+    checks = [jax.export.DisabledSafetyCheck.custom_call(n) for n in names]
+
+    def lowered(platforms):
+        return jax.export.export(grad, platforms=platforms, disabled_checks=checks)(k, x).mlir_module()
+
+    gpu, cpu, both = lowered(["cuda"]), lowered(["cpu"]), lowered(["cpu", "cuda"])
+    assert "jaxrl_conv" not in gpu and gpu.count("stablehlo.convolution") == 2
+    assert "stablehlo.convolution" not in cpu and "jaxrl_conv_kernel_grad" in cpu
+    assert "jaxrl_conv_kernel_grad" in both and "stablehlo.convolution" in both
