@@ -257,16 +257,27 @@ int64_t Leading(ffi::Span<const int64_t> d) {
   return b;
 }
 
-ffi::Error ConvForwardImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> k,
-                           ffi::ResultBuffer<ffi::F32> y, int64_t stride) {
-  auto xd = x.dimensions(), kd = k.dimensions(), yd = y->dimensions();
+// The geometry of x [..., N, H, W, C] and the kernel [..., KH, KW, C, O] with the output grid of
+// y [..., N, OH, OW, O] (y is the conv's output or its cotangent), and the folded leading axes; an
+// error where the ranks or channels do not fit the kernels.
+ffi::Error Parse(ffi::Span<const int64_t> xd, ffi::Span<const int64_t> kd, ffi::Span<const int64_t> yd,
+                 int64_t stride, Geometry& g, int64_t& batch) {
   size_t rx = xd.size(), rk = kd.size(), ry = yd.size();
   if (rx < 4 || rk != rx || ry != rx) return ffi::Error::InvalidArgument("conv: rank mismatch");
-  Geometry g{xd[rx - 4], xd[rx - 3], xd[rx - 2], xd[rx - 1], kd[rk - 4], kd[rk - 3],
-             kd[rk - 1], stride, yd[ry - 3], yd[ry - 2]};
+  g = Geometry{xd[rx - 4], xd[rx - 3], xd[rx - 2], xd[rx - 1], kd[rk - 4], kd[rk - 3],
+               kd[rk - 1], stride, yd[ry - 3], yd[ry - 2]};
   if (g.o % 16 != 0 || kd[rk - 2] != g.c)
     return ffi::Error::InvalidArgument("conv: needs C_out % 16 == 0 and matching C_in");
-  int64_t batch = Leading(xd);
+  batch = Leading(xd);
+  return ffi::Error::Success();
+}
+
+ffi::Error ConvForwardImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> k,
+                           ffi::ResultBuffer<ffi::F32> y, int64_t stride) {
+  Geometry g;
+  int64_t batch;
+  if (ffi::Error e = Parse(x.dimensions(), k.dimensions(), y->dimensions(), stride, g, batch); e.failure())
+    return e;
   const float* xp = x.typed_data();
   const float* kp = k.typed_data();
   float* yp = y->typed_data();
@@ -282,14 +293,10 @@ ffi::Error ConvForwardImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::B
 ffi::Error ConvKernelGradImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x,
                               ffi::Buffer<ffi::F32> dy, ffi::ResultBuffer<ffi::F32> dk,
                               int64_t stride) {
-  auto xd = x.dimensions(), dd = dy.dimensions(), kd = dk->dimensions();
-  size_t rx = xd.size(), rd = dd.size(), rk = kd.size();
-  if (rx < 4 || rd != rx || rk != rx) return ffi::Error::InvalidArgument("conv: rank mismatch");
-  Geometry g{xd[rx - 4], xd[rx - 3], xd[rx - 2], xd[rx - 1], kd[rk - 4], kd[rk - 3],
-             kd[rk - 1], stride, dd[rd - 3], dd[rd - 2]};
-  if (g.o % 16 != 0 || kd[rk - 2] != g.c)
-    return ffi::Error::InvalidArgument("conv: needs C_out % 16 == 0 and matching C_in");
-  int64_t batch = Leading(xd);
+  Geometry g;
+  int64_t batch;
+  if (ffi::Error e = Parse(x.dimensions(), dk->dimensions(), dy.dimensions(), stride, g, batch); e.failure())
+    return e;
   const float* xp = x.typed_data();
   const float* dp = dy.typed_data();
   float* kp = dk->typed_data();
@@ -319,14 +326,11 @@ ffi::Error ConvKernelGradImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x,
 ffi::Error ConvInputGradImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> dy,
                              ffi::Buffer<ffi::F32> k, ffi::ResultBuffer<ffi::F32> dx,
                              int64_t stride) {
-  auto dd = dy.dimensions(), kd = k.dimensions(), xd = dx->dimensions();
-  size_t rx = xd.size(), rd = dd.size(), rk = kd.size();
-  if (rx < 4 || rd != rx || rk != rx) return ffi::Error::InvalidArgument("conv: rank mismatch");
-  Geometry g{xd[rx - 4], xd[rx - 3], xd[rx - 2], xd[rx - 1], kd[rk - 4], kd[rk - 3],
-             kd[rk - 1], stride, dd[rd - 3], dd[rd - 2]};
-  if (g.o % 16 != 0 || g.run() % 16 != 0 || kd[rk - 2] != g.c)
-    return ffi::Error::InvalidArgument("conv: needs C_out % 16 == 0 and KW * C_in % 16 == 0");
-  int64_t batch = Leading(xd);
+  Geometry g;
+  int64_t batch;
+  if (ffi::Error e = Parse(dx->dimensions(), k.dimensions(), dy.dimensions(), stride, g, batch); e.failure())
+    return e;
+  if (g.run() % 16 != 0) return ffi::Error::InvalidArgument("conv: needs KW * C_in % 16 == 0");
   const int64_t vectors = g.run() / 16;
   const float* dp = dy.typed_data();
   const float* kp = k.typed_data();
@@ -344,26 +348,15 @@ ffi::Error ConvInputGradImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> dy,
 
 }  // namespace
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxrlConvInputGrad, ConvInputGradImpl,
-                              ffi::Ffi::Bind()
-                                  .Ctx<ffi::ThreadPool>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Attr<int64_t>("stride"));
+// The three handlers' shared signature: two float32 operands, one float32 result, the stride.
+#define JAXRL_CONV_BINDING                                                       \
+  ffi::Ffi::Bind()                                                               \
+      .Ctx<ffi::ThreadPool>()                                                    \
+      .Arg<ffi::Buffer<ffi::F32>>()                                              \
+      .Arg<ffi::Buffer<ffi::F32>>()                                              \
+      .Ret<ffi::Buffer<ffi::F32>>()                                              \
+      .Attr<int64_t>("stride")
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxrlConvForward, ConvForwardImpl,
-                              ffi::Ffi::Bind()
-                                  .Ctx<ffi::ThreadPool>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Attr<int64_t>("stride"));
-
-XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxrlConvKernelGrad, ConvKernelGradImpl,
-                              ffi::Ffi::Bind()
-                                  .Ctx<ffi::ThreadPool>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Attr<int64_t>("stride"));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxrlConvForward, ConvForwardImpl, JAXRL_CONV_BINDING);
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxrlConvKernelGrad, ConvKernelGradImpl, JAXRL_CONV_BINDING);
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxrlConvInputGrad, ConvInputGradImpl, JAXRL_CONV_BINDING);
