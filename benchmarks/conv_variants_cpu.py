@@ -136,31 +136,23 @@ LAYER1 = {
 }
 
 
+def strided_variants(stride: int) -> dict:
+    """Layers 2 and 3's variants at their stride: conv2d, im2col, the sub-pixel input gradient."""
+    return {
+        "conv2d": lambda x, w: conv2d(x, w, stride),
+        "im2col": lambda x, w: im2col(x, w, stride),
+        "subpixel_dx": conv2d_subpixel_dx(stride),
+    }
+
+
 def layer_programs():
     k = jax.random.split(jax.random.key(0), 4)
     frames = jax.random.randint(k[0], (N, 84, 84, 4), 0, 256).astype(jnp.uint8)
+    w2, w3 = (jax.random.normal(k[1], shape) * 0.05 for shape in ((4, 4, 32, 64), (3, 3, 64, 64)))
     layers = {
         "layer1": (frames, jax.random.normal(k[1], (8, 8, 4, 32)) * 0.05, LAYER1, False),
-        "layer2": (
-            jax.random.normal(k[2], (N, 20, 20, 32)),
-            jax.random.normal(k[1], (4, 4, 32, 64)) * 0.05,
-            {
-                "conv2d": lambda x, w: conv2d(x, w, 2),
-                "im2col": lambda x, w: im2col(x, w, 2),
-                "subpixel_dx": conv2d_subpixel_dx(2),
-            },
-            True,
-        ),
-        "layer3": (
-            jax.random.normal(k[3], (N, 9, 9, 64)),
-            jax.random.normal(k[1], (3, 3, 64, 64)) * 0.05,
-            {
-                "conv2d": lambda x, w: conv2d(x, w, 1),
-                "im2col": lambda x, w: im2col(x, w, 1),
-                "subpixel_dx": conv2d_subpixel_dx(1),
-            },
-            True,
-        ),
+        "layer2": (jax.random.normal(k[2], (N, 20, 20, 32)), w2, strided_variants(2), True),
+        "layer3": (jax.random.normal(k[3], (N, 9, 9, 64)), w3, strided_variants(1), True),
     }
     progs, errors = {}, {}
     for layer, (x, w, variants, with_dx) in layers.items():
