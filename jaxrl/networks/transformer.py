@@ -440,13 +440,9 @@ def _pick(logits, u, temperature, top_k, top_p, greedy) -> tuple[jax.Array, jax.
     return tok, jnp.take_along_axis(logits, tok[:, None], axis=-1)[:, 0] - lse
 
 
-def _decode_takes(policy: PolicyModel, name: str) -> bool:
-    """``policy.decode`` has a parameter ``name`` (``offset``, ``last_only``: optional extensions)."""
-    return _takes(policy.decode, name)
-
-
 def _takes(fn: Callable | None, name: str) -> bool:
-    """``fn`` has a parameter ``name``."""
+    """``fn`` has a parameter ``name`` (a policy's optional extensions: ``decode``'s ``offset`` and
+    ``last_only``, ``init_cache``'s ``dtype``)."""
     import inspect
 
     try:
@@ -493,9 +489,9 @@ def make_sampler(
     if top_k < 0:
         raise ValueError(f"top_k must be >= 0, got {top_k}")
     stops = tuple(dict.fromkeys((int(eos_id), *(int(e) for e in eos_ids))))
-    left_padded = use_cache and _decode_takes(policy, "offset")
+    left_padded = use_cache and _takes(policy.decode, "offset")
     cache_takes_dtype = use_cache and _takes(policy.init_cache, "dtype")
-    last_only = use_cache and _decode_takes(policy, "last_only")
+    last_only = use_cache and _takes(policy.decode, "last_only")
     new = max_new_tokens
 
     def prefill_last(params, tokens, cache, *offset):
