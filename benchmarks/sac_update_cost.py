@@ -2,13 +2,16 @@
 
     python benchmarks/sac_update_cost.py                 # 4 vmapped seeds, 500 steps, 5 alternating rounds
     python benchmarks/sac_update_cost.py --rounds 3 --steps 200
+    python benchmarks/sac_update_cost.py --quick --rounds 8 --steps 300 --out sac_update_cost_dense
 
 Times ``jaxrl.algos.sac.update`` alone (critics, actor, temperature, three Adam steps, Polyak) on fixed
 minibatches, with the settings of ``benchmarks/sac_pendulum_vs_rejax.py`` (MLP 64-64, batch 256,
 ``--seeds`` seeds in one ``jax.vmap``, one XLA CPU thread), in one ``lax.scan`` of ``--steps`` steps, best
 process CPU time of ``--rounds`` rounds run in alternation, for:
 
-  * ``silu``: the benchmark's network (SiLU/swish, as rejax's);
+  * ``silu``: the benchmark's network (SiLU/swish, as rejax's), as jaxrl runs it by default (each
+    Dense+SiLU layer one fused AVX-512 kernel per direction where ``jaxrl.networks.dense_kernels`` builds);
+  * ``silu, XLA layers``: the same with ``JAXRL_DENSE_KERNELS=0`` (XLA's products and SiLU);
   * ``relu`` and ``identity``: the same step with a cheaper activation (measurement only: they show what
     the activation costs; ``identity`` is registered here, not in jaxrl);
   * ``matmul floor``: the step's 64x64 products alone (16 batched 256x64x64 products per seed and step,
@@ -17,12 +20,13 @@ process CPU time of ``--rounds`` rounds run in alternation, for:
 The step's arithmetic is fixed by the algorithm: actor on s' and both target critics (target), both critics
 forward and backward (critic loss), actor forward and backward through both critics (actor loss). So
 ``silu - matmul floor`` bounds what layout, fusion or optimiser changes can still remove.
-Results: results/sac_update_cost.json.
+``--quick`` times only the two SiLU variants. Results: results/<--out>.json (default sac_update_cost).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -38,6 +42,8 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=4)
     p.add_argument("--steps", type=int, default=500, help="gradient steps per timed call")
     p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--quick", action="store_true", help="only silu with and without the dense kernels")
+    p.add_argument("--out", default="sac_update_cost", help="results/<out>.json")
     args = p.parse_args()
     H.set_cpu_threads(1)
 
@@ -100,10 +106,16 @@ def main() -> None:
         f = jax.jit(lambda x: jax.lax.scan(body, x, None, args.steps)[0])
         return f.lower(x0).compile(), (x0,)
 
-    variants = {"silu": update_loop("silu"), "relu": update_loop("relu"), "identity": update_loop("identity")}
-    variants["matmul floor"] = matmul_floor()
-    for c, a in variants.values():
+    variants = {"silu": update_loop("silu")}
+    os.environ["JAXRL_DENSE_KERNELS"] = "0"  # read while tracing: XLA's dot + mlp.silu for these variants
+    variants["silu, XLA layers"] = update_loop("silu")
+    if not args.quick:
+        variants |= {"relu": update_loop("relu"), "identity": update_loop("identity")}
+        variants["matmul floor"] = matmul_floor()
+    del os.environ["JAXRL_DENSE_KERNELS"]
+    for n, (c, a) in variants.items():
         jax.block_until_ready(c(*a))  # warm-up
+        print(f"{n}: {c.as_text().count('jaxrl_dense')} dense-kernel calls in the compiled step")
     machine = H.machine_info()
     cpu = {n: [] for n in variants}
     for _ in range(args.rounds):
@@ -122,11 +134,12 @@ def main() -> None:
             f"  {n:13s} {min(v):8.1f}   ({min(v) / base:.2f} of silu)   rounds: {' '.join(f'{x:.0f}' for x in v)}"
         )
     flop = 16 * 2 * rows * 64 * 64 * s
-    print(
-        f"  matmul floor rate: {flop / min(cpu['matmul floor']) / 1e3:.1f} GFLOP/s ({flop / 1e6:.0f} MFLOP per step)"
-    )
+    if "matmul floor" in cpu:
+        print(
+            f"  matmul floor rate: {flop / min(cpu['matmul floor']) / 1e3:.1f} GFLOP/s ({flop / 1e6:.0f} MFLOP per step)"
+        )
     path = H.write_json(
-        "sac_update_cost",
+        args.out,
         {"seeds": s, "steps": args.steps, "cpu_us_per_step": cpu, "machine": machine},
     )
     print(f"wrote {path}")

@@ -14,16 +14,14 @@
 #include <immintrin.h>
 
 #include <algorithm>
-#include <atomic>
-#include <condition_variable>
 #include <cstdint>
-#include <memory>
-#include <mutex>
 #include <vector>
 
+#include "cpu_kernels.h"
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
+using jaxrl::ParallelFor;
 
 namespace {
 
@@ -37,41 +35,6 @@ struct Geometry {
     return ((b * h + (q / ow) * s) * w + (q % ow) * s) * c;
   }
 };
-
-// Runs fn(i) for i in [0, count) on the caller and XLA's intra-op pool. The caller never waits for a
-// scheduled task to start (XLA may run this op on a pool thread, and two such ops waiting for each
-// other's tasks would deadlock): it takes items itself and waits only for items other threads have
-// already taken. Tasks that start late find nothing left and touch only the shared counters.
-template <typename F>
-void ParallelFor(ffi::ThreadPool& pool, int64_t count, F fn) {
-  int64_t helpers = std::min<int64_t>(std::max<int64_t>(pool.num_threads(), 1), count) - 1;
-  if (helpers <= 0) {
-    for (int64_t i = 0; i < count; ++i) fn(i);
-    return;
-  }
-  struct Shared {
-    std::atomic<int64_t> next{0}, done{0};
-    std::mutex mu;
-    std::condition_variable cv;
-  };
-  auto shared = std::make_shared<Shared>();
-  F* body = &fn;
-  // a helper only dereferences body after claiming an item, which the caller is still waiting for
-  auto work = [](Shared& st, F* f, int64_t n) {
-    for (int64_t i; (i = st.next.fetch_add(1)) < n;) {
-      (*f)(i);
-      if (st.done.fetch_add(1) + 1 == n) {
-        std::lock_guard<std::mutex> lock(st.mu);
-        st.cv.notify_all();
-      }
-    }
-  };
-  for (int64_t t = 0; t < helpers; ++t)
-    pool.Schedule([shared, body, count, work]() { work(*shared, body, count); });
-  work(*shared, body, count);
-  std::unique_lock<std::mutex> lock(shared->mu);
-  shared->cv.wait(lock, [&] { return shared->done.load() == count; });
-}
 
 // y for RB pixels (p0..p0+RB-1) and 16*OV output channels from o0.
 template <int RB, int OV>
@@ -137,28 +100,9 @@ inline void GradBlock(const Geometry& g, const int64_t* base, const float* x, co
                       float* dk, int64_t r0, int64_t o0, int64_t p0, int64_t p1, bool first) {
   const int64_t L = g.run();
   const int64_t off = (r0 / L) * g.row_stride() + r0 % L;
-  __m512 acc[RJ][OV];
-#pragma GCC unroll 16
-  for (int r = 0; r < RJ; ++r)
-#pragma GCC unroll 4
-    for (int v = 0; v < OV; ++v)
-      acc[r][v] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(dk + (r0 + r) * g.o + o0 + 16 * v);
-  for (int64_t p = p0; p < p1; ++p) {
-    const float* xr = x + base[p] + off;
-    __m512 dv[OV];
-#pragma GCC unroll 4
-    for (int v = 0; v < OV; ++v) dv[v] = _mm512_loadu_ps(dy + p * g.o + o0 + 16 * v);
-#pragma GCC unroll 16
-    for (int r = 0; r < RJ; ++r) {
-      __m512 xv = _mm512_set1_ps(xr[r]);
-#pragma GCC unroll 4
-      for (int v = 0; v < OV; ++v) acc[r][v] = _mm512_fmadd_ps(xv, dv[v], acc[r][v]);
-    }
-  }
-#pragma GCC unroll 16
-  for (int r = 0; r < RJ; ++r)
-#pragma GCC unroll 4
-    for (int v = 0; v < OV; ++v) _mm512_storeu_ps(dk + (r0 + r) * g.o + o0 + 16 * v, acc[r][v]);
+  jaxrl::OuterProductRows<RJ, OV>([&](int64_t p) { return x + base[p] + off; },
+                                  [&](int64_t p) { return dy + p * g.o + o0; }, p0, p1,
+                                  dk + r0 * g.o + o0, g.o, first, __mmask16(0xFFFF));
 }
 
 template <int RJ, int OV>

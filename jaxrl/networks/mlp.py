@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxrl.networks import dense
 from jaxrl.networks.init import orthogonal
 
 
@@ -25,9 +26,8 @@ def silu(x: jax.Array) -> jax.Array:
 @silu.defjvp
 def _silu_jvp(primals, tangents):
     (x,), (t,) = primals, tangents
-    s = 0.5 + 0.5 * jnp.tanh(0.5 * x)
-    y = x * s
-    return y, t * (s + y * (1.0 - s))
+    y, d = dense.silu_and_grad(x)
+    return y, t * d
 
 
 ACTIVATIONS = {"tanh": nn.tanh, "relu": nn.relu, "gelu": nn.gelu, "silu": silu}
@@ -39,9 +39,26 @@ def activation(name: str):
     return ACTIVATIONS[name]
 
 
+class DenseSilu(nn.Module):
+    """``silu(nn.Dense(features)(x))`` with ``nn.Dense``'s parameters (``kernel [K, N]``, ``bias [N]``), as
+    one :func:`jaxrl.networks.dense.dense_silu` (fused AVX-512 kernels on the CPU where they build)."""
+
+    features: int
+    kernel_init: Callable = nn.initializers.lecun_normal()
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        kernel = self.param("kernel", self.kernel_init, (x.shape[-1], self.features), jnp.float32)
+        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), jnp.float32)
+        return dense.dense_silu(x, kernel, bias)
+
+
 class MLP(nn.Module):
     """``Dense -> act`` per hidden size; zero bias; orthogonal(sqrt 2) kernels (PPO practice) unless
-    ``kernel_init`` is given (DQN passes flax's lecun-normal default, as rejax; CleanRL uses PyTorch's)."""
+    ``kernel_init`` is given (DQN passes flax's lecun-normal default, as rejax; CleanRL uses PyTorch's).
+    With SiLU, where jaxrl's dense kernels are available (``jaxrl.networks.dense_kernels``; CPU with
+    AVX-512, ``JAXRL_DENSE_KERNELS`` not ``0``), each layer is one fused :class:`DenseSilu` with the same
+    parameters (same names and shapes as ``nn.Dense``'s)."""
 
     hidden: Sequence[int]
     activation: str = "tanh"
@@ -52,6 +69,10 @@ class MLP(nn.Module):
         act = activation(self.activation)
         init = self.kernel_init or orthogonal(np.sqrt(2))
         x = x.astype(jnp.float32)
-        for h in self.hidden:
-            x = act(nn.Dense(h, kernel_init=init)(x))
+        fused = self.activation == "silu" and dense.supports(x)
+        for i, h in enumerate(self.hidden):
+            if fused:
+                x = DenseSilu(h, kernel_init=init, name=f"Dense_{i}")(x)
+            else:
+                x = act(nn.Dense(h, kernel_init=init)(x))
         return x

@@ -1,0 +1,79 @@
+"""Hand-written CPU kernels for a dense layer with SiLU, ``silu(x w + b)``, and its gradients (XLA FFI).
+
+SAC's networks are small MLPs (64-64, SiLU) applied to 256-row minibatches, so a gradient step is a few
+dozen small matrix products and as many elementwise passes, and XLA CPU runs both below the core's reach:
+the activation is a separate pass over memory (forward and again for its derivative), and the weight
+gradient ``x^T dz`` takes a slower form than the forward product. ``dense_cpu.cc`` (next to this file) has,
+for x86 CPUs with AVX-512, the forward product with the bias and SiLU in its epilogue (an exponential
+and a reciprocal of its own, a few float32 ulp of the exact function; for training also storing the
+activation's derivative for the backward pass), and the backward pass's ``dz = dy * silu'``, bias and
+weight gradients in one loop (the weight gradient as a register-blocked outer product, as fast as the
+forward form). The input gradient ``dz w^T`` is XLA's own product (as fast as a kernel of this kind).
+
+Built and loaded by :mod:`jaxrl.networks.cpu_kernels`; where they cannot run here, or
+``JAXRL_DENSE_KERNELS=0`` is set, :func:`available` is False and :mod:`jaxrl.networks.dense` uses XLA's
+``dot`` and :func:`jaxrl.networks.mlp.silu` (same results to float tolerance). The FFI targets are
+registered for the CPU platform only; callers select them with ``lax.platform_dependent``.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+
+from jaxrl.networks import cpu_kernels
+
+_FORWARD, _FORWARD_TRAIN = "jaxrl_dense_silu_forward", "jaxrl_dense_silu_forward_train"
+_WEIGHT_GRAD = "jaxrl_dense_silu_weight_grad"
+_SWITCH = "JAXRL_DENSE_KERNELS"
+
+
+def available() -> bool:
+    """Whether the kernels are on (``JAXRL_DENSE_KERNELS`` is not ``0``, read at each trace) and built,
+    loaded and registered for the CPU platform (False: use XLA's)."""
+    return cpu_kernels.enabled(_SWITCH) and _loaded()
+
+
+@functools.cache
+def _loaded() -> bool:
+    targets = {
+        _FORWARD: "JaxrlDenseSiluForward",
+        _FORWARD_TRAIN: "JaxrlDenseSiluForwardTrain",
+        _WEIGHT_GRAD: "JaxrlDenseSiluWeightGrad",
+    }
+    return cpu_kernels.load("dense_cpu.cc", targets, _SWITCH)
+
+
+def _require() -> None:
+    if not available():
+        raise RuntimeError(
+            "jaxrl's dense kernels are not available here (no AVX-512 on Linux x86-64, no C++ compiler, the "
+            "build failed (see the log), or JAXRL_DENSE_KERNELS=0); use jaxrl.networks.dense.dense"
+        )
+
+
+def _shape(x: jax.Array, w: jax.Array) -> jax.ShapeDtypeStruct:
+    return jax.ShapeDtypeStruct((x.shape[0], w.shape[1]), jnp.float32)
+
+
+def forward(x: jax.Array, w: jax.Array, b: jax.Array) -> jax.Array:
+    """``silu(x w + b)`` for ``x [M, K]``, ``w [K, N]``, ``b [N]`` (CPU only; vmap batches every operand)."""
+    _require()
+    return jax.ffi.ffi_call(_FORWARD, _shape(x, w), vmap_method="broadcast_all")(x, w, b)
+
+
+def forward_train(x: jax.Array, w: jax.Array, b: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``(y, d)``: :func:`forward`'s ``y`` and the activation's derivative ``silu'(x w + b)`` (CPU only)."""
+    _require()
+    out = _shape(x, w)
+    return jax.ffi.ffi_call(_FORWARD_TRAIN, (out, out), vmap_method="broadcast_all")(x, w, b)
+
+
+def weight_grad(x: jax.Array, d: jax.Array, dy: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``(dw, db)``: ``dw = x^T dz``, ``db`` the sum of ``dz``'s rows, ``dz = dy * d`` (CPU only)."""
+    _require()
+    k, n = x.shape[-1], d.shape[-1]
+    outs = (jax.ShapeDtypeStruct((k, n), jnp.float32), jax.ShapeDtypeStruct((n,), jnp.float32))
+    return jax.ffi.ffi_call(_WEIGHT_GRAD, outs, vmap_method="broadcast_all")(x, d, dy)
