@@ -58,7 +58,8 @@ class MLP(nn.Module):
     ``kernel_init`` is given (DQN passes flax's lecun-normal default, as rejax; CleanRL uses PyTorch's).
     With SiLU, where jaxrl's dense kernels are available (``jaxrl.networks.dense_kernels``; CPU with
     AVX-512, ``JAXRL_DENSE_KERNELS`` not ``0``), each layer is one fused :class:`DenseSilu` with the same
-    parameters (same names and shapes as ``nn.Dense``'s)."""
+    parameters (same names and shapes as ``nn.Dense``'s); it has a custom VJP, so differentiate such an
+    MLP in reverse mode (``jax.grad``/``vjp``), or turn the kernels off for forward mode."""
 
     hidden: Sequence[int]
     activation: str = "tanh"
