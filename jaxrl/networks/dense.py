@@ -46,6 +46,10 @@ def _xla_input_grad(d, dy, w):
     return jnp.dot(dy * d, w.T)
 
 
+# below this many input columns XLA's weight-gradient product beats the kernel's (RESULTS.md, SAC)
+_KERNEL_WEIGHT_GRAD_MIN_INPUTS = 16
+
+
 def _pick(cpu, xla, *args):
     if not (dense_kernels.available() and all(a.dtype == jnp.float32 for a in args)):
         return xla(*args)
@@ -67,7 +71,7 @@ def _bwd(residuals, dy):
     # separate calls, so that XLA drops whichever nothing reads (the input gradient of a network's first
     # layer, the weight gradients where only the input's is wanted, e.g. the critics in SAC's actor loss);
     # for a few input columns (the first layer) XLA's own weight-gradient product is the faster one
-    if x.shape[-1] < 16:
+    if x.shape[-1] < _KERNEL_WEIGHT_GRAD_MIN_INPUTS:
         dw, db = _xla_weight_grad(x, d, dy)
     else:
         dw, db = _pick(dense_kernels.weight_grad, _xla_weight_grad, x, d, dy)
