@@ -1,12 +1,14 @@
-// A dense layer with SiLU, y = silu(x w + b), fused on x86 CPUs with AVX-512, as XLA FFI handlers: the
+// Dense layers with SiLU, y = silu(x w + b), fused on x86 CPUs with AVX-512, as XLA FFI handlers: the
 // forward pass with the bias and activation in the product's epilogue (for training also storing the
-// activation's derivative d), and the weight and bias gradients from x, d and the output's cotangent. Built and loaded by
+// activation's derivative d), the weight and bias gradients from x and dz (the pre-activation's
+// cotangent), and the cotangent handed to the layer below, (dz w^T) * d_below. Built and loaded by
 // jaxrl/networks/dense_kernels.py; see its docstring for why.
 //
 // Layout: x [B, M, K], w [B, K, N], b [B, N], y [B, M, N] (B: leading axes that jax.vmap adds, folded
 // into one; B = 1 unbatched). Output columns sit in zmm vectors (16 floats; the last one masked when
-// N % 16 != 0), rows (forward) or weight rows (weight gradient) are broadcast, so both products are
-// register-blocked outer products, the weight gradient included (XLA runs x^T g in a slower form than x w).
+// N % 16 != 0), rows (forward, input gradient) or weight rows (weight gradient) are broadcast, so every
+// product is a register-blocked outer product, the weight gradient included (XLA runs x^T g in a slower
+// form than x w).
 //
 // SiLU in the epilogue: see Silu below; a few float32 ulp of the exact function and its derivative.
 
@@ -62,11 +64,11 @@ struct Dims {
   int64_t m, k, n;
 };
 
-enum class Epilogue { kSilu, kSiluGrad };
+enum class Epilogue { kSilu, kSiluGrad, kScale };
 
 // out[r, c0 + ...] for RB rows of a (row stride lda, depth kd) times bm (row stride ldb), OV column
 // vectors from c0 (the last masked by tail); the epilogue adds the bias and applies SiLU (and stores its
-// derivative to d with kSiluGrad).
+// derivative to d with kSiluGrad), or (kScale) multiplies by d's entries, storing to out.
 template <int RB, int OV, Epilogue E>
 inline void ProductBlock(const float* a, int64_t lda, int64_t kd, const float* bm, int64_t ldb,
                          const float* bias, float* out, float* d, int64_t ldo, int64_t c0, __mmask16 tail) {
@@ -88,18 +90,24 @@ inline void ProductBlock(const float* a, int64_t lda, int64_t kd, const float* b
     }
   }
   __m512 biasv[OV];
+  if (E != Epilogue::kScale) {
 #pragma GCC unroll 4
-  for (int v = 0; v < OV; ++v) biasv[v] = _mm512_maskz_loadu_ps(v == OV - 1 ? tail : 0xFFFF, bias + c0 + 16 * v);
+    for (int v = 0; v < OV; ++v) biasv[v] = _mm512_maskz_loadu_ps(v == OV - 1 ? tail : 0xFFFF, bias + c0 + 16 * v);
+  }
 #pragma GCC unroll 16
   for (int r = 0; r < RB; ++r)
 #pragma GCC unroll 4
     for (int v = 0; v < OV; ++v) {
       __mmask16 mk = v == OV - 1 ? tail : 0xFFFF;
       int64_t at = r * ldo + c0 + 16 * v;
-      __m512 yv, dv;
-      Silu(_mm512_add_ps(acc[r][v], biasv[v]), yv, dv);
-      _mm512_mask_storeu_ps(out + at, mk, yv);
-      if (E == Epilogue::kSiluGrad) _mm512_mask_storeu_ps(d + at, mk, dv);
+      if (E == Epilogue::kScale) {
+        _mm512_mask_storeu_ps(out + at, mk, _mm512_mul_ps(acc[r][v], _mm512_maskz_loadu_ps(mk, d + at)));
+      } else {
+        __m512 yv, dv;
+        Silu(_mm512_add_ps(acc[r][v], biasv[v]), yv, dv);
+        _mm512_mask_storeu_ps(out + at, mk, yv);
+        if (E == Epilogue::kSiluGrad) _mm512_mask_storeu_ps(d + at, mk, dv);
+      }
     }
 }
 
@@ -145,17 +153,6 @@ void Forward(ffi::ThreadPool& pool, const Dims& g, int64_t batch, const float* x
   });
 }
 
-// dz = dy * d for rows [p0, p1) into buf (row stride n).
-inline void Dz(int64_t n, const float* d, const float* dy, float* buf, int64_t p0, int64_t p1) {
-  for (int64_t p = p0; p < p1; ++p)
-    for (int64_t c = 0; c < n; c += 16) {
-      const __mmask16 mk = TailMask(n, c, 1);
-      const int64_t at = p * n + c;
-      _mm512_mask_storeu_ps(buf + (p - p0) * n + c, mk,
-                            _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, dy + at), _mm512_maskz_loadu_ps(mk, d + at)));
-    }
-}
-
 // dw rows j0..j0+RJ-1, column vectors c0.. (the last masked by tail), summed over rows [p0, p1) of x and
 // dz; adds to dw unless first.
 template <int RJ, int OV>
@@ -178,22 +175,19 @@ void WeightGradRows(const Dims& g, const float* x, const float* dz, float* dw, i
   for (; j < g.k; ++j) WeightGradBlock<1, OV>(g, x, dz, dw, j, c0, p0, p1, first, tail);
 }
 
-// dz = dy * d (a tile at a time, in buf), db = column sums of dz, dw = x^T dz for one batch entry.
-void WeightGrad(const Dims& g, const float* x, const float* d, const float* dy, float* dw, float* db,
-                float* buf) {
+// db = column sums of dz, dw = x^T dz for one batch entry, a tile of rows at a time (its dz stays in L1
+// while every block of dw passes over it).
+void WeightGrad(const Dims& g, const float* x, const float* dz, float* dw, float* db) {
   std::fill(db, db + g.n, 0.0f);
   if (g.m == 0) std::fill(dw, dw + g.k * g.n, 0.0f);
   for (int64_t p0 = 0; p0 < g.m; p0 += kGradTile) {
     const int64_t p1 = std::min(p0 + kGradTile, g.m);
-    Dz(g.n, d, dy, buf, p0, p1);
     for (int64_t c = 0; c < g.n; c += 16) {
       const __mmask16 mk = TailMask(g.n, c, 1);
       __m512 sum = _mm512_setzero_ps();
-      for (int64_t p = 0; p < p1 - p0; ++p) sum = _mm512_add_ps(sum, _mm512_maskz_loadu_ps(mk, buf + p * g.n + c));
+      for (int64_t p = p0; p < p1; ++p) sum = _mm512_add_ps(sum, _mm512_maskz_loadu_ps(mk, dz + p * g.n + c));
       _mm512_mask_storeu_ps(db + c, mk, _mm512_add_ps(_mm512_maskz_loadu_ps(mk, db + c), sum));
     }
-    // the tile's rows of dz sit at buf - p0 * n from the rows' point of view
-    const float* dz = buf - p0 * g.n;
     for (int64_t c0 = 0; c0 < g.n; c0 += 64) {
       switch (std::min<int64_t>(4, (g.n - c0 + 15) / 16)) {
         case 4: WeightGradRows<4>(g, x, dz, dw, c0, p0, p1); break;
@@ -203,6 +197,18 @@ void WeightGrad(const Dims& g, const float* x, const float* d, const float* dy, 
       }
     }
   }
+}
+
+// dz_prev = (dz wt) * d_prev for one batch entry (wt: w transposed, [N, K]; d_prev [M, K]).
+void InputGrad(ffi::ThreadPool& pool, const Dims& g, int64_t batch, const float* dz, const float* wt,
+               const float* d_prev, float* out) {
+  const int64_t tiles = (g.m + kRowTile - 1) / kRowTile;
+  ParallelFor(pool, batch * tiles, [&](int64_t t) {
+    int64_t bi = t / tiles, p0 = (t % tiles) * kRowTile, p1 = std::min(p0 + kRowTile, g.m);
+    const int64_t at = (bi * g.m + p0) * g.k;
+    Product<Epilogue::kScale>(dz + (bi * g.m + p0) * g.n, g.n, g.n, wt + bi * g.k * g.n, g.k, nullptr,
+                              out + at, const_cast<float*>(d_prev + at), p1 - p0);
+  });
 }
 
 // The folded leading axes of a buffer whose last `trailing` axes are the operand's own.
@@ -244,20 +250,33 @@ ffi::Error ForwardTrainImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::
   return RunForward<Epilogue::kSiluGrad>(pool, x, w, b, y->typed_data(), d->typed_data());
 }
 
-// dw = x^T (dy * d), db = the column sums of dy * d (per batch entry).
-ffi::Error WeightGradImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> d,
-                          ffi::Buffer<ffi::F32> dy, ffi::ResultBuffer<ffi::F32> dw,
-                          ffi::ResultBuffer<ffi::F32> db) {
+// dw = x^T dz, db = the column sums of dz (per batch entry).
+ffi::Error WeightGradImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> dz,
+                          ffi::ResultBuffer<ffi::F32> dw, ffi::ResultBuffer<ffi::F32> db) {
   Dims g;
   int64_t batch;
   if (ffi::Error e = Parse(x.dimensions(), dw->dimensions(), g, batch); e.failure()) return e;
-  const float *xp = x.typed_data(), *dp = d.typed_data(), *gp = dy.typed_data();
+  const float *xp = x.typed_data(), *zp = dz.typed_data();
   float *wp = dw->typed_data(), *bp = db->typed_data();
   ParallelFor(pool, batch, [&](int64_t i) {
-    std::vector<float> buf(kGradTile * g.n);
-    WeightGrad(g, xp + i * g.m * g.k, dp + i * g.m * g.n, gp + i * g.m * g.n, wp + i * g.k * g.n,
-               bp + i * g.n, buf.data());
+    WeightGrad(g, xp + i * g.m * g.k, zp + i * g.m * g.n, wp + i * g.k * g.n, bp + i * g.n);
   });
+  return ffi::Error::Success();
+}
+
+// The cotangent of the layer below's pre-activation: (dz w^T) * d_prev, from dz [..., M, N], wt = w^T
+// [..., N, K] and d_prev [..., M, K] (that layer's SiLU derivative).
+ffi::Error InputGradImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> dz, ffi::Buffer<ffi::F32> wt,
+                         ffi::Buffer<ffi::F32> d_prev, ffi::ResultBuffer<ffi::F32> out) {
+  auto od = out->dimensions(), zd = dz.dimensions(), td = wt.dimensions();
+  const size_t r = od.size();
+  if (r < 2 || zd.size() != r || td.size() != r || d_prev.dimensions().size() != r)
+    return ffi::Error::InvalidArgument("dense: dz, w^T, d_prev and the result need the same rank >= 2");
+  if (td[r - 2] != zd[r - 1] || td[r - 1] != od[r - 1] || zd[r - 2] != od[r - 2])
+    return ffi::Error::InvalidArgument("dense: dz [M, N], w^T [N, K] and d_prev [M, K] do not fit");
+  const Dims g{od[r - 2], od[r - 1], zd[r - 1]};
+  const int64_t batch = Leading(od, 2);
+  InputGrad(pool, g, batch, dz.typed_data(), wt.typed_data(), d_prev.typed_data(), out->typed_data());
   return ffi::Error::Success();
 }
 
@@ -272,4 +291,10 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxrlDenseSiluForward, ForwardImpl, JAXRL_DENSE_BI
 XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxrlDenseSiluForwardTrain, ForwardTrainImpl,
                               JAXRL_DENSE_BINDING.Ret<ffi::Buffer<ffi::F32>>().Ret<ffi::Buffer<ffi::F32>>());
 XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxrlDenseSiluWeightGrad, WeightGradImpl,
-                              JAXRL_DENSE_BINDING.Ret<ffi::Buffer<ffi::F32>>().Ret<ffi::Buffer<ffi::F32>>());
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>());
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxrlDenseSiluInputGrad, InputGradImpl, JAXRL_DENSE_BINDING.Ret<ffi::Buffer<ffi::F32>>());

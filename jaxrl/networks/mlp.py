@@ -39,27 +39,28 @@ def activation(name: str):
     return ACTIVATIONS[name]
 
 
-class DenseSilu(nn.Module):
-    """``silu(nn.Dense(features)(x))`` with ``nn.Dense``'s parameters (``kernel [K, N]``, ``bias [N]``), as
-    one :func:`jaxrl.networks.dense.dense_silu` (fused AVX-512 kernels on the CPU where they build)."""
+class DenseParams(nn.Module):
+    """``nn.Dense(features)``'s parameters (``kernel [K, N]``, ``bias [N]``) for ``K`` inputs, returned
+    rather than applied (the fused SiLU MLP applies all layers in one function)."""
 
     features: int
     kernel_init: Callable = nn.initializers.lecun_normal()
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        kernel = self.param("kernel", self.kernel_init, (x.shape[-1], self.features), jnp.float32)
+    def __call__(self, inputs: int) -> tuple[jax.Array, jax.Array]:
+        kernel = self.param("kernel", self.kernel_init, (inputs, self.features), jnp.float32)
         bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), jnp.float32)
-        return dense.dense_silu(x, kernel, bias)
+        return kernel, bias
 
 
 class MLP(nn.Module):
     """``Dense -> act`` per hidden size; zero bias; orthogonal(sqrt 2) kernels (PPO practice) unless
     ``kernel_init`` is given (DQN passes flax's lecun-normal default, as rejax; CleanRL uses PyTorch's).
     With SiLU, where jaxrl's dense kernels are available (``jaxrl.networks.dense_kernels``; CPU with
-    AVX-512, ``JAXRL_DENSE_KERNELS`` not ``0``), each layer is one fused :class:`DenseSilu` with the same
-    parameters (same names and shapes as ``nn.Dense``'s); it has a custom VJP, so differentiate such an
-    MLP in reverse mode (``jax.grad``/``vjp``), or turn the kernels off for forward mode."""
+    AVX-512, ``JAXRL_DENSE_KERNELS`` not ``0``), the layers are one :func:`jaxrl.networks.dense.silu_mlp`
+    (fused kernels per layer and direction) with the same parameters (same names and shapes as
+    ``nn.Dense``'s); it has a custom VJP, so differentiate such an MLP in reverse mode (``jax.grad``/
+    ``vjp``), or turn the kernels off for forward mode."""
 
     hidden: Sequence[int]
     activation: str = "tanh"
@@ -70,10 +71,13 @@ class MLP(nn.Module):
         act = activation(self.activation)
         init = self.kernel_init or orthogonal(np.sqrt(2))
         x = x.astype(jnp.float32)
-        fused = self.activation == "silu" and dense.supports(x)
-        for i, h in enumerate(self.hidden):
-            if fused:
-                x = DenseSilu(h, kernel_init=init, name=f"Dense_{i}")(x)
-            else:
-                x = act(nn.Dense(h, kernel_init=init)(x))
+        if self.activation == "silu" and self.hidden and dense.supports(x):
+            widths = [x.shape[-1], *self.hidden[:-1]]
+            layers = [
+                DenseParams(h, kernel_init=init, name=f"Dense_{i}")(k)
+                for i, (k, h) in enumerate(zip(widths, self.hidden, strict=True))
+            ]
+            return dense.silu_mlp(x, layers)
+        for h in self.hidden:
+            x = act(nn.Dense(h, kernel_init=init)(x))
         return x

@@ -87,6 +87,71 @@ def test_under_vmap_batched_and_shared_parameters():
     close([y.reshape(3, 50, 48)], ref[:1])
 
 
+def reference_mlp(x, layers, g):
+    """float64: the SiLU MLP's output and the gradients of sum(y * g) w.r.t. x and every (w, b)."""
+    x = np.asarray(x, np.float64)
+    xs, ss, zs = [], [], []
+    for w, b in layers:
+        w, b = np.asarray(w, np.float64), np.asarray(b, np.float64)
+        z = x @ w + b[..., None, :]
+        xs.append(x)
+        zs.append(z)
+        ss.append(1.0 / (1.0 + np.exp(-z)))
+        x = z * ss[-1]
+    dy, grads = np.asarray(g, np.float64), []
+    for i in reversed(range(len(layers))):
+        dz = dy * ss[i] * (1.0 + zs[i] * (1.0 - ss[i]))
+        w = np.asarray(layers[i][0], np.float64)
+        grads.append((np.swapaxes(xs[i], -1, -2) @ dz, dz.sum(-2)))
+        dy = dz @ np.swapaxes(w, -1, -2)
+    return x, dy, grads[::-1]
+
+
+# (rows, widths): SAC's actor and critic, three layers with odd widths
+MLPS = [(256, (3, 64, 64)), (256, (4, 64, 64)), (37, (5, 20, 70, 17))]
+
+
+@pytest.mark.parametrize("m, widths", MLPS)
+@pytest.mark.parametrize("kernels", ["1", "0"])
+def test_mlp_of_layers_and_gradients_match_float64(m, widths, kernels, monkeypatch):
+    # the whole MLP in one custom VJP: the backward pass hands each layer's input cotangent, with the SiLU
+    # derivative of the layer below already applied, from one call to the next
+    monkeypatch.setenv("JAXRL_DENSE_KERNELS", kernels)
+    keys = jax.random.split(jax.random.key(m), 2 * len(widths))
+    x = 2.0 * jax.random.normal(keys[0], (m, widths[0]))
+    layers = [
+        (jax.random.normal(keys[2 * i], (k, n)) / np.sqrt(k), 0.5 * jax.random.normal(keys[2 * i + 1], (n,)))
+        for i, (k, n) in enumerate(zip(widths[:-1], widths[1:], strict=True))
+    ]
+    g = jax.random.normal(keys[1], (m, widths[-1]))
+
+    def f(x, layers):
+        y, pull = jax.vjp(dense.silu_mlp, x, layers)
+        return y, *pull(g)
+
+    y, dx, grads = jax.jit(f)(x, layers)
+    y_ref, dx_ref, grads_ref = reference_mlp(x, layers, g)
+    close([y, dx, *jax.tree.leaves(grads)], [y_ref, dx_ref, *jax.tree.leaves(grads_ref)])
+    hlo = jax.jit(f).lower(x, layers).compile().as_text()
+    assert ("jaxrl_dense_silu_input_grad" in hlo) == (kernels == "1" and dense_kernels.available())
+    # vmapped over a leading batch of parameters and inputs (SAC's seeds and twin critics)
+    xb, gb = jnp.stack([x, -x]), jnp.stack([g, g])
+    lb = jax.tree.map(lambda a: jnp.stack([a, 0.5 * a]), layers)
+    yb, dxb, gradsb = jax.jit(jax.vmap(lambda x, ls, g: f_with(x, ls, g)))(xb, lb, gb)
+    for j in range(2):
+        r = reference_mlp(xb[j], take(lb, j), gb[j])
+        close([yb[j], dxb[j], *jax.tree.leaves(take(gradsb, j))], [r[0], r[1], *jax.tree.leaves(r[2])])
+
+
+def take(tree, j):
+    return jax.tree.map(lambda a: a[j], tree)
+
+
+def f_with(x, layers, g):
+    y, pull = jax.vjp(dense.silu_mlp, x, layers)
+    return y, *pull(g)
+
+
 @needs_kernels
 def test_unused_gradients_are_not_computed():
     # the weight gradient and the input gradient are separate calls, so XLA drops the one nothing reads
@@ -97,6 +162,15 @@ def test_unused_gradients_are_not_computed():
     assert "jaxrl_dense_silu_weight_grad" in only_w and not re.search(
         r"f32\[64,32\]\{[\d,]+\} (dot|fusion)", only_w
     )
+    # two layers, the input's gradient only (SAC's critics in the actor loss): no weight-gradient kernel
+    v = jax.random.normal(jax.random.key(9), (64, 64)) / 8.0
+    two = (
+        jax.jit(jax.grad(lambda x: jnp.sum(dense.silu_mlp(x, [(w, b), (v, b)]) * g)))
+        .lower(x)
+        .compile()
+        .as_text()
+    )
+    assert "jaxrl_dense_silu_input_grad" in two and "jaxrl_dense_silu_weight_grad" not in two
     # no gradient at all: the forward kernel without the derivative
     plain = jax.jit(dense.dense_silu).lower(x, w, b).compile().as_text()
     assert "jaxrl_dense_silu_forward" in plain and "forward_train" not in plain
@@ -159,8 +233,13 @@ def test_mlp_keeps_dense_parameters_and_switch_off_is_xla(kernels, monkeypatch):
 @needs_kernels
 def test_other_backends_never_see_the_cpu_kernels():
     x, w, b, g = operands(256, 64, 64)
-    grad = jax.jit(jax.grad(lambda w, x: jnp.sum(dense.dense_silu(x, w, b) * g), argnums=(0, 1)))
-    names = [dense_kernels._FORWARD, dense_kernels._FORWARD_TRAIN, dense_kernels._WEIGHT_GRAD]
+    grad = jax.jit(jax.grad(lambda w, x: jnp.sum(dense.silu_mlp(x, [(w, b), (w, b)]) * g), argnums=(0, 1)))
+    names = [
+        dense_kernels._FORWARD,
+        dense_kernels._FORWARD_TRAIN,
+        dense_kernels._WEIGHT_GRAD,
+        dense_kernels._INPUT_GRAD,
+    ]
     checks = [jax.export.DisabledSafetyCheck.custom_call(n) for n in names]
 
     def lowered(platforms):
@@ -169,4 +248,5 @@ def test_other_backends_never_see_the_cpu_kernels():
     gpu, cpu, both = lowered(["cuda"]), lowered(["cpu"]), lowered(["cpu", "cuda"])
     assert "jaxrl_dense" not in gpu and gpu.count("stablehlo.dot_general") >= 3
     assert "jaxrl_dense_silu_forward_train" in cpu and "jaxrl_dense_silu_weight_grad" in cpu
+    assert "jaxrl_dense_silu_input_grad" in cpu
     assert "jaxrl_dense_silu_weight_grad" in both and "stablehlo.dot_general" in both
