@@ -59,7 +59,7 @@ def _pick(cpu, xla, *args):
 
 
 @jax.custom_vjp
-def _silu_mlp2(x, layers):
+def _silu_mlp_rows(x, layers):  # x [M, K]: silu_mlp folds the leading axes into the rows
     for w, b in layers:
         x = _pick(dense_kernels.forward, _xla_forward, x, w, b)
     return x
@@ -92,11 +92,11 @@ def _bwd(residuals, g):
     return jnp.dot(dz, ws[0].T), grads[::-1]
 
 
-_silu_mlp2.defvjp(_fwd, _bwd)
+_silu_mlp_rows.defvjp(_fwd, _bwd)
 
 
 def supports(x: jax.Array) -> bool:
-    """Whether :func:`dense_silu` runs the kernels (on the CPU backend) for float32 weights and this input:
+    """Whether :func:`silu_mlp` runs the kernels (on the CPU backend) for float32 weights and this input:
     float32 and the kernels available."""
     return x.dtype == jnp.dtype(jnp.float32) and dense_kernels.available()
 
@@ -104,8 +104,10 @@ def supports(x: jax.Array) -> bool:
 def silu_mlp(x: jax.Array, layers: list[tuple[jax.Array, jax.Array]]) -> jax.Array:
     """``silu(... silu(x @ w_0 + b_0) ... @ w_L + b_L)`` for ``x [..., K]`` and ``layers`` = ``[(w_i, b_i)]``
     (``w_i [K_i, N_i]``, ``b_i [N_i]``) -> ``[..., N_L]`` (float32)."""
+    if not layers:
+        return x
     lead = x.shape[:-1]
-    y = _silu_mlp2(x.reshape(-1, x.shape[-1]), [tuple(layer) for layer in layers])
+    y = _silu_mlp_rows(x.reshape(-1, x.shape[-1]), [tuple(layer) for layer in layers])
     return y.reshape(*lead, y.shape[-1])
 
 
