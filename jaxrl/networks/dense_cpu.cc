@@ -49,7 +49,11 @@ inline void Silu(__m512 z, __m512& y, __m512& d) {
   p = _mm512_fmadd_ps(p, q, _mm512_set1_ps(1.0f));
   const __m512 e = _mm512_scalef_ps(p, n);
   const __m512 den = _mm512_add_ps(e, _mm512_set1_ps(1.0f));
-  const __m512 s = _mm512_div_ps(_mm512_set1_ps(1.0f), den);
+  // below the clamp s is under 2e-38: exactly 0 there (and for NaN), so that y and d are 0 for any finite
+  // z < -87 (not z times the clamp's s, which is far from 0 for huge |z|) and NaN for z = -inf or NaN, as
+  // jax.nn.silu gives
+  const __m512 s = _mm512_maskz_div_ps(_mm512_cmp_ps_mask(z, _mm512_set1_ps(-87.0f), _CMP_GE_OQ),
+                                       _mm512_set1_ps(1.0f), den);
   y = _mm512_mul_ps(z, s);
   d = _mm512_fmadd_ps(y, _mm512_mul_ps(e, s), s);
 }

@@ -197,6 +197,22 @@ def test_kernel_silu_is_silu_to_float32_rounding():
     np.testing.assert_allclose(y[3:, 0], [88.0, 200.0, 1e4])
     np.testing.assert_allclose(d[3:, 0], [1.0, 1.0, 1.0])
     assert np.all(np.abs(np.asarray(y[:3])) < 1e-30) and np.all(np.abs(np.asarray(d[:3])) < 1e-30)
+    # huge negative inputs give exactly 0 (not z times a tiny clamped sigmoid: 1e30 * 2e-38 is not small
+    # in a weight gradient), -inf and NaN give NaN, as jax.nn.silu does
+    odd = jnp.asarray([[-1e30], [-3e38], [-1e10], [-90.0], [-jnp.inf], [jnp.nan], [jnp.inf]])
+    y, d = dense_kernels.forward_train(odd, jnp.ones((1, 1)), jnp.zeros((1,)))
+    want_y = jax.nn.silu(odd)
+    want_d = jax.vmap(jax.grad(lambda z: jax.nn.silu(z)[0]))(odd)
+    np.testing.assert_array_equal(np.asarray(y[:4]), 0.0)
+    np.testing.assert_array_equal(np.asarray(d[:4]), 0.0)
+    assert np.isnan(np.asarray(y[4:6])).all() and np.isnan(np.asarray(want_y[4:6])).all()
+    assert np.isnan(np.asarray(d[4:6])).all() and np.isnan(np.asarray(want_d[4:6])).all()
+    assert float(y[6, 0]) == np.inf == float(want_y[6, 0])
+    # and through a layer's weight gradient: 0 there, as XLA's
+    x = jnp.full((3, 64), -1e30)
+    w, b = jnp.full((64, 16), 0.01), jnp.zeros((16,))
+    got = jax.grad(lambda w: jnp.sum(dense.dense_silu(x, w, b)))(w)
+    np.testing.assert_array_equal(np.asarray(got), 0.0)
 
 
 @pytest.mark.parametrize("kernels", ["1", "0"])
