@@ -18,8 +18,6 @@ other backends never see them.
 
 from __future__ import annotations
 
-import functools
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -29,15 +27,18 @@ from jaxrl.networks import cpu_kernels
 _FORWARD, _KERNEL_GRAD, _INPUT_GRAD = "jaxrl_conv_forward", "jaxrl_conv_kernel_grad", "jaxrl_conv_input_grad"
 
 
-@functools.cache
-def available() -> bool:
-    """Whether the kernels are built, loaded and registered for the CPU platform (False: use XLA's)."""
-    targets = {
-        _FORWARD: "JaxrlConvForward",
-        _KERNEL_GRAD: "JaxrlConvKernelGrad",
-        _INPUT_GRAD: "JaxrlConvInputGrad",
-    }
-    return cpu_kernels.load("conv_cpu.cc", targets, "JAXRL_CONV_KERNELS")
+_LIBRARY = cpu_kernels.Library(
+    "conv_cpu.cc",
+    (
+        (_FORWARD, "JaxrlConvForward"),
+        (_KERNEL_GRAD, "JaxrlConvKernelGrad"),
+        (_INPUT_GRAD, "JaxrlConvInputGrad"),
+    ),
+    "JAXRL_CONV_KERNELS",
+    "jaxrl.networks.conv.conv2d",
+)
+available = _LIBRARY.available
+_require = _LIBRARY.require
 
 
 def supports(x: jax.Array, kernel: jax.Array) -> bool:
@@ -50,14 +51,6 @@ def supports(x: jax.Array, kernel: jax.Array) -> bool:
 def supports_input_grad(kernel: jax.Array) -> bool:
     """Whether :func:`input_grad` takes this kernel: also ``KW * C_in`` a multiple of 16."""
     return kernel.shape[1] * kernel.shape[2] % 16 == 0
-
-
-def _require() -> None:
-    if not available():
-        raise RuntimeError(
-            "jaxrl's conv kernels are not available here (no AVX-512 on Linux x86-64, no C++ compiler, "
-            "the build failed (see the log), or JAXRL_CONV_KERNELS=0); use jaxrl.networks.conv.conv2d"
-        )
 
 
 def forward(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:

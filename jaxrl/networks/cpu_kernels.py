@@ -14,6 +14,8 @@ library's switch (an environment variable) is ``0``.
 from __future__ import annotations
 
 import ctypes
+import dataclasses
+import functools
 import hashlib
 import logging
 import os
@@ -110,3 +112,32 @@ def load(source: str, targets: dict[str, str], switch: str) -> bool:
         _log.warning("jaxrl %s kernels unavailable, using XLA's operations: %s", Path(source).stem, err)
         return False
     return True
+
+
+@dataclasses.dataclass(frozen=True)
+class Library:
+    """One kernel library: its source, its FFI targets (target name, exported symbol), the environment
+    variable that turns it off, and what a caller uses without it (for the error message)."""
+
+    source: str
+    targets: tuple[tuple[str, str], ...]
+    switch: str
+    fallback: str
+
+    def available(self) -> bool:
+        """Whether the kernels are on (``$switch`` not ``0``, read at each call, i.e. at each trace) and
+        built, loaded and registered for the CPU platform (False: use XLA's operations)."""
+        return enabled(self.switch) and _loaded(self)
+
+    def require(self) -> None:
+        if not self.available():
+            raise RuntimeError(
+                f"jaxrl's {Path(self.source).stem} kernels are not available here (no AVX-512 on Linux "
+                f"x86-64, no C++ compiler, the build failed (see the log), or {self.switch}=0); use "
+                f"{self.fallback}"
+            )
+
+
+@functools.cache
+def _loaded(lib: Library) -> bool:
+    return load(lib.source, dict(lib.targets), lib.switch)

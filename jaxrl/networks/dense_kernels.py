@@ -18,8 +18,6 @@ registered for the CPU platform only; callers select them with ``lax.platform_de
 
 from __future__ import annotations
 
-import functools
-
 import jax
 import jax.numpy as jnp
 
@@ -27,32 +25,19 @@ from jaxrl.networks import cpu_kernels
 
 _FORWARD, _FORWARD_TRAIN = "jaxrl_dense_silu_forward", "jaxrl_dense_silu_forward_train"
 _WEIGHT_GRAD, _INPUT_GRAD = "jaxrl_dense_silu_weight_grad", "jaxrl_dense_silu_input_grad"
-_SWITCH = "JAXRL_DENSE_KERNELS"
-
-
-def available() -> bool:
-    """Whether the kernels are on (``JAXRL_DENSE_KERNELS`` is not ``0``, read at each trace) and built,
-    loaded and registered for the CPU platform (False: use XLA's)."""
-    return cpu_kernels.enabled(_SWITCH) and _loaded()
-
-
-@functools.cache
-def _loaded() -> bool:
-    targets = {
-        _FORWARD: "JaxrlDenseSiluForward",
-        _FORWARD_TRAIN: "JaxrlDenseSiluForwardTrain",
-        _WEIGHT_GRAD: "JaxrlDenseSiluWeightGrad",
-        _INPUT_GRAD: "JaxrlDenseSiluInputGrad",
-    }
-    return cpu_kernels.load("dense_cpu.cc", targets, _SWITCH)
-
-
-def _require() -> None:
-    if not available():
-        raise RuntimeError(
-            "jaxrl's dense kernels are not available here (no AVX-512 on Linux x86-64, no C++ compiler, the "
-            "build failed (see the log), or JAXRL_DENSE_KERNELS=0); use jaxrl.networks.dense.dense"
-        )
+_LIBRARY = cpu_kernels.Library(
+    "dense_cpu.cc",
+    (
+        (_FORWARD, "JaxrlDenseSiluForward"),
+        (_FORWARD_TRAIN, "JaxrlDenseSiluForwardTrain"),
+        (_WEIGHT_GRAD, "JaxrlDenseSiluWeightGrad"),
+        (_INPUT_GRAD, "JaxrlDenseSiluInputGrad"),
+    ),
+    "JAXRL_DENSE_KERNELS",
+    "jaxrl.networks.dense.silu_mlp",
+)
+available = _LIBRARY.available
+_require = _LIBRARY.require
 
 
 def _shape(x: jax.Array, w: jax.Array) -> jax.ShapeDtypeStruct:
